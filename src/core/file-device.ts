@@ -1,0 +1,147 @@
+/**
+ * A BlockDevice over a raw image file or a host block device, with positioned IO.
+ */
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import type { BlockDevice, WriteOptions } from './block-device.js';
+import { zeros } from './bytes.js';
+import { FerryError, badInput } from './errors.js';
+
+export const sectorBytes = 512;
+const zeroWriteBytes = 1024 * 1024;
+
+export interface OpenFileDeviceOptions {
+  readOnly?: boolean;
+  /** Create a sparse file of this size if `path` does not exist. */
+  createSizeBytes?: number;
+  /** If set, the device must have exactly this size. */
+  expectSizeBytes?: number;
+}
+
+export class FileDevice implements BlockDevice {
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly handle: FileHandle,
+    readonly sizeBytes: number,
+    readonly readOnly: boolean,
+  ) {}
+
+  static async open(path: string, options: OpenFileDeviceOptions = {}): Promise<FileDevice> {
+    const readOnly = options.readOnly ?? false;
+    let handle: FileHandle;
+    try {
+      handle = await open(path, readOnly ? constants.O_RDONLY : constants.O_RDWR);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && options.createSizeBytes !== undefined && !readOnly) {
+        checkSize(options.createSizeBytes, 'size');
+        handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+        await handle.truncate(options.createSizeBytes);
+      } else if (code === 'ENOENT') {
+        throw new FerryError('not-found', `disk ${path} does not exist`, { cause: err });
+      } else {
+        throw new FerryError('io', `cannot open disk ${path}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    try {
+      const sizeBytes = await deviceSize(path, handle);
+      checkSize(sizeBytes, `size of ${path}`);
+      if (options.expectSizeBytes !== undefined && sizeBytes !== options.expectSizeBytes) {
+        throw new FerryError(
+          'bad-input',
+          `disk ${path} is ${sizeBytes} bytes, expected exactly ${options.expectSizeBytes} bytes`,
+        );
+      }
+      return new FileDevice(path, handle, sizeBytes, readOnly);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  async read(buf: Uint8Array, offset: number): Promise<void> {
+    this.checkRange(offset, buf.byteLength);
+    let done = 0;
+    while (done < buf.byteLength) {
+      const { bytesRead } = await this.handle.read(buf, done, buf.byteLength - done, offset + done);
+      if (bytesRead === 0) throw new FerryError('io', `${this.path}: unexpected end of disk at ${offset + done}`);
+      done += bytesRead;
+    }
+  }
+
+  async write(data: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
+    this.checkWritable();
+    this.checkRange(offset, data.byteLength);
+    let done = 0;
+    while (done < data.byteLength) {
+      const { bytesWritten } = await this.handle.write(data, done, data.byteLength - done, offset + done);
+      done += bytesWritten;
+    }
+    if (options?.fua) await this.handle.datasync();
+  }
+
+  async writeZeroes(offset: number, length: number, options?: WriteOptions): Promise<void> {
+    this.checkWritable();
+    this.checkRange(offset, length);
+    for (let at = offset; at < offset + length; at += zeroWriteBytes) {
+      await this.write(zeros(Math.min(zeroWriteBytes, offset + length - at)), at);
+    }
+    if (options?.fua) await this.handle.datasync();
+  }
+
+  /** Node cannot punch holes; a trim writes zeros so the range reads as zeros, as promised. */
+  trim(offset: number, length: number, options?: WriteOptions): Promise<void> {
+    return this.writeZeroes(offset, length, options);
+  }
+
+  async flush(): Promise<void> {
+    if (!this.readOnly) await this.handle.datasync();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
+  }
+
+  private checkWritable(): void {
+    if (this.readOnly) throw new FerryError('invalid-state', `disk ${this.path} is open read-only`);
+  }
+
+  private checkRange(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.sizeBytes) {
+      throw new FerryError('bad-input', `${this.path}: range ${offset}+${length} is outside the disk (${this.sizeBytes} bytes)`);
+    }
+  }
+}
+
+function checkSize(sizeBytes: number, field: string): void {
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % sectorBytes !== 0) {
+    throw badInput(field, sizeBytes, `a positive multiple of ${sectorBytes} bytes`);
+  }
+}
+
+/** Regular files report their size in stat; block devices through sysfs. */
+async function deviceSize(path: string, handle: FileHandle): Promise<number> {
+  const info = await handle.stat();
+  if (info.isFile()) return info.size;
+  if (info.isBlockDevice()) {
+    const major = Number((BigInt(info.rdev) >> 8n) & 0xfffn);
+    const minor = Number((BigInt(info.rdev) & 0xffn) | ((BigInt(info.rdev) >> 12n) & 0xfff00n));
+    const sectors = await readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8');
+    return Number(sectors.trim()) * sectorBytes;
+  }
+  throw new FerryError('bad-input', `${path} is neither a regular file nor a block device`);
+}
+
+/** True if the path exists (any kind of file). */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,32 @@
+/**
+ * The object-store interface every backend implements. Objects are small enough to hold in
+ * memory (chunks are a few MiB, manifests and deltas are bounded); keys are relative,
+ * slash-separated paths. Backends add no meaning to keys: the repository layout does that.
+ */
+
+export interface ObjectInfo {
+  sizeBytes: number;
+}
+
+export interface ObjectStore {
+  /** Where the store lives, for messages: `file:/srv/ferry` or `s3://bucket/prefix`. */
+  readonly location: string;
+  /** Stores an object; when the promise resolves the object is durable and whole. */
+  put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void>;
+  /** Reads a whole object; a missing one fails with code 'not-found' naming the key. */
+  get(key: string, signal?: AbortSignal): Promise<Buffer>;
+  /** Size of an object, or undefined if it does not exist. */
+  stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined>;
+  /** Keys that start with `prefix`, in no particular order. */
+  list(prefix: string, signal?: AbortSignal): AsyncIterable<string>;
+  /** Removes an object; removing a missing object is not an error. */
+  delete(key: string, signal?: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}
+
+const keyPattern = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+
+/** Keys are plain relative paths: no empty segments, no `.` or `..`, no leading slash. */
+export function isValidKey(key: string): boolean {
+  return keyPattern.test(key) && !key.split('/').some((part) => part === '.' || part === '..');
+}

@@ -1,0 +1,137 @@
+/**
+ * The repository layout on top of an object store (docs/FORMAT.md):
+ *
+ *   config                 JSON: format, version, repository id, default chunk size
+ *   chunks/<hh>/<sha256>   raw chunk bytes, named by their SHA-256 (hh = first two hex digits)
+ *   manifests/<sha256>     JSON manifest, named by the SHA-256 of its bytes
+ *
+ * Every object is verified against its name when read. Chunks must be durable before a
+ * manifest that names them is written: the manifest is the commit point.
+ */
+import { randomBytes } from 'node:crypto';
+import { FerryError, sha256Hex } from '../core/index.js';
+import { decodeManifest, encodeManifest, type Manifest } from './manifest.js';
+import type { ObjectStore } from './object-store.js';
+
+export const repositoryVersion = 1;
+export const defaultChunkSizeBytes = 4 * 1024 * 1024;
+
+export interface RepositoryConfig {
+  format: 'ferry-repository';
+  version: typeof repositoryVersion;
+  id: string;
+  chunkSizeBytes: number;
+  createdAt: string;
+}
+
+export function chunkKey(hash: string): string {
+  return `chunks/${hash.slice(0, 2)}/${hash}`;
+}
+
+export function manifestKey(id: string): string {
+  return `manifests/${id}`;
+}
+
+export class Repository {
+  private constructor(
+    readonly store: ObjectStore,
+    readonly config: RepositoryConfig,
+  ) {}
+
+  /** Opens the repository in `store`, creating its config if the store is empty. */
+  static async openOrInit(store: ObjectStore, chunkSizeBytes = defaultChunkSizeBytes): Promise<Repository> {
+    if (await store.stat('config')) return Repository.open(store);
+    const config: RepositoryConfig = {
+      format: 'ferry-repository',
+      version: repositoryVersion,
+      id: randomBytes(16).toString('hex'),
+      chunkSizeBytes,
+      createdAt: new Date().toISOString(),
+    };
+    await store.put('config', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
+    return new Repository(store, config);
+  }
+
+  static async open(store: ObjectStore): Promise<Repository> {
+    let bytes: Buffer;
+    try {
+      bytes = await store.get('config');
+    } catch (err) {
+      if (err instanceof FerryError && err.code === 'not-found') {
+        throw new FerryError('not-found', `no ferry repository in ${store.location} (object "config" is missing)`, { cause: err });
+      }
+      throw err;
+    }
+    let config: Partial<RepositoryConfig>;
+    try {
+      config = JSON.parse(bytes.toString('utf8'));
+    } catch (err) {
+      throw new FerryError('checksum-mismatch', `config of ${store.location} is not valid JSON`, { cause: err });
+    }
+    if (config.format !== 'ferry-repository') {
+      throw new FerryError('bad-input', `config of ${store.location}: format is ${JSON.stringify(config.format)}, expected "ferry-repository"`);
+    }
+    if (config.version !== repositoryVersion) {
+      throw new FerryError(
+        'unsupported-version',
+        `config of ${store.location} has format version ${JSON.stringify(config.version)}; this ferry reads version ${repositoryVersion}`,
+      );
+    }
+    return new Repository(store, config as RepositoryConfig);
+  }
+
+  async hasChunk(hash: string, signal?: AbortSignal): Promise<boolean> {
+    return (await this.store.stat(chunkKey(hash), signal)) !== undefined;
+  }
+
+  async putChunk(hash: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+    await this.store.put(chunkKey(hash), data, signal);
+  }
+
+  /** Reads a chunk and checks its SHA-256 against its name. */
+  async getChunk(hash: string, signal?: AbortSignal): Promise<Buffer> {
+    const key = chunkKey(hash);
+    const data = await this.store.get(key, signal);
+    const actual = sha256Hex(data);
+    if (actual !== hash) {
+      throw new FerryError('checksum-mismatch', `chunk ${key} in ${this.store.location} is corrupt: its SHA-256 is ${actual}`);
+    }
+    return data;
+  }
+
+  /** Writes a manifest and returns its id. Call only after every chunk it names is stored. */
+  async putManifest(manifest: Manifest, signal?: AbortSignal): Promise<string> {
+    const bytes = encodeManifest(manifest);
+    const id = sha256Hex(bytes);
+    await this.store.put(manifestKey(id), bytes, signal);
+    return id;
+  }
+
+  /** Reads a manifest by id (or unique id prefix), verifies and decodes it. */
+  async getManifest(idOrPrefix: string, signal?: AbortSignal): Promise<{ id: string; manifest: Manifest }> {
+    const id = await this.resolveManifestId(idOrPrefix, signal);
+    const key = manifestKey(id);
+    const bytes = await this.store.get(key, signal);
+    const actual = sha256Hex(bytes);
+    if (actual !== id) {
+      throw new FerryError('checksum-mismatch', `manifest ${key} in ${this.store.location} is corrupt: its SHA-256 is ${actual}`);
+    }
+    return { id, manifest: decodeManifest(bytes, key) };
+  }
+
+  async *listManifestIds(signal?: AbortSignal): AsyncIterable<string> {
+    for await (const key of this.store.list('manifests/', signal)) yield key.slice('manifests/'.length);
+  }
+
+  private async resolveManifestId(idOrPrefix: string, signal?: AbortSignal): Promise<string> {
+    if (!/^[0-9a-f]{4,64}$/.test(idOrPrefix)) {
+      throw new FerryError('bad-input', `manifest id: expected 4 to 64 lower-case hex digits, received ${JSON.stringify(idOrPrefix)}`);
+    }
+    if (idOrPrefix.length === 64) return idOrPrefix;
+    const matches: string[] = [];
+    for await (const id of this.listManifestIds(signal)) if (id.startsWith(idOrPrefix)) matches.push(id);
+    if (matches.length === 0) throw new FerryError('not-found', `no manifest ${idOrPrefix} in ${this.store.location}`);
+    if (matches.length > 1) throw new FerryError('bad-input', `manifest id ${idOrPrefix} is ambiguous: it matches ${matches.length} manifests`);
+    return matches[0]!;
+  }
+}

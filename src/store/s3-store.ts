@@ -1,0 +1,154 @@
+/**
+ * `s3://bucket/prefix`: a store in any S3-compatible service (AWS, Ceph radosgw, MinIO,
+ * s3rver). Uploads go through lib-storage, which switches to multipart for large objects.
+ */
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { FerryError, throwIfAborted } from '../core/index.js';
+import { isValidKey, type ObjectInfo, type ObjectStore } from './object-store.js';
+
+export interface S3StoreOptions {
+  bucket: string;
+  /** Key prefix inside the bucket, without leading or trailing slash ('' for none). */
+  prefix: string;
+  /** Endpoint of an S3-compatible service, e.g. http://127.0.0.1:9000; AWS if omitted. */
+  endpoint?: string;
+  region?: string;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  sessionToken?: string;
+}
+
+export class S3Store implements ObjectStore {
+  readonly location: string;
+  private readonly client: S3Client;
+
+  constructor(private readonly options: S3StoreOptions) {
+    this.location = `s3://${options.bucket}${options.prefix ? `/${options.prefix}` : ''}`;
+    const config: S3ClientConfig = {
+      region: options.region ?? 'us-east-1',
+      forcePathStyle: true,
+      // With the SDK's defaults, streamed uploads carry aws-chunked framing that some
+      // S3-compatible servers store as data (s3rver) or refuse (radosgw).
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    };
+    if (options.endpoint) config.endpoint = options.endpoint;
+    if (options.accessKeyId && options.secretAccessKey) {
+      config.credentials = {
+        accessKeyId: options.accessKeyId,
+        secretAccessKey: options.secretAccessKey,
+        ...(options.sessionToken ? { sessionToken: options.sessionToken } : {}),
+      };
+    }
+    this.client = new S3Client(config);
+  }
+
+  async put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+    throwIfAborted(signal);
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.options.bucket, Key: this.keyOf(key), Body: data, ContentLength: data.byteLength },
+      queueSize: 4,
+      partSize: 16 * 1024 * 1024,
+    });
+    const abort = () => void upload.abort();
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      await upload.done();
+    } catch (err) {
+      throw this.translate(key, err, signal);
+    } finally {
+      signal?.removeEventListener('abort', abort);
+    }
+  }
+
+  async get(key: string, signal?: AbortSignal): Promise<Buffer> {
+    try {
+      const reply = await this.client.send(
+        new GetObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }),
+        { abortSignal: signal },
+      );
+      if (!reply.Body) throw new FerryError('store-unavailable', `${this.location}: ${key}: empty response body`);
+      return Buffer.from(await reply.Body.transformToByteArray());
+    } catch (err) {
+      throw this.translate(key, err, signal);
+    }
+  }
+
+  async stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
+    try {
+      const reply = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }),
+        { abortSignal: signal },
+      );
+      return { sizeBytes: reply.ContentLength ?? 0 };
+    } catch (err) {
+      const translated = this.translate(key, err, signal);
+      if (translated.code === 'not-found') return undefined;
+      throw translated;
+    }
+  }
+
+  async *list(prefix: string, signal?: AbortSignal): AsyncIterable<string> {
+    const base = this.options.prefix ? `${this.options.prefix}/` : '';
+    let token: string | undefined;
+    do {
+      let reply;
+      try {
+        reply = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: base + prefix, ContinuationToken: token }),
+          { abortSignal: signal },
+        );
+      } catch (err) {
+        throw this.translate(prefix || '(list)', err, signal);
+      }
+      for (const item of reply.Contents ?? []) {
+        if (item.Key) yield item.Key.slice(base.length);
+      }
+      token = reply.IsTruncated ? reply.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async delete(key: string, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), {
+        abortSignal: signal,
+      });
+    } catch (err) {
+      const translated = this.translate(key, err, signal);
+      if (translated.code !== 'not-found') throw translated;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  private keyOf(key: string): string {
+    if (!isValidKey(key)) throw new FerryError('bad-input', `object key ${JSON.stringify(key)} is not a valid key`);
+    return this.options.prefix ? `${this.options.prefix}/${key}` : key;
+  }
+
+  private translate(key: string, err: unknown, signal?: AbortSignal): FerryError {
+    if (err instanceof FerryError) return err;
+    if (signal?.aborted) return new FerryError('aborted', 'operation aborted', { cause: err });
+    const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+    const status = e.$metadata?.httpStatusCode;
+    if (e.name === 'NoSuchKey' || e.name === 'NotFound' || status === 404) {
+      if (e.name === 'NoSuchBucket') {
+        return new FerryError('store-unavailable', `${this.location}: bucket ${this.options.bucket} does not exist`, { cause: err });
+      }
+      return new FerryError('not-found', `object ${key} not found in ${this.location}`, { cause: err });
+    }
+    const what = status ? `HTTP ${status} ${e.name ?? ''}`.trim() : (e.message ?? String(err));
+    return new FerryError('store-unavailable', `${this.location}: ${key}: ${what}`, { cause: err });
+  }
+}
