@@ -1,0 +1,76 @@
+/**
+ * The bytes received on a socket and not yet parsed: a list of the chunks Node handed us.
+ * Taking bytes that lie inside one chunk returns a view (no copy), which is how a WRITE's
+ * payload usually reaches the device; only bytes spanning chunks are copied.
+ */
+export class ByteQueue {
+  private chunks: Buffer[] = [];
+  /** How far into chunks[0] has been consumed. */
+  private offset = 0;
+  /** Unconsumed bytes in all chunks. */
+  length = 0;
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+  }
+
+  /**
+   * Consumes `n` bytes (n <= length) and returns them. The result is a view into a received
+   * chunk when possible, so callers must not keep it beyond the request it belongs to if
+   * memory matters, and must not write into it.
+   */
+  take(n: number): Buffer {
+    const first = this.chunks[0];
+    if (first !== undefined && first.length - this.offset >= n) {
+      const view = first.subarray(this.offset, this.offset + n);
+      this.advance(n);
+      return view;
+    }
+    const out = Buffer.allocUnsafe(n);
+    this.copyInto(out, 0, n);
+    return out;
+  }
+
+  /** Consumes up to `n` bytes into `target` at `at`; returns how many were copied. */
+  copyInto(target: Buffer, at: number, n: number): number {
+    let copied = 0;
+    while (copied < n && this.length > 0) {
+      const first = this.chunks[0]!;
+      const count = Math.min(n - copied, first.length - this.offset);
+      first.copy(target, at + copied, this.offset, this.offset + count);
+      copied += count;
+      this.advance(count);
+    }
+    return copied;
+  }
+
+  /** Drops up to `n` bytes; returns how many were dropped. */
+  skip(n: number): number {
+    let skipped = 0;
+    while (skipped < n && this.length > 0) {
+      const first = this.chunks[0]!;
+      const count = Math.min(n - skipped, first.length - this.offset);
+      skipped += count;
+      this.advance(count);
+    }
+    return skipped;
+  }
+
+  clear(): void {
+    this.chunks = [];
+    this.offset = 0;
+    this.length = 0;
+  }
+
+  private advance(n: number): void {
+    this.length -= n;
+    this.offset += n;
+    const first = this.chunks[0];
+    if (first !== undefined && this.offset === first.length) {
+      this.chunks.shift();
+      this.offset = 0;
+    }
+  }
+}
