@@ -1,0 +1,394 @@
+/**
+ * The replication log of one disk: append-only segment files in a directory, holding every
+ * written extent in write order, each record with a seq (monotonic over the journal's whole
+ * life, persisted so it never goes back, even when every segment has been released).
+ *
+ * Life of a record: `append` queues it in the open segment (synchronously: the seq is the
+ * order), `written` hands it to the kernel, `sync` makes it durable. Every `segmentMaxAgeMs`
+ * or `segmentMaxBytes` the open segment is rotated (new appends go to a fresh file at once)
+ * and sealed in the background: coalesced into a sealed file, which the delta shipper reads
+ * and `release`s when the store has it. Seals run one at a time, in seq order.
+ *
+ * Files in the directory:
+ *   open-<firstSeq>.jseg             raw records being appended (see segment-codec.ts)
+ *   sealed-<firstSeq>-<lastSeq>.jseg coalesced, ready to ship
+ *   journal-state.json               { version, nextSeq }: the seq floor after a restart
+ *
+ * Crash recovery (`Journal.open`): a torn tail of an open segment is dropped; an open segment
+ * whose sealed file already exists (the crash came between rename and delete) is deleted; an
+ * older open segment that was being sealed is sealed again; leftover *.tmp files are deleted.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FerryError, Logger, asFerryError, badInput } from '../core/index.js';
+import type { Extent } from './dirty-bitmap.js';
+import { OpenSegment } from './open-segment.js';
+import { sealSegment } from './seal-segment.js';
+import { SealedSegment } from './sealed-segment.js';
+import { entryBytes, parseSegmentName } from './segment-codec.js';
+import { fsyncDirectory } from './segment-file.js';
+
+export type { SealedExtent } from './sealed-segment.js';
+export { SealedSegment } from './sealed-segment.js';
+export type { RecordKind } from './segment-codec.js';
+
+export interface JournalOptions {
+  /** Seal the open segment this long after its first record; 0 turns the timer off. Default 250 ms. */
+  segmentMaxAgeMs?: number;
+  /** Seal once the open segment holds this many bytes of records. Default 8 MiB. */
+  segmentMaxBytes?: number;
+  /** `append` refuses a record that would take `unshippedBytes` past this. Default 1 GiB. */
+  hardLimitBytes?: number;
+  logger?: Logger;
+}
+
+export type JournalRecord =
+  | { kind: 'write'; offset: number; data: Uint8Array }
+  | { kind: 'zero' | 'trim'; offset: number; length: number };
+
+export type AppendResult =
+  | { ok: true; seq: number }
+  /** Not appended: the caller decides what to do (the change tracker falls back to the bitmap). */
+  | { ok: false; reason: 'hard-limit'; unshippedBytes: number; hardLimitBytes: number };
+
+export interface JournalEvents {
+  /** A segment was sealed and is ready to ship. */
+  sealed: [segment: SealedSegment];
+  /** A background seal failed; the journal refuses appends until `discardAll`. */
+  failed: [error: FerryError];
+}
+
+export const defaultSegmentMaxAgeMs = 250;
+export const defaultSegmentMaxBytes = 8 * 1024 * 1024;
+export const defaultJournalHardLimitBytes = 1024 * 1024 * 1024;
+
+const stateFile = 'journal-state.json';
+const stateVersion = 1;
+
+export class Journal extends EventEmitter<JournalEvents> {
+  private open: OpenSegment;
+  /** Rotated segments waiting for (or failed at) sealing, oldest first. */
+  private readonly rotating: OpenSegment[] = [];
+  private readonly sealed: SealedSegment[] = [];
+  private nextSeqValue: number;
+  private persistedNextSeq: number;
+  private sealChain: Promise<unknown> = Promise.resolve();
+  private ageTimer: NodeJS.Timeout | undefined;
+  private failure: FerryError | undefined;
+  private closed = false;
+  private hardLimit: number;
+  private readonly segmentMaxAgeMs: number;
+  private readonly segmentMaxBytes: number;
+  private readonly logger: Logger;
+
+  private constructor(
+    readonly dir: string,
+    open: OpenSegment,
+    nextSeq: number,
+    persistedNextSeq: number,
+    options: JournalOptions,
+  ) {
+    super();
+    this.open = open;
+    this.nextSeqValue = nextSeq;
+    this.persistedNextSeq = persistedNextSeq;
+    this.segmentMaxAgeMs = checkNonNegative('segmentMaxAgeMs', options.segmentMaxAgeMs ?? defaultSegmentMaxAgeMs);
+    this.segmentMaxBytes = checkPositive('segmentMaxBytes', options.segmentMaxBytes ?? defaultSegmentMaxBytes);
+    this.hardLimit = checkPositive('hardLimitBytes', options.hardLimitBytes ?? defaultJournalHardLimitBytes);
+    this.logger = options.logger ?? Logger.silent();
+  }
+
+  /** Opens (creating if needed) the journal in `dir`, recovering from a crash. */
+  static async open(dir: string, options: JournalOptions = {}): Promise<Journal> {
+    const logger = options.logger ?? Logger.silent();
+    await mkdir(dir, { recursive: true });
+    const persisted = await readState(dir);
+    let nextSeq = persisted;
+    const names = (await readdir(dir)).sort();
+    const sealed: SealedSegment[] = [];
+    const openSeqs: number[] = [];
+    for (const name of names) {
+      if (name.endsWith('.tmp')) {
+        await unlink(join(dir, name));
+        continue;
+      }
+      const parsed = parseSegmentName(name);
+      if (parsed?.kind === 'sealed') sealed.push(await SealedSegment.load(join(dir, name)));
+      else if (parsed?.kind === 'open') openSeqs.push(parsed.firstSeq);
+    }
+    sealed.sort((a, b) => a.firstSeq - b.firstSeq);
+    for (const s of sealed) nextSeq = Math.max(nextSeq, s.lastSeq + 1);
+    openSeqs.sort((a, b) => a - b);
+
+    const keep: OpenSegment[] = [];
+    for (const firstSeq of openSeqs) {
+      const segment = await OpenSegment.recover(dir, firstSeq, logger);
+      const covered = sealed.some((s) => s.firstSeq <= firstSeq && s.lastSeq >= segment.lastSeq);
+      if (segment.records.length > 0 && covered) {
+        await segment.destroy();
+        continue;
+      }
+      nextSeq = Math.max(nextSeq, segment.lastSeq + 1, firstSeq);
+      keep.push(segment);
+    }
+    // The newest open file stays open for appends if nothing newer exists; older ones that
+    // hold records were mid-seal at the crash and are sealed now.
+    let current = keep[keep.length - 1];
+    const older = keep.slice(0, -1);
+    if (current === undefined || current.firstSeq + current.records.length !== nextSeq) {
+      if (current !== undefined) older.push(current);
+      current = OpenSegment.create(dir, nextSeq);
+    }
+    const journal = new Journal(dir, current, nextSeq, persisted, options);
+    journal.sealed.push(...sealed);
+    for (const segment of older) {
+      if (segment.records.length === 0) {
+        await segment.destroy();
+      } else {
+        journal.rotating.push(segment);
+        await journal.chainSeal(segment);
+      }
+    }
+    if (current.records.length > 0) journal.startAgeTimer();
+    logger.debug('journal opened', { dir, nextSeq, sealedSegments: sealed.length, openRecords: current.records.length });
+    return journal;
+  }
+
+  /** The seq the next appended record will get. */
+  get nextSeq(): number {
+    return this.nextSeqValue;
+  }
+
+  /** Bytes of records not yet released: the open and sealing segments' records, sealed files. */
+  get unshippedBytes(): number {
+    let bytes = this.open.recordBytes;
+    for (const r of this.rotating) bytes += r.recordBytes;
+    for (const s of this.sealed) bytes += s.sizeBytes;
+    return bytes;
+  }
+
+  get hardLimitBytes(): number {
+    return this.hardLimit;
+  }
+
+  set hardLimitBytes(bytes: number) {
+    this.hardLimit = checkPositive('hardLimitBytes', bytes);
+  }
+
+  /** Appends a record (queued, not yet in the file: see `written` and `sync`). */
+  append(record: JournalRecord): AppendResult {
+    this.checkUsable();
+    const length = record.kind === 'write' ? record.data.byteLength : record.length;
+    if (!Number.isSafeInteger(record.offset) || record.offset < 0) throw badInput('offset', record.offset, 'a non-negative whole number of bytes');
+    if (!Number.isSafeInteger(length) || length < 0) throw badInput('length', length, 'a non-negative whole number of bytes');
+    const bytes = entryBytes(record.kind, length);
+    const unshipped = this.unshippedBytes;
+    if (unshipped + bytes > this.hardLimit) return { ok: false, reason: 'hard-limit', unshippedBytes: unshipped, hardLimitBytes: this.hardLimit };
+    const seq = this.nextSeqValue++;
+    this.open.append(seq, record.kind, record.offset, length, record.kind === 'write' ? record.data : undefined);
+    if (this.open.recordBytes >= this.segmentMaxBytes) this.sealInBackground();
+    else if (this.open.records.length === 1) this.startAgeTimer();
+    return { ok: true, seq };
+  }
+
+  /**
+   * Resolves once every record appended so far is in the file (survives the process dying,
+   * not the host). The capture filter waits for this before acknowledging a write.
+   */
+  async written(): Promise<void> {
+    await Promise.all([this.open, ...this.rotating].map((s) => s.writeQueued()));
+  }
+
+  /** Makes every record appended so far durable (FLUSH and FUA wait for this). */
+  async sync(): Promise<void> {
+    this.checkUsable();
+    try {
+      await Promise.all([this.open, ...this.rotating].map((s) => s.sync()));
+    } catch (err) {
+      throw asFerryError(err, 'io');
+    }
+  }
+
+  /**
+   * Seals the open segment now (cutover calls this with the source quiesced) and resolves
+   * with it once sealed, after every earlier seal; undefined if the open segment was empty.
+   */
+  seal(): Promise<SealedSegment | undefined> {
+    this.checkUsable();
+    const segment = this.rotate();
+    if (segment === undefined) return this.sealChain.then(() => this.throwIfFailed());
+    return this.chainSeal(segment);
+  }
+
+  /** Sealed, unreleased segments in seq order. */
+  sealedSegments(): SealedSegment[] {
+    return [...this.sealed];
+  }
+
+  /** Deletes a segment once the store has it. Releasing out of seq order is allowed. */
+  async release(segment: SealedSegment): Promise<void> {
+    const index = this.sealed.indexOf(segment);
+    if (index === -1) {
+      if (segment.retired !== undefined) return; // already released, or dropped for the bitmap
+      throw new FerryError('not-found', `journal ${this.dir}: segment ${segment.name} is not one of its sealed segments`);
+    }
+    this.sealed.splice(index, 1);
+    segment.retired = 'released';
+    await unlink(segment.path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw asFerryError(err, 'io');
+    });
+  }
+
+  /**
+   * Drops every unreleased record, open or sealed, calling `onRange` with each range they
+   * covered (so the tracker can mark them dirty). Seqs continue where they were. Clears a
+   * failed state: the journal starts again with a fresh, empty open segment.
+   */
+  discardAll(onRange: (range: Extent) => void): Promise<void> {
+    this.clearAgeTimer();
+    const run = this.sealChain.then(async () => {
+      const segments = [this.open, ...this.rotating];
+      this.rotating.length = 0;
+      this.open = OpenSegment.create(this.dir, this.nextSeqValue);
+      for (const segment of segments) {
+        for (const r of segment.records) onRange({ offset: r.offset, length: r.length });
+        await segment.destroy();
+      }
+      const sealed = this.sealed.splice(0);
+      for (const segment of sealed) {
+        const ranges = await segment.readRanges();
+        segment.retired = 'discarded';
+        for (const range of ranges) onRange(range);
+        await unlink(segment.path).catch(() => {});
+      }
+      await this.persistNextSeq(this.nextSeqValue);
+      this.failure = undefined;
+    });
+    this.sealChain = run.catch(() => {});
+    return run;
+  }
+
+  /** Stops the timer, finishes seals, makes the open segment durable and closes files. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.clearAgeTimer();
+    await this.sealChain;
+    try {
+      if (this.failure === undefined) await this.open.sync();
+    } finally {
+      for (const segment of [this.open, ...this.rotating]) await segment.close().catch(() => {});
+    }
+  }
+
+  private rotate(): OpenSegment | undefined {
+    this.clearAgeTimer();
+    if (this.open.records.length === 0) return undefined;
+    const old = this.open;
+    this.open = OpenSegment.create(this.dir, this.nextSeqValue);
+    this.rotating.push(old);
+    return old;
+  }
+
+  private chainSeal(segment: OpenSegment): Promise<SealedSegment> {
+    const run = this.sealChain.then(async () => {
+      this.throwIfFailed();
+      try {
+        await segment.writeQueued();
+        const sealed = await sealSegment(segment, this.dir);
+        this.sealed.push(sealed);
+        this.rotating.splice(this.rotating.indexOf(segment), 1);
+        await this.persistNextSeq(sealed.lastSeq + 1);
+        await segment.destroy();
+        this.logger.debug('journal segment sealed', { segment: sealed.name, extents: sealed.extentCount, sizeBytes: sealed.sizeBytes });
+        this.emit('sealed', sealed);
+        return sealed;
+      } catch (err) {
+        // A later segment must not be sealed (and shipped) before this one: stop here.
+        this.failure = asFerryError(err, 'io');
+        this.logger.error('journal: sealing failed', { segment: segment.path, error: this.failure.message });
+        this.emit('failed', this.failure);
+        throw this.failure;
+      }
+    });
+    this.sealChain = run.catch(() => {});
+    return run;
+  }
+
+  private sealInBackground(): void {
+    const segment = this.rotate();
+    // Failures are recorded in `failure` and reported through the 'failed' event.
+    if (segment !== undefined) this.chainSeal(segment).catch(() => {});
+  }
+
+  private startAgeTimer(): void {
+    if (this.segmentMaxAgeMs === 0 || this.ageTimer !== undefined || this.closed) return;
+    this.ageTimer = setTimeout(() => {
+      this.ageTimer = undefined;
+      if (!this.closed && this.failure === undefined) this.sealInBackground();
+    }, this.segmentMaxAgeMs);
+    this.ageTimer.unref();
+  }
+
+  private clearAgeTimer(): void {
+    if (this.ageTimer !== undefined) clearTimeout(this.ageTimer);
+    this.ageTimer = undefined;
+  }
+
+  /**
+   * Raises the persisted seq floor. At a seal it is the sealed segment's lastSeq + 1, not the
+   * next seq: records still in the open segment carry their own seqs, and if a crash tears
+   * them off, seqs continue right after the last complete record.
+   */
+  private async persistNextSeq(floor: number): Promise<void> {
+    if (floor <= this.persistedNextSeq) return;
+    const path = join(this.dir, stateFile);
+    await writeFile(`${path}.tmp`, `${JSON.stringify({ version: stateVersion, nextSeq: floor })}\n`, { flush: true });
+    await rename(`${path}.tmp`, path);
+    await fsyncDirectory(this.dir);
+    this.persistedNextSeq = floor;
+  }
+
+  private checkUsable(): void {
+    if (this.closed) throw new FerryError('invalid-state', `journal ${this.dir} is closed`);
+    this.throwIfFailed();
+  }
+
+  private throwIfFailed(): undefined {
+    if (this.failure !== undefined) throw new FerryError(this.failure.code, `journal ${this.dir} has failed: ${this.failure.message}`, { cause: this.failure });
+    return undefined;
+  }
+}
+
+async function readState(dir: string): Promise<number> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, stateFile), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 1;
+    throw asFerryError(err, 'io');
+  }
+  let state: unknown;
+  try {
+    state = JSON.parse(text);
+  } catch (err) {
+    throw new FerryError('checksum-mismatch', `journal state ${join(dir, stateFile)} is damaged`, { cause: err });
+  }
+  const { version, nextSeq } = state as { version?: unknown; nextSeq?: unknown };
+  if (version !== stateVersion) throw new FerryError('unsupported-version', `journal state ${join(dir, stateFile)}: version ${String(version)}, this build reads ${stateVersion}`);
+  if (typeof nextSeq !== 'number' || !Number.isSafeInteger(nextSeq) || nextSeq < 1) {
+    throw new FerryError('checksum-mismatch', `journal state ${join(dir, stateFile)}: bad nextSeq ${String(nextSeq)}`);
+  }
+  return nextSeq;
+}
+
+function checkPositive(field: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value <= 0) throw badInput(field, value, 'a positive whole number');
+  return value;
+}
+
+function checkNonNegative(field: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 0) throw badInput(field, value, 'a non-negative whole number');
+  return value;
+}

@@ -1,0 +1,164 @@
+/**
+ * The on-disk layout of journal segment files. One file layout serves both kinds:
+ *
+ *   segment header (32 bytes)
+ *     magic "FJSG" | version u16 | kind u8 (1 open, 2 sealed) | reserved u8
+ *     firstSeq u64 | lastSeq u64 (0 while open) | entryCount u32 (0 while open) | crc32 u32
+ *   then entries, each:
+ *     entry header (32 bytes)
+ *       seq u64 | offset u64 | length u64 | kind u8 (1 write, 2 zero, 3 trim) | reserved[3]
+ *       crc32 u32 over the header's first 28 bytes and then the data
+ *     data: `length` bytes for a write, nothing for zero and trim
+ *
+ * An open segment holds raw records in seq order, appended as the VM writes. A sealed segment
+ * holds the coalesced result: non-overlapping extents in offset order, write or zero only,
+ * each carrying the seq of the record its bytes came from. Integers are big-endian. The crc
+ * lets recovery tell a torn tail from a complete record, and readers detect corruption.
+ */
+import { crc32 } from 'node:zlib';
+import { FerryError } from '../core/index.js';
+
+export const segmentFormatVersion = 1;
+export const segmentHeaderBytes = 32;
+export const entryHeaderBytes = 32;
+const magic = 0x464a_5347; // "FJSG"
+
+export type SegmentKind = 'open' | 'sealed';
+export type RecordKind = 'write' | 'zero' | 'trim';
+
+const segmentKindCode: Record<SegmentKind, number> = { open: 1, sealed: 2 };
+const recordKindCode: Record<RecordKind, number> = { write: 1, zero: 2, trim: 3 };
+const recordKindByCode: Record<number, RecordKind | undefined> = { 1: 'write', 2: 'zero', 3: 'trim' };
+
+export interface SegmentHeader {
+  kind: SegmentKind;
+  firstSeq: number;
+  lastSeq: number;
+  entryCount: number;
+}
+
+export interface EntryHeader {
+  seq: number;
+  kind: RecordKind;
+  offset: number;
+  length: number;
+  /** crc32 over the header's first 28 bytes and then the data. */
+  crc: number;
+}
+
+export function encodeSegmentHeader(header: SegmentHeader): Buffer {
+  const buf = Buffer.alloc(segmentHeaderBytes);
+  buf.writeUInt32BE(magic, 0);
+  buf.writeUInt16BE(segmentFormatVersion, 4);
+  buf.writeUInt8(segmentKindCode[header.kind], 6);
+  buf.writeBigUInt64BE(BigInt(header.firstSeq), 8);
+  buf.writeBigUInt64BE(BigInt(header.lastSeq), 16);
+  buf.writeUInt32BE(header.entryCount, 24);
+  buf.writeUInt32BE(crc32(buf.subarray(0, 28)), 28);
+  return buf;
+}
+
+/** Parses and checks a segment header; `file` names the segment in errors. */
+export function decodeSegmentHeader(buf: Buffer, file: string): SegmentHeader {
+  if (buf.length < segmentHeaderBytes || buf.readUInt32BE(0) !== magic) {
+    throw new FerryError('checksum-mismatch', `journal segment ${file}: missing or damaged segment header`);
+  }
+  const version = buf.readUInt16BE(4);
+  if (version !== segmentFormatVersion) {
+    throw new FerryError('unsupported-version', `journal segment ${file}: format version ${version}, this build reads ${segmentFormatVersion}`);
+  }
+  if (crc32(buf.subarray(0, 28)) !== buf.readUInt32BE(28)) {
+    throw new FerryError('checksum-mismatch', `journal segment ${file}: segment header checksum mismatch`);
+  }
+  const kindCode = buf.readUInt8(6);
+  const kind: SegmentKind | undefined = kindCode === 1 ? 'open' : kindCode === 2 ? 'sealed' : undefined;
+  if (kind === undefined) throw new FerryError('checksum-mismatch', `journal segment ${file}: unknown segment kind ${kindCode}`);
+  return {
+    kind,
+    firstSeq: Number(buf.readBigUInt64BE(8)),
+    lastSeq: Number(buf.readBigUInt64BE(16)),
+    entryCount: buf.readUInt32BE(24),
+  };
+}
+
+/** Encodes an entry header whose crc covers the header prefix and then `data` (writes). */
+export function encodeEntryHeader(seq: number, kind: RecordKind, offset: number, length: number, data?: Uint8Array): Buffer {
+  const buf = Buffer.alloc(entryHeaderBytes);
+  writeEntryPrefix(buf, seq, kind, offset, length);
+  let crc = crc32(buf.subarray(0, 28));
+  if (data !== undefined) crc = crc32(data, crc);
+  buf.writeUInt32BE(crc >>> 0, 28);
+  return buf;
+}
+
+/**
+ * For writers that stream the data in pieces: the header prefix bytes and the crc to start
+ * from; feed each piece of data to `crc32(piece, crc)` and store the result with `setEntryCrc`.
+ */
+export function entryHeaderPrefix(seq: number, kind: RecordKind, offset: number, length: number): { header: Buffer; crc: number } {
+  const header = Buffer.alloc(entryHeaderBytes);
+  writeEntryPrefix(header, seq, kind, offset, length);
+  return { header, crc: crc32(header.subarray(0, 28)) };
+}
+
+export function setEntryCrc(header: Buffer, crc: number): void {
+  header.writeUInt32BE(crc >>> 0, 28);
+}
+
+/**
+ * Parses an entry header. Returns undefined when the bytes cannot be a header (unknown kind,
+ * absurd numbers): callers decide whether that is a torn tail or corruption.
+ */
+export function decodeEntryHeader(buf: Buffer): EntryHeader | undefined {
+  if (buf.length < entryHeaderBytes) return undefined;
+  const kind = recordKindByCode[buf.readUInt8(24)];
+  if (kind === undefined || buf.readUIntBE(25, 3) !== 0) return undefined;
+  const seq = buf.readBigUInt64BE(0);
+  const offset = buf.readBigUInt64BE(8);
+  const length = buf.readBigUInt64BE(16);
+  const max = BigInt(Number.MAX_SAFE_INTEGER);
+  if (seq > max || offset > max || length > max) return undefined;
+  return { seq: Number(seq), kind, offset: Number(offset), length: Number(length), crc: buf.readUInt32BE(28) };
+}
+
+/** The crc an entry's header stores must equal this, fed with the data that follows. */
+export function headerCrcStart(buf: Buffer): number {
+  return crc32(buf.subarray(0, 28));
+}
+
+/** Bytes an entry occupies in a segment file. */
+export function entryBytes(kind: RecordKind, length: number): number {
+  return entryHeaderBytes + (kind === 'write' ? length : 0);
+}
+
+function writeEntryPrefix(buf: Buffer, seq: number, kind: RecordKind, offset: number, length: number): void {
+  buf.writeBigUInt64BE(BigInt(seq), 0);
+  buf.writeBigUInt64BE(BigInt(offset), 8);
+  buf.writeBigUInt64BE(BigInt(length), 16);
+  buf.writeUInt8(recordKindCode[kind], 24);
+}
+
+/** File names: the seq numbers are zero-padded so that names sort in seq order. */
+const seqDigits = 16;
+const openPattern = /^open-(\d{16})\.jseg$/;
+const sealedPattern = /^sealed-(\d{16})-(\d{16})\.jseg$/;
+
+export function openSegmentName(firstSeq: number): string {
+  return `open-${pad(firstSeq)}.jseg`;
+}
+
+export function sealedSegmentName(firstSeq: number, lastSeq: number): string {
+  return `sealed-${pad(firstSeq)}-${pad(lastSeq)}.jseg`;
+}
+
+export function parseSegmentName(name: string): { kind: 'open'; firstSeq: number } | { kind: 'sealed'; firstSeq: number; lastSeq: number } | undefined {
+  const open = openPattern.exec(name);
+  if (open) return { kind: 'open', firstSeq: Number(open[1]) };
+  const sealed = sealedPattern.exec(name);
+  if (sealed) return { kind: 'sealed', firstSeq: Number(sealed[1]), lastSeq: Number(sealed[2]) };
+  return undefined;
+}
+
+function pad(seq: number): string {
+  return String(seq).padStart(seqDigits, '0');
+}

@@ -1,0 +1,86 @@
+/**
+ * Small file helpers the journal's segment files share: whole positioned reads and writes
+ * (the OS may return short counts), a sequential reader that batches small reads, and
+ * making a directory entry durable (a new or renamed file survives power loss only once its
+ * directory is synced).
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+
+/** Reads exactly `length` bytes at `position`, or fewer only at the end of the file. */
+export async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(buf, done, length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done === length ? buf : buf.subarray(0, done);
+}
+
+/** Writes all of `buffers` at `position`, retrying short writes. */
+export async function writeAllAt(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let pending = buffers.filter((b) => b.length > 0);
+  let at = position;
+  while (pending.length > 0) {
+    // Keep each call well under IOV_MAX.
+    const batch = pending.slice(0, 512);
+    const { bytesWritten } = await handle.writev(batch, at);
+    at += bytesWritten;
+    let skip = bytesWritten;
+    const rest: Buffer[] = [];
+    for (const buf of pending) {
+      if (skip >= buf.length) {
+        skip -= buf.length;
+      } else {
+        rest.push(skip > 0 ? buf.subarray(skip) : buf);
+        skip = 0;
+      }
+    }
+    pending = rest;
+  }
+}
+
+export async function fsyncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Reads a file front to back through a buffer, so many small headers cost few syscalls. */
+export class SequentialReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private bufStart = 0;
+  position = 0;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly chunkBytes = 1024 * 1024,
+  ) {}
+
+  /** The next `length` bytes, or fewer at the end of the file. The buffer is the caller's. */
+  async read(length: number): Promise<Buffer> {
+    const offsetInBuf = this.position - this.bufStart;
+    if (offsetInBuf >= 0 && offsetInBuf + length <= this.buf.length) {
+      this.position += length;
+      return Buffer.from(this.buf.subarray(offsetInBuf, offsetInBuf + length));
+    }
+    if (length >= this.chunkBytes) {
+      const out = await readAt(this.handle, this.position, length);
+      this.position += out.length;
+      return out;
+    }
+    this.buf = await readAt(this.handle, this.position, this.chunkBytes);
+    this.bufStart = this.position;
+    const out = Buffer.from(this.buf.subarray(0, Math.min(length, this.buf.length)));
+    this.position += out.length;
+    return out;
+  }
+
+  skip(length: number): void {
+    this.position += length;
+  }
+}

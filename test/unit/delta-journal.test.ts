@@ -1,0 +1,357 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { copyFile, mkdtemp, open, readFile, readdir, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { isFerryError } from '../../src/core/index.js';
+import { Journal, type JournalRecord, type SealedSegment } from '../../src/delta/journal.js';
+import { decodeEntryHeader, entryHeaderBytes, segmentHeaderBytes } from '../../src/delta/segment-codec.js';
+import { createPrng, fillRandom } from '../support/random-workload.js';
+
+const K = 1024;
+let dir: string;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ferry-journal-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function sha(buf: Uint8Array): string {
+  return createHash('sha256').update(buf).digest('hex');
+}
+
+function applyRecord(disk: Buffer, r: JournalRecord): void {
+  if (r.kind === 'write') disk.set(r.data, r.offset);
+  else disk.fill(0, r.offset, r.offset + r.length);
+}
+
+async function applySegments(disk: Buffer, segments: SealedSegment[]): Promise<void> {
+  for (const segment of segments) {
+    let end = -1;
+    for await (const extent of segment.readExtents()) {
+      expect(extent.offset).toBeGreaterThanOrEqual(end); // sorted, non-overlapping
+      end = extent.offset + extent.length;
+      if (extent.kind === 'write') {
+        expect(extent.data?.length).toBe(extent.length);
+        disk.set(extent.data!, extent.offset);
+      } else {
+        disk.fill(0, extent.offset, extent.offset + extent.length);
+      }
+    }
+  }
+}
+
+function randomRecords(seed: number, count: number, diskBytes: number): JournalRecord[] {
+  const random = createPrng(seed);
+  const records: JournalRecord[] = [];
+  for (let i = 0; i < count; i++) {
+    const sectors = 1 + Math.floor(Math.pow(random(), 3) * 128); // mostly small, up to 64 KiB
+    const length = Math.min(sectors * 512, diskBytes);
+    const offset = Math.floor(random() * ((diskBytes - length) / 512 + 1)) * 512;
+    const pick = random();
+    if (pick < 0.75) {
+      const data = new Uint8Array(length);
+      fillRandom(data, random);
+      records.push({ kind: 'write', offset, data });
+    } else {
+      records.push({ kind: pick < 0.9 ? 'zero' : 'trim', offset, length });
+    }
+  }
+  return records;
+}
+
+function appendOk(journal: Journal, record: JournalRecord): number {
+  const result = journal.append(record);
+  if (!result.ok) throw new Error(`append refused: ${JSON.stringify(result)}`);
+  return result.seq;
+}
+
+describe('Journal: append, seal, coalesce', () => {
+  it('replaying the coalesced sealed segments over a base equals replaying the raw records (several seeds)', async () => {
+    for (const seed of [11, 12, 13, 14, 15]) {
+      const jdir = join(dir, `seed-${seed}`);
+      const diskBytes = 512 * K;
+      const base = Buffer.alloc(diskBytes);
+      fillRandom(base, createPrng(seed * 31));
+      const records = randomRecords(seed, 600, diskBytes);
+      // Small segments so size-triggered seals happen in the middle of the run.
+      const journal = await Journal.open(jdir, { segmentMaxAgeMs: 0, segmentMaxBytes: 96 * K });
+      const seqs: number[] = [];
+      for (const r of records) {
+        seqs.push(appendOk(journal, r));
+        if (seqs.length % 37 === 0) await journal.written();
+      }
+      expect(seqs).toEqual(records.map((_, i) => i + 1));
+      await journal.seal();
+      const segments = journal.sealedSegments();
+      expect(segments.length).toBeGreaterThan(3);
+      // Seq ranges are contiguous and cover every record.
+      expect(segments[0]!.firstSeq).toBe(1);
+      for (let i = 1; i < segments.length; i++) expect(segments[i]!.firstSeq).toBe(segments[i - 1]!.lastSeq + 1);
+      expect(segments[segments.length - 1]!.lastSeq).toBe(records.length);
+
+      const raw = Buffer.from(base);
+      for (const r of records) applyRecord(raw, r);
+      const coalesced = Buffer.from(base);
+      await applySegments(coalesced, segments);
+      expect(sha(coalesced)).toBe(sha(raw));
+
+      // Each prefix of segments equals the raw replay up to that segment's lastSeq.
+      const prefix = Buffer.from(base);
+      const rawPrefix = Buffer.from(base);
+      let applied = 0;
+      for (const segment of segments.slice(0, 3)) {
+        await applySegments(prefix, [segment]);
+        for (; applied < segment.lastSeq; applied++) applyRecord(rawPrefix, records[applied]!);
+        expect(sha(prefix)).toBe(sha(rawPrefix));
+      }
+      await journal.close();
+    }
+  });
+
+  it('splits partial overlaps exactly: last write wins, zero and trim included', async () => {
+    const journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+    const fill = (byte: number, length: number): Uint8Array => new Uint8Array(length).fill(byte);
+    appendOk(journal, { kind: 'write', offset: 0, data: fill(0xaa, 8 * K) }); // seq 1: [0, 8K)
+    appendOk(journal, { kind: 'write', offset: 2 * K, data: fill(0xbb, 2 * K) }); // seq 2: [2K, 4K)
+    appendOk(journal, { kind: 'zero', offset: 6 * K, length: 4 * K }); // seq 3: [6K, 10K)
+    appendOk(journal, { kind: 'trim', offset: 10 * K, length: 512 }); // seq 4: [10K, 10.5K)
+    appendOk(journal, { kind: 'write', offset: 512, data: fill(0xcc, 512) }); // seq 5: [512, 1K)
+    const segment = await journal.seal();
+    expect(segment).toBeDefined();
+    const extents: { kind: string; offset: number; length: number; byte?: number }[] = [];
+    for await (const e of segment!.readExtents()) {
+      extents.push({ kind: e.kind, offset: e.offset, length: e.length, ...(e.data ? { byte: e.data[0] } : {}) });
+      if (e.data) expect(e.data.every((b) => b === e.data![0])).toBe(true);
+    }
+    expect(extents).toEqual([
+      { kind: 'write', offset: 0, length: 512, byte: 0xaa },
+      { kind: 'write', offset: 512, length: 512, byte: 0xcc },
+      { kind: 'write', offset: K, length: K, byte: 0xaa },
+      { kind: 'write', offset: 2 * K, length: 2 * K, byte: 0xbb },
+      { kind: 'write', offset: 4 * K, length: 2 * K, byte: 0xaa },
+      { kind: 'zero', offset: 6 * K, length: 4 * K + 512 }, // zero and trim merged
+    ]);
+    expect(segment!.firstSeq).toBe(1);
+    expect(segment!.lastSeq).toBe(5);
+    await journal.close();
+  });
+
+  it('coalesces repeated writes to one extent, copies writes larger than the copy chunk, and seals on age', async () => {
+    const journal = await Journal.open(dir, { segmentMaxAgeMs: 50 });
+    const sealedEvents: SealedSegment[] = [];
+    journal.on('sealed', (s) => sealedEvents.push(s));
+    const big = new Uint8Array(5 * K * K + 512);
+    fillRandom(big, createPrng(5));
+    for (let i = 0; i < 10; i++) appendOk(journal, { kind: 'write', offset: 4 * K, data: new Uint8Array(64 * K).fill(i) });
+    appendOk(journal, { kind: 'write', offset: K * K, data: big });
+    await journal.written();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(sealedEvents.length).toBe(1);
+    const [segment] = journal.sealedSegments();
+    expect(segment).toBe(sealedEvents[0]);
+    const extents = [];
+    for await (const e of segment!.readExtents()) extents.push(e);
+    expect(extents.length).toBe(2);
+    expect(extents[0]!.data!.every((b) => b === 9)).toBe(true);
+    expect(sha(extents[1]!.data!)).toBe(sha(big));
+    // Coalescing dropped the nine overwritten copies.
+    expect(segment!.sizeBytes).toBeLessThan(big.length + 64 * K + 4 * K);
+    await journal.close();
+  });
+
+  it('sync() puts every appended record in the open segment file, readable with the codec', async () => {
+    const journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+    const data = new Uint8Array(4 * K);
+    fillRandom(data, createPrng(9));
+    appendOk(journal, { kind: 'write', offset: 8 * K, data });
+    appendOk(journal, { kind: 'trim', offset: 0, length: 512 });
+    await journal.sync();
+    const [name] = (await readdir(dir)).filter((n) => n.startsWith('open-'));
+    const bytes = await readFile(join(dir, name!));
+    const first = decodeEntryHeader(bytes.subarray(segmentHeaderBytes));
+    expect(first).toMatchObject({ seq: 1, kind: 'write', offset: 8 * K, length: 4 * K });
+    const dataAt = segmentHeaderBytes + entryHeaderBytes;
+    expect(sha(bytes.subarray(dataAt, dataAt + 4 * K))).toBe(sha(data));
+    const second = decodeEntryHeader(bytes.subarray(dataAt + 4 * K));
+    expect(second).toMatchObject({ seq: 2, kind: 'trim', offset: 0, length: 512 });
+    expect(bytes.length).toBe(dataAt + 4 * K + entryHeaderBytes);
+    await journal.close();
+  });
+
+  it('reports the hard limit instead of appending, and accepts again once segments are released', async () => {
+    const journal = await Journal.open(dir, { segmentMaxAgeMs: 0, hardLimitBytes: 40 * K });
+    const data = new Uint8Array(16 * K);
+    expect(appendOk(journal, { kind: 'write', offset: 0, data })).toBe(1);
+    expect(appendOk(journal, { kind: 'write', offset: 0, data })).toBe(2);
+    const refused = journal.append({ kind: 'write', offset: 0, data });
+    expect(refused.ok).toBe(false);
+    expect(refused).toMatchObject({ reason: 'hard-limit', hardLimitBytes: 40 * K });
+    expect(journal.nextSeq).toBe(3); // a refused record takes no seq
+    const segment = await journal.seal();
+    // Coalesced: two overlapping writes became one extent.
+    expect(journal.unshippedBytes).toBe(segment!.sizeBytes);
+    expect(segment!.sizeBytes).toBeLessThan(17 * K + 100);
+    expect(appendOk(journal, { kind: 'write', offset: 0, data })).toBe(3);
+    await journal.release(segment!);
+    await expect(stat(segment!.path)).rejects.toThrow();
+    expect(journal.sealedSegments()).toEqual([]);
+    expect(journal.unshippedBytes).toBe(16 * K + entryHeaderBytes);
+    await journal.close();
+  });
+
+  it('keeps seqs going after every segment was released and the journal reopened', async () => {
+    let journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+    for (let i = 0; i < 5; i++) appendOk(journal, { kind: 'zero', offset: i * 512, length: 512 });
+    const segment = await journal.seal();
+    await journal.release(segment!);
+    await journal.close();
+    journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+    expect(journal.nextSeq).toBe(6);
+    expect(appendOk(journal, { kind: 'zero', offset: 0, length: 512 })).toBe(6);
+    await journal.close();
+  });
+
+  it('names the file when a sealed segment is corrupt', async () => {
+    const journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+    appendOk(journal, { kind: 'write', offset: 0, data: new Uint8Array(8 * K).fill(7) });
+    appendOk(journal, { kind: 'write', offset: 64 * K, data: new Uint8Array(8 * K).fill(8) });
+    const segment = (await journal.seal())!;
+    const handle = await open(segment.path, 'r+');
+    const at = segment.sizeBytes - 100; // inside the second extent's data
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, at);
+    byte[0] ^= 0x40;
+    await handle.write(byte, 0, 1, at);
+    await handle.close();
+    let error: unknown;
+    try {
+      await segment.verify();
+    } catch (err) {
+      error = err;
+    }
+    expect(isFerryError(error, 'checksum-mismatch')).toBe(true);
+    expect((error as Error).message).toContain(segment.path);
+    // Truncation is caught too.
+    await truncate(segment.path, segment.sizeBytes - 1);
+    await expect(segment.verify()).rejects.toThrow(segment.path);
+    await journal.close();
+  });
+});
+
+describe('Journal: crash recovery', () => {
+  /** Appends records, makes them durable, and abandons the journal as a crash would. */
+  async function crashAfter(records: JournalRecord[]): Promise<void> {
+    const journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+    for (const r of records) appendOk(journal, r);
+    await journal.sync();
+  }
+
+  async function openFile(): Promise<string> {
+    const names = (await readdir(dir)).filter((n) => n.startsWith('open-')).sort();
+    return join(dir, names[names.length - 1]!);
+  }
+
+  async function replayAll(journal: Journal, base: Buffer): Promise<Buffer> {
+    await journal.seal();
+    const disk = Buffer.from(base);
+    await applySegments(disk, journal.sealedSegments());
+    return disk;
+  }
+
+  for (const damage of ['truncate mid-record', 'truncate mid-header', 'flip a data byte', 'flip a header byte'] as const) {
+    it(`drops a torn tail (${damage}) and continues seq from the last complete record`, async () => {
+      const diskBytes = 256 * K;
+      const records = randomRecords(77, 40, diskBytes).map((r, i): JournalRecord =>
+        i === 39 ? { kind: 'write', offset: 4 * K, data: new Uint8Array(8 * K).fill(0x5a) } : r,
+      );
+      // First 20 records sealed; the rest stay in the open segment.
+      const journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+      records.slice(0, 20).forEach((r) => appendOk(journal, r));
+      await journal.seal();
+      records.slice(20).forEach((r) => appendOk(journal, r));
+      await journal.sync();
+      // Crash: the journal object is simply abandoned.
+      const path = await openFile();
+      const size = (await stat(path)).size;
+      const lastRecordStart = size - entryHeaderBytes - 8 * K;
+      const handle = await open(path, 'r+');
+      if (damage === 'truncate mid-record') await handle.truncate(size - 100);
+      if (damage === 'truncate mid-header') await handle.truncate(lastRecordStart + 10);
+      if (damage === 'flip a data byte' || damage === 'flip a header byte') {
+        const at = damage === 'flip a data byte' ? size - 1 : lastRecordStart + 12; // in the offset field
+        const byte = Buffer.alloc(1);
+        await handle.read(byte, 0, 1, at);
+        byte[0] ^= 0x01;
+        await handle.write(byte, 0, 1, at);
+      }
+      await handle.close();
+
+      const reopened = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+      expect(reopened.nextSeq).toBe(40);
+      expect(reopened.sealedSegments().map((s) => [s.firstSeq, s.lastSeq])).toEqual([[1, 20]]);
+      expect((await stat(path)).size).toBe(lastRecordStart);
+      const base = Buffer.alloc(diskBytes);
+      const expected = Buffer.from(base);
+      records.slice(0, 39).forEach((r) => applyRecord(expected, r));
+      // The next record gets seq 40, and replay includes it.
+      const next: JournalRecord = { kind: 'write', offset: 0, data: new Uint8Array(512).fill(3) };
+      expect(appendOk(reopened, next)).toBe(40);
+      applyRecord(expected, next);
+      expect(sha(await replayAll(reopened, base))).toBe(sha(expected));
+      await reopened.close();
+    });
+  }
+
+  it('drops everything from a damaged record in the middle on (later records were never synced past it)', async () => {
+    const records = randomRecords(5, 10, 64 * K).map((r): JournalRecord => (r.kind === 'write' ? r : { kind: 'write', offset: r.offset, data: new Uint8Array(r.length).fill(1) }));
+    await crashAfter(records);
+    const path = await openFile();
+    const handle = await open(path, 'r+');
+    // Damage the 4th record's header (seq field).
+    let at = segmentHeaderBytes;
+    for (let i = 0; i < 3; i++) at += entryHeaderBytes + (records[i] as { data: Uint8Array }).data.length;
+    await handle.write(Buffer.from([0xff]), 0, 1, at + 7);
+    await handle.close();
+    const reopened = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+    expect(reopened.nextSeq).toBe(4);
+    await reopened.close();
+  });
+
+  it('sealed segments survive; an open segment caught mid-seal is sealed again or deleted if already sealed', async () => {
+    const diskBytes = 128 * K;
+    const records = randomRecords(99, 30, diskBytes);
+    const journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+    records.slice(0, 10).forEach((r) => appendOk(journal, r));
+    await journal.seal(); // sealed 1..10
+    records.slice(10, 20).forEach((r) => appendOk(journal, r));
+    await journal.sync();
+    const midSeal = await openFile();
+    const saved = `${midSeal}.saved`;
+    await copyFile(midSeal, saved);
+    const second = (await journal.seal())!; // sealed 11..20
+    records.slice(20).forEach((r) => appendOk(journal, r));
+    await journal.sync();
+    // Crash 1: after the rename, before the old open file was deleted.
+    await copyFile(saved, midSeal);
+    let reopened = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+    expect(reopened.sealedSegments().map((s) => [s.firstSeq, s.lastSeq])).toEqual([[1, 10], [11, 20]]);
+    expect(reopened.nextSeq).toBe(31);
+    await expect(stat(midSeal)).rejects.toThrow();
+    await reopened.close();
+    // Crash 2: before the sealed file was renamed into place: the open file is sealed again.
+    await unlink(second.path);
+    await copyFile(saved, midSeal);
+    await writeFile(`${second.path}.tmp`, 'half-written');
+    reopened = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+    expect(reopened.sealedSegments().map((s) => [s.firstSeq, s.lastSeq])).toEqual([[1, 10], [11, 20]]);
+    expect((await readdir(dir)).some((n) => n.endsWith('.tmp'))).toBe(false);
+    expect(reopened.nextSeq).toBe(31);
+    const expected = Buffer.alloc(diskBytes);
+    records.forEach((r) => applyRecord(expected, r));
+    expect(sha(await replayAll(reopened, Buffer.alloc(diskBytes)))).toBe(sha(expected));
+    await reopened.close();
+  });
+});
