@@ -1,0 +1,76 @@
+/**
+ * Flag parsing shared by the commands: node:util parseArgs with ferry's errors, store
+ * settings from flags and the usual AWS_* environment variables.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { FerryError, parseSize, parseRate } from '../core/index.js';
+import { openStore, type ObjectStore } from '../store/index.js';
+
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+
+export const storeOptions = {
+  store: { type: 'string' },
+  's3-endpoint': { type: 'string' },
+  's3-region': { type: 'string' },
+} satisfies OptionSpec;
+
+export const commonOptions = {
+  help: { type: 'boolean', short: 'h' },
+  quiet: { type: 'boolean', short: 'q' },
+  json: { type: 'boolean' },
+} satisfies OptionSpec;
+
+export function parse<T extends OptionSpec>(argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, options: { ...commonOptions, ...options }, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new FerryError('bad-input', (err as Error).message.replace(/\. To specify a positional.*$/s, ''));
+  }
+}
+
+export function required<T>(value: T | undefined, flag: string): T {
+  if (value === undefined || value === '') throw new FerryError('bad-input', `${flag} is required`);
+  return value;
+}
+
+export function positionals(list: string[], names: string[]): string[] {
+  if (list.length !== names.length) {
+    throw new FerryError('bad-input', `expected ${names.join(' ')} (${names.length} argument${names.length === 1 ? '' : 's'}), received ${list.length}: ${JSON.stringify(list)}`);
+  }
+  return list;
+}
+
+export function sizeOption(value: string | undefined, flag: string): number | undefined {
+  return value === undefined ? undefined : parseSize(value, flag);
+}
+
+export function rateOption(value: string | undefined, flag: string): number | undefined {
+  return value === undefined ? undefined : parseRate(value, flag);
+}
+
+export function intOption(value: string | undefined, flag: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new FerryError('bad-input', `${flag}: expected a whole number from ${min} to ${max}, received ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/** Opens the store named by --store, with S3 settings from flags, then AWS_* variables. */
+export function storeFromFlags(values: { store?: string; 's3-endpoint'?: string; 's3-region'?: string }): ObjectStore {
+  const env = process.env;
+  return openStore(required(values.store, '--store'), {
+    endpoint: values['s3-endpoint'] ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL,
+    region: values['s3-region'] ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION,
+    accessKeyId: env.AWS_ACCESS_KEY_ID,
+    secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+    sessionToken: env.AWS_SESSION_TOKEN,
+  });
+}
+
+export const storeHelp = `Store:
+  --store URL          file:<dir> or s3://bucket[/prefix]
+  --s3-endpoint URL    S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)
+  --s3-region NAME     region (default: $AWS_REGION, or us-east-1)
+  Credentials come from $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY.`;

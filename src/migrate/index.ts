@@ -1,0 +1,5 @@
+export { copyDisk, type CopyOptions, type CopyProgress, type CopyResult, type CopyStats } from './background-copy.js';
+export { restoreDisk, type RestoreOptions, type RestoreProgress, type RestoreStats } from './restore.js';
+export { compareDisks, hashDisk, verifyDiskAgainstManifest, type DiskComparison, type VerifyOptions } from './verify.js';
+export { Throttle, type TrafficClass } from './throttle.js';
+export { ProgressMeter, type Progress } from './progress.js';

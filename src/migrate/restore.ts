@@ -1,0 +1,131 @@
+/**
+ * Restore: rebuild a disk from a manifest. Every chunk is verified (SHA-256 against its
+ * name, length against its place) before a byte of it is written, so nothing unverified
+ * reaches the destination.
+ *
+ * A destination that does not exist is built as `<dest>.ferry-partial`, a sparse file in
+ * which all-zero chunks stay holes, and renamed into place only when complete: an
+ * interrupted restore never leaves a plausible-looking disk, and re-running it continues
+ * the partial file. A destination that exists (a block device, or a replica being brought
+ * up to date) must have exactly the manifest's size; chunks it already holds are not
+ * written again.
+ */
+import { rename } from 'node:fs/promises';
+import PQueue from 'p-queue';
+import { FerryError, FileDevice, isAllZero, pathExists, sha256Hex, throwIfAborted, type BlockDevice } from '../core/index.js';
+import { chunkKey, type Manifest, type Repository } from '../store/index.js';
+import { ProgressMeter, everyMs, type Progress } from './progress.js';
+
+export interface RestoreOptions {
+  repo: Repository;
+  manifestId: string;
+  /** Path of the destination disk (file or block device). */
+  destPath: string;
+  /** Chunk downloads in flight at once (default 8). */
+  concurrency?: number;
+  signal?: AbortSignal;
+  onProgress?: (progress: RestoreProgress) => void;
+  progressIntervalMs?: number;
+}
+
+export interface RestoreStats {
+  bytesTotal: number;
+  chunksTotal: number;
+  chunksWritten: number;
+  /** Chunks the destination already held. */
+  chunksUnchanged: number;
+  /** All-zero chunks: left as holes, or zeroed where the destination held data. */
+  chunksZero: number;
+  bytesDownloaded: number;
+  elapsedMs: number;
+}
+
+export interface RestoreProgress extends Progress {
+  stats: RestoreStats;
+}
+
+export async function restoreDisk(options: RestoreOptions): Promise<{ manifestId: string; stats: RestoreStats }> {
+  const { repo, destPath, signal } = options;
+  const { id, manifest } = await repo.getManifest(options.manifestId, signal);
+  const partialPath = `${destPath}.ferry-partial`;
+  const fresh = !(await pathExists(destPath));
+  const device = await FileDevice.open(fresh ? partialPath : destPath, {
+    expectSizeBytes: manifest.disk.sizeBytes,
+    createSizeBytes: fresh ? manifest.disk.sizeBytes : undefined,
+  }).catch((err: unknown) => {
+    if (err instanceof FerryError && err.code === 'bad-input' && !fresh) {
+      throw new FerryError('bad-input', `destination ${destPath}: ${err.message}; manifest ${id} describes a disk of ${manifest.disk.sizeBytes} bytes`);
+    }
+    throw err;
+  });
+  try {
+    const stats = await writeChunks(repo, manifest, device, options);
+    await device.flush();
+    if (fresh) await rename(partialPath, destPath);
+    return { manifestId: id, stats };
+  } finally {
+    await device.close();
+  }
+}
+
+async function writeChunks(repo: Repository, manifest: Manifest, device: BlockDevice, options: RestoreOptions): Promise<RestoreStats> {
+  const { signal } = options;
+  const chunkSize = manifest.chunkSizeBytes;
+  const total = Math.ceil(manifest.disk.sizeBytes / chunkSize);
+  const stats: RestoreStats = {
+    bytesTotal: manifest.disk.sizeBytes,
+    chunksTotal: total,
+    chunksWritten: 0,
+    chunksUnchanged: 0,
+    chunksZero: 0,
+    bytesDownloaded: 0,
+    elapsedMs: 0,
+  };
+  const meter = new ProgressMeter(manifest.disk.sizeBytes);
+  const report = everyMs(options.progressIntervalMs ?? 250, options.onProgress);
+  const progress = (final = false) => {
+    const snapshot = meter.snapshot();
+    report({ ...snapshot, stats: { ...stats, elapsedMs: snapshot.elapsedMs } }, final);
+  };
+  const hashes = new Map(manifest.chunks);
+  const concurrency = options.concurrency ?? 8;
+  const queue = new PQueue({ concurrency });
+  let failure: unknown;
+  queue.on('error', (err) => (failure ??= err));
+
+  const restoreChunk = async (index: number) => {
+    const offset = index * chunkSize;
+    const length = Math.min(chunkSize, manifest.disk.sizeBytes - offset);
+    const hash = hashes.get(index);
+    // What the destination holds decides what must be written: it may already be right.
+    const current = Buffer.allocUnsafe(length);
+    await device.read(current, offset);
+    if (hash === undefined) {
+      stats.chunksZero++;
+      if (!isAllZero(current)) await device.writeZeroes(offset, length);
+    } else if (!isAllZero(current) && sha256Hex(current) === hash) {
+      stats.chunksUnchanged++;
+    } else {
+      const data = await repo.getChunk(hash, signal);
+      stats.bytesDownloaded += data.byteLength;
+      if (data.byteLength !== length) {
+        throw new FerryError('checksum-mismatch', `chunk ${chunkKey(hash)} is ${data.byteLength} bytes but chunk ${index} of the manifest needs ${length}`);
+      }
+      await device.write(data, offset);
+      stats.chunksWritten++;
+    }
+    meter.add(length);
+    progress();
+  };
+
+  for (let index = 0; index < total && !failure; index++) {
+    throwIfAborted(signal);
+    queue.add(() => restoreChunk(index)).catch(() => {});
+    await queue.onSizeLessThan(concurrency);
+  }
+  await queue.onIdle();
+  if (failure) throw failure;
+  progress(true);
+  stats.elapsedMs = meter.snapshot().elapsedMs;
+  return stats;
+}

@@ -1,0 +1,35 @@
+/** Runs the built `ferry` CLI (bin/ferry over dist/) as a child process. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const ferryBin = fileURLToPath(new URL('../../bin/ferry', import.meta.url));
+const built = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function assertBuilt(): void {
+  if (!existsSync(built)) throw new Error('dist/ is missing: run `npm run build` (./scripts/test does) before the e2e tests');
+}
+
+export function startFerry(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<CliResult> } {
+  assertBuilt();
+  const child = spawn(process.execPath, [ferryBin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+  return { child, done };
+}
+
+export function ferry(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return startFerry(args, env).done;
+}
