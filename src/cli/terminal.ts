@@ -20,7 +20,7 @@ export const stderrSink: LogSink = (level: LogLevel, message, fields) => {
 export function progressReporter(label: string, quiet: boolean): { update: (p: Progress) => void; done: () => void } {
   if (quiet) return { update: () => {}, done: () => {} };
   const tty = process.stderr.isTTY;
-  let lastLine = 0;
+  let lastLine = Date.now(); // off a terminal, the first line comes after 10 s: short work stays quiet
   let drawn = false;
   return {
     update(p) {
