@@ -76,6 +76,8 @@ export class Transmission {
   private paused = false;
   private corked = false;
   private ended = false;
+  /** Server shutdown with requests still running: new requests get ESHUTDOWN until they finish. */
+  private shuttingDown = false;
   private endReason: EndReason | undefined;
   private readonly device: BlockDevice;
   private readonly allowedFlags: Record<number, number>;
@@ -150,11 +152,22 @@ export class Transmission {
    */
   stop(reason: EndReason): void {
     if (this.state === STOPPED) return;
+    if (reason.kind === 'shutdown' && this.inflight > 0) {
+      // The spec's graceful shutdown: serve what is in flight, answer anything newer with
+      // ESHUTDOWN (the client then disconnects), and hang up once the last one has replied.
+      this.shuttingDown = true;
+      return;
+    }
     this.state = STOPPED;
     this.endReason = reason;
     this.pendingPayload = null;
     this.queue.clear();
-    this.socket.pause();
+    // Keep reading (and dropping) what the client still sends: a client blocked on a full
+    // socket buffer could never see our FIN and close its side.
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
     this.maybeEnd();
   }
 
@@ -259,6 +272,7 @@ export class Transmission {
 
   /** Validation, once, at the edge: every request reaching the device is in range and well-formed. */
   private validate(type: number, flags: number, offset: number, length: number): number {
+    if (this.shuttingDown) return NBD_ESHUTDOWN;
     const allowed = this.allowedFlags[type];
     if (allowed === undefined) return NBD_EINVAL; // unknown command
     if ((flags & ~allowed) !== 0) return NBD_EINVAL;
@@ -330,6 +344,7 @@ export class Transmission {
       this.inflightBytes -= bytes;
       stats.inflightRequests--;
       if (this.state === STOPPED) this.maybeEnd();
+      else if (this.shuttingDown && this.inflight === 0) this.stop({ kind: 'shutdown' });
       else if (this.paused) this.pump();
     });
   }
