@@ -29,7 +29,7 @@ export interface ClientOptions {
 export class NbdTestClient {
   sizeBytes = 0;
   transmissionFlags = 0;
-  private buffered = Buffer.alloc(0);
+  private buffered: Buffer = Buffer.alloc(0);
   private wake: (() => void) | null = null;
   private ended = false;
   private nextCookie = 1n;
