@@ -12,7 +12,7 @@
  * Files in the directory:
  *   open-<firstSeq>.jseg             raw records being appended (see segment-codec.ts)
  *   sealed-<firstSeq>-<lastSeq>.jseg coalesced, ready to ship
- *   journal-state.json               { version, nextSeq }: the seq floor after a restart
+ *   journal-state.json               { version, nextSeq }: the seq floor once segments are released
  *
  * Crash recovery (`Journal.open`): a torn tail of an open segment is dropped; an open segment
  * whose sealed file already exists (the crash came between rename and delete) is deleted; an
@@ -235,6 +235,8 @@ export class Journal extends EventEmitter<JournalEvents> {
     }
     this.sealed.splice(index, 1);
     segment.retired = 'released';
+    // The sealed file's name carried the seq floor; once it is gone the state file must.
+    await this.persistNextSeq(segment.lastSeq + 1);
     await unlink(segment.path).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw asFerryError(err, 'io');
     });
@@ -299,7 +301,6 @@ export class Journal extends EventEmitter<JournalEvents> {
         const sealed = await sealSegment(segment, this.dir);
         this.sealed.push(sealed);
         this.rotating.splice(this.rotating.indexOf(segment), 1);
-        await this.persistNextSeq(sealed.lastSeq + 1);
         await segment.destroy();
         this.logger.debug('journal segment sealed', { segment: sealed.name, extents: sealed.extentCount, sizeBytes: sealed.sizeBytes });
         this.emit('sealed', sealed);
@@ -337,9 +338,10 @@ export class Journal extends EventEmitter<JournalEvents> {
   }
 
   /**
-   * Raises the persisted seq floor. At a seal it is the sealed segment's lastSeq + 1, not the
-   * next seq: records still in the open segment carry their own seqs, and if a crash tears
-   * them off, seqs continue right after the last complete record.
+   * Raises the persisted seq floor (files carry seqs in their names; this covers the time
+   * when none is left). On release it is the segment's lastSeq + 1, not the next seq: records
+   * in the open segment carry their own seqs, and if a crash tears them off, seqs continue
+   * right after the last complete record.
    */
   private async persistNextSeq(floor: number): Promise<void> {
     if (floor <= this.persistedNextSeq) return;

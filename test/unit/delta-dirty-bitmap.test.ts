@@ -92,7 +92,7 @@ describe('DirtyBitmap', () => {
     expect(bitmap.serialize().length).toBeLessThan(16384 / 8 + 64);
     bitmap.mark(12345 * 512, 512);
     const bytes = bitmap.serialize();
-    bytes[bytes.length - 1] ^= 0x01;
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0x01;
     let error: unknown;
     try {
       DirtyBitmap.deserialize(bytes);

@@ -77,7 +77,7 @@ describe('Journal: append, seal, coalesce', () => {
       fillRandom(base, createPrng(seed * 31));
       const records = randomRecords(seed, 600, diskBytes);
       // Small segments so size-triggered seals happen in the middle of the run.
-      const journal = await Journal.open(jdir, { segmentMaxAgeMs: 0, segmentMaxBytes: 96 * K });
+      const journal = await Journal.open(jdir, { segmentMaxAgeMs: 0, segmentMaxBytes: 256 * K });
       const seqs: number[] = [];
       for (const r of records) {
         seqs.push(appendOk(journal, r));
@@ -109,7 +109,7 @@ describe('Journal: append, seal, coalesce', () => {
       }
       await journal.close();
     }
-  });
+  }, 60_000);
 
   it('splits partial overlaps exactly: last write wins, zero and trim included', async () => {
     const journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
@@ -148,7 +148,8 @@ describe('Journal: append, seal, coalesce', () => {
     for (let i = 0; i < 10; i++) appendOk(journal, { kind: 'write', offset: 4 * K, data: new Uint8Array(64 * K).fill(i) });
     appendOk(journal, { kind: 'write', offset: K * K, data: big });
     await journal.written();
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = Date.now();
+    while (sealedEvents.length === 0 && Date.now() - started < 10_000) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(sealedEvents.length).toBe(1);
     const [segment] = journal.sealedSegments();
     expect(segment).toBe(sealedEvents[0]);
@@ -223,7 +224,7 @@ describe('Journal: append, seal, coalesce', () => {
     const at = segment.sizeBytes - 100; // inside the second extent's data
     const byte = Buffer.alloc(1);
     await handle.read(byte, 0, 1, at);
-    byte[0] ^= 0x40;
+    byte[0] = byte[0]! ^ 0x40;
     await handle.write(byte, 0, 1, at);
     await handle.close();
     let error: unknown;
@@ -284,7 +285,7 @@ describe('Journal: crash recovery', () => {
         const at = damage === 'flip a data byte' ? size - 1 : lastRecordStart + 12; // in the offset field
         const byte = Buffer.alloc(1);
         await handle.read(byte, 0, 1, at);
-        byte[0] ^= 0x01;
+        byte[0] = byte[0]! ^ 0x01;
         await handle.write(byte, 0, 1, at);
       }
       await handle.close();

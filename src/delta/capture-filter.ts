@@ -1,0 +1,175 @@
+/**
+ * The capture filter: a BlockDevice decorator over the disk that tells the change tracker
+ * about every write, like an nbdkit filter changes only what it must. For each write, zero
+ * and trim (DESIGN.md invariants 2 and 3):
+ *
+ *   1. wait until no earlier overlapping IO is in flight (journal order = disk order);
+ *   2. do the disk op (with FUA if asked);
+ *   3. record it in the tracker, after the disk op completed and before acknowledging;
+ *   4. for FUA, sync the journal too, so disk and journal are both durable;
+ *   5. release the range, then delay the acknowledgement if backpressure says so.
+ *
+ * `flush()` flushes the disk and syncs the journal. Reads pass through. `quiesce()` holds new
+ * IO and resolves once in-flight IO is done (like nbdkit's pause filter), for cutover.
+ *
+ * The filter does not own the tracker: closing it closes the disk only.
+ */
+import { FerryError, type BlockDevice, type WriteOptions } from '../core/index.js';
+import type { Backpressure } from './backpressure.js';
+import type { ChangeTracker } from './change-tracker.js';
+import type { RecordKind } from './journal.js';
+import { OverlapQueue } from './overlap-queue.js';
+
+export interface CaptureFilterOptions {
+  /** Delays acknowledgements when the journal is above its high-water mark. */
+  backpressure?: Backpressure;
+}
+
+export class CaptureFilter implements BlockDevice {
+  private readonly overlaps = new OverlapQueue();
+  private inFlightCount = 0;
+  private paused: { resumed: Promise<void>; resume: () => void } | undefined;
+  private drainWaiters: (() => void)[] = [];
+  private readonly backpressure: Backpressure | undefined;
+
+  constructor(
+    private readonly inner: BlockDevice,
+    readonly tracker: ChangeTracker,
+    options: CaptureFilterOptions = {},
+  ) {
+    if (tracker.bitmap.sizeBytes !== inner.sizeBytes) {
+      throw new FerryError('bad-input', `capture filter: tracker is for ${tracker.bitmap.sizeBytes} bytes, disk has ${inner.sizeBytes}`);
+    }
+    this.backpressure = options.backpressure;
+  }
+
+  get sizeBytes(): number {
+    return this.inner.sizeBytes;
+  }
+
+  get readOnly(): boolean {
+    return this.inner.readOnly;
+  }
+
+  /** IOs admitted and not yet done (the backpressure delay after an IO does not count). */
+  get inFlight(): number {
+    return this.inFlightCount;
+  }
+
+  get quiesced(): boolean {
+    return this.paused !== undefined;
+  }
+
+  async read(buf: Uint8Array, offset: number): Promise<void> {
+    await this.enter();
+    try {
+      await this.inner.read(buf, offset);
+    } finally {
+      this.leave();
+    }
+  }
+
+  write(data: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
+    return this.mutate('write', offset, data.byteLength, data, options, () => this.inner.write(data, offset, options));
+  }
+
+  writeZeroes(offset: number, length: number, options?: WriteOptions): Promise<void> {
+    return this.mutate('zero', offset, length, undefined, options, () => this.inner.writeZeroes(offset, length, options));
+  }
+
+  trim(offset: number, length: number, options?: WriteOptions): Promise<void> {
+    return this.mutate('trim', offset, length, undefined, options, () => this.inner.trim(offset, length, options));
+  }
+
+  /** Every write completed before the call is durable on the disk and in the journal. */
+  async flush(): Promise<void> {
+    await this.enter();
+    try {
+      await this.inner.flush();
+      await this.tracker.sync();
+    } finally {
+      this.leave();
+    }
+  }
+
+  /**
+   * Holds new IO (it waits, it is not refused) and resolves once every IO admitted before
+   * has completed, its record included. Idempotent.
+   */
+  async quiesce(): Promise<void> {
+    if (this.paused === undefined) {
+      let resume!: () => void;
+      const resumed = new Promise<void>((resolve) => (resume = resolve));
+      this.paused = { resumed, resume };
+    }
+    if (this.inFlightCount === 0) return;
+    await new Promise<void>((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Lets held and new IO through again. */
+  resume(): void {
+    const paused = this.paused;
+    this.paused = undefined;
+    paused?.resume();
+  }
+
+  async close(): Promise<void> {
+    await this.inner.close();
+  }
+
+  private async mutate(
+    kind: RecordKind,
+    offset: number,
+    length: number,
+    data: Uint8Array | undefined,
+    options: WriteOptions | undefined,
+    op: () => Promise<void>,
+  ): Promise<void> {
+    if (this.inner.readOnly) throw new FerryError('invalid-state', 'capture filter: the disk is read-only');
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.sizeBytes) {
+      throw new FerryError('bad-input', `capture filter: range ${offset}+${length} is outside the disk (${this.sizeBytes} bytes)`);
+    }
+    // Take a place in the overlap order now, in call order, even if quiesced: the order in
+    // which the VM's requests reached us is the order overlapping ones hit the disk.
+    const ticket = this.overlaps.enqueue(offset, length);
+    try {
+      await this.enter();
+    } catch (err) {
+      ticket.release();
+      throw err;
+    }
+    try {
+      await ticket.ready;
+      try {
+        try {
+          await op();
+        } catch (err) {
+          // The range may be partly written: whatever it holds now must be shipped.
+          this.tracker.recordFailed(offset, length);
+          throw err;
+        }
+        await this.tracker.record(kind, offset, data ?? length);
+        if (options?.fua) await this.tracker.sync();
+      } finally {
+        ticket.release();
+      }
+    } finally {
+      this.leave();
+    }
+    if (this.backpressure) await this.backpressure.delay();
+  }
+
+  private async enter(): Promise<void> {
+    while (this.paused !== undefined) await this.paused.resumed;
+    this.inFlightCount++;
+  }
+
+  private leave(): void {
+    this.inFlightCount--;
+    if (this.inFlightCount === 0 && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+}

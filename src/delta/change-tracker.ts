@@ -1,0 +1,346 @@
+/**
+ * The change tracker of one disk: what changed since the replica's base, in one of two modes
+ * (DESIGN.md, "Two ways to track, one replay"):
+ *
+ * - 'streaming': every write is journaled, in order, with a seq. The replica replays sealed
+ *   segments; every segment boundary is a crash-consistent point.
+ * - 'bitmap': only the dirty bitmap is marked; shipping reads the blocks' current contents.
+ *
+ * When the journal would pass its hard limit (or fails), the tracker falls back to the bitmap
+ * rather than failing the VM's write (invariant 8): the extents of every unshipped journal
+ * record are marked dirty, those segments dropped, and `consistent` becomes false. The way
+ * back is `startStreaming()`: it returns the seq S the journal restarts at; the shipper then
+ * drains the bitmap with `bitmap.takeRuns` (the resync) and calls `resyncComplete()`.
+ * Replay = base + resync + journal from S.
+ *
+ * Files in `dir`: journal/ (see journal.ts), tracker-state.json, dirty-bitmap.bin. The state
+ * says whether the tracker was closed cleanly. After an unclean stop, writes may have reached
+ * the disk without being recorded (the record follows the disk write), so every block is
+ * marked dirty and the tracker starts in bitmap mode, inconsistent.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FerryError, Logger, asFerryError, badInput } from '../core/index.js';
+import { DirtyBitmap, defaultBlockSizeBytes } from './dirty-bitmap.js';
+import { Journal, type JournalOptions, type RecordKind } from './journal.js';
+import { fsyncDirectory } from './segment-file.js';
+
+export type TrackingMode = 'streaming' | 'bitmap';
+
+export interface ChangeTrackerOptions {
+  /** Directory of this disk's tracking state (created if missing). */
+  dir: string;
+  sizeBytes: number;
+  blockSizeBytes?: number;
+  /** Mode of a tracker created fresh; a reopened one keeps its persisted mode. Default streaming. */
+  mode?: TrackingMode;
+  journal?: Omit<JournalOptions, 'logger'>;
+  logger?: Logger;
+}
+
+export interface ModeChange {
+  mode: TrackingMode;
+  reason: string;
+  /** The journal's next seq at the change: for 'streaming', the S replay restarts from. */
+  seq: number;
+}
+
+export interface ChangeTrackerEvents {
+  mode: [change: ModeChange];
+  consistent: [consistent: boolean];
+}
+
+export interface ChangeTrackerState {
+  mode: TrackingMode;
+  consistent: boolean;
+  dirtyBlocks: number;
+  dirtyBytes: number;
+  unshippedJournalBytes: number;
+  hardLimitBytes: number;
+  currentSeq: number;
+  sealedSegments: number;
+}
+
+interface PersistedState {
+  version: 1;
+  clean: boolean;
+  mode: TrackingMode;
+  consistent: boolean;
+  sizeBytes: number;
+  blockSizeBytes: number;
+}
+
+const stateFile = 'tracker-state.json';
+const bitmapFile = 'dirty-bitmap.bin';
+
+export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
+  private modeValue: TrackingMode;
+  private consistentValue: boolean;
+  /** The journal being dropped into the bitmap, while a fall back is under way. */
+  private switching: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    readonly bitmap: DirtyBitmap,
+    readonly journal: Journal,
+    mode: TrackingMode,
+    consistent: boolean,
+    private readonly logger: Logger,
+  ) {
+    super();
+    this.modeValue = mode;
+    this.consistentValue = consistent;
+    journal.on('failed', (err) => this.fallBack(`journal failed: ${err.message}`));
+  }
+
+  static async open(options: ChangeTrackerOptions): Promise<ChangeTracker> {
+    const logger = options.logger ?? Logger.silent();
+    const blockSizeBytes = options.blockSizeBytes ?? defaultBlockSizeBytes;
+    await mkdir(options.dir, { recursive: true });
+    const previous = await readState(options.dir);
+    if (previous && (previous.sizeBytes !== options.sizeBytes || previous.blockSizeBytes !== blockSizeBytes)) {
+      throw new FerryError(
+        'conflict',
+        `change tracker ${options.dir} tracks a ${previous.sizeBytes}-byte disk in ${previous.blockSizeBytes}-byte blocks, not ${options.sizeBytes} in ${blockSizeBytes}`,
+      );
+    }
+    const journal = await Journal.open(join(options.dir, 'journal'), { ...options.journal, logger });
+    let bitmap = new DirtyBitmap(options.sizeBytes, blockSizeBytes);
+    let mode: TrackingMode = options.mode ?? 'streaming';
+    // A fresh tracker in bitmap mode (say, while a seed is in transit) owes a resync.
+    let consistent = mode === 'streaming';
+    if (previous?.clean) {
+      mode = previous.mode;
+      consistent = previous.consistent;
+      try {
+        bitmap = DirtyBitmap.deserialize(await readFile(join(options.dir, bitmapFile)), join(options.dir, bitmapFile));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    } else if (previous) {
+      logger.warn('change tracker was not closed cleanly: every block is dirty, resync needed', { dir: options.dir });
+      bitmap.markAll();
+      mode = 'bitmap';
+      consistent = false;
+    }
+    const tracker = new ChangeTracker(options.dir, bitmap, journal, mode, consistent, logger);
+    if (!previous?.clean && previous) await journal.discardAll(() => {});
+    // From here until close() the state on disk says "not clean".
+    await tracker.persist(false);
+    return tracker;
+  }
+
+  get mode(): TrackingMode {
+    return this.modeValue;
+  }
+
+  /** False from a fall back to the bitmap until `resyncComplete()`: the replica lags a resync. */
+  get consistent(): boolean {
+    return this.consistentValue;
+  }
+
+  get dirtyBytes(): number {
+    return this.bitmap.dirtyBytes;
+  }
+
+  get unshippedJournalBytes(): number {
+    return this.journal.unshippedBytes;
+  }
+
+  /** What backpressure watches: the journal's unshipped bytes. */
+  get unshippedBytes(): number {
+    return this.journal.unshippedBytes;
+  }
+
+  get hardLimitBytes(): number {
+    return this.journal.hardLimitBytes;
+  }
+
+  set hardLimitBytes(bytes: number) {
+    this.journal.hardLimitBytes = bytes;
+  }
+
+  /**
+   * The epoch for a base copy that starts now: the seq the next recorded write will get.
+   * Every write recorded with a smaller seq completed on the disk before this was read, so a
+   * copy that starts reading afterwards sees it; every write that may be missing from (or
+   * torn in) the copy gets a seq >= this. Replaying records from this seq on, in order, over
+   * the copy yields the disk. Only meaningful in streaming mode: in bitmap mode no records are
+   * made, and the epoch is the S that `startStreaming()` returns.
+   */
+  get currentSeq(): number {
+    return this.journal.nextSeq;
+  }
+
+  state(): ChangeTrackerState {
+    return {
+      mode: this.modeValue,
+      consistent: this.consistentValue,
+      dirtyBlocks: this.bitmap.dirtyCount,
+      dirtyBytes: this.bitmap.dirtyBytes,
+      unshippedJournalBytes: this.journal.unshippedBytes,
+      hardLimitBytes: this.journal.hardLimitBytes,
+      currentSeq: this.journal.nextSeq,
+      sealedSegments: this.journal.sealedSegments().length,
+    };
+  }
+
+  /**
+   * Records a completed disk write (the filter calls this after the disk op and before it
+   * acknowledges). Never fails because of the journal: any journal trouble turns into a fall
+   * back to the bitmap. Resolves once the record is in the journal file (streaming).
+   */
+  async record(kind: RecordKind, offset: number, dataOrLength: Uint8Array | number): Promise<void> {
+    this.checkOpen();
+    const length = typeof dataOrLength === 'number' ? dataOrLength : dataOrLength.byteLength;
+    if (kind === 'write' && typeof dataOrLength === 'number') throw badInput('data', dataOrLength, 'the written bytes for a write record');
+    if (length === 0) return;
+    if (this.modeValue === 'bitmap') {
+      this.bitmap.mark(offset, length);
+      return;
+    }
+    try {
+      const result =
+        kind === 'write' ? this.journal.append({ kind, offset, data: dataOrLength as Uint8Array }) : this.journal.append({ kind, offset, length });
+      if (!result.ok) {
+        this.fallBack(`journal reached its hard limit (${result.unshippedBytes} unshipped bytes, limit ${result.hardLimitBytes})`);
+        this.bitmap.mark(offset, length);
+        return;
+      }
+      await this.journal.written();
+    } catch (err) {
+      this.fallBack(`journal failed: ${asFerryError(err).message}`);
+      this.bitmap.mark(offset, length);
+    }
+  }
+
+  /**
+   * A disk op failed part way: the range's contents are unknown, so it is marked dirty and
+   * the replica is inconsistent until a resync ships it.
+   */
+  recordFailed(offset: number, length: number): void {
+    this.bitmap.mark(offset, length);
+    this.setConsistent(false);
+  }
+
+  /** Makes every record so far durable (FLUSH, FUA). Journal trouble falls back, not fails. */
+  async sync(): Promise<void> {
+    if (this.modeValue !== 'streaming') return;
+    try {
+      await this.journal.sync();
+    } catch (err) {
+      this.fallBack(`journal sync failed: ${asFerryError(err).message}`);
+    }
+  }
+
+  /** Switches to bitmap mode on purpose (seed in transit, link too slow for streaming). */
+  async switchToBitmap(reason: string): Promise<void> {
+    this.checkOpen();
+    this.fallBack(reason);
+    await this.switching;
+  }
+
+  /**
+   * Back to streaming: returns S, the seq the journal restarts at. Writes from here on are
+   * journaled from S; the caller must then ship the dirty blocks (`bitmap.takeRuns`) and call
+   * `resyncComplete()`. In streaming mode already, returns `currentSeq`.
+   */
+  async startStreaming(): Promise<number> {
+    this.checkOpen();
+    await this.switching;
+    if (this.modeValue === 'streaming') return this.journal.nextSeq;
+    this.modeValue = 'streaming';
+    const seq = this.journal.nextSeq;
+    await this.persist(false);
+    this.logger.info('change tracker streaming', { dir: this.dir, seq, dirtyBytes: this.bitmap.dirtyBytes });
+    this.emit('mode', { mode: 'streaming', reason: 'start streaming', seq });
+    return seq;
+  }
+
+  /**
+   * The shipper calls this after the resync: the bitmap has been drained and every run it
+   * took is durable in the store. Returns whether the tracker is now consistent (streaming,
+   * nothing dirty); a write that failed meanwhile, or a new fall back, keeps it false.
+   */
+  resyncComplete(): boolean {
+    if (this.modeValue === 'streaming' && this.bitmap.dirtyCount === 0) this.setConsistent(true);
+    return this.consistentValue;
+  }
+
+  /** Closes the journal and saves the bitmap; the next open then trusts what it finds. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.switching;
+    await this.journal.close();
+    const path = join(this.dir, bitmapFile);
+    await writeFile(`${path}.tmp`, this.bitmap.serialize(), { flush: true });
+    await rename(`${path}.tmp`, path);
+    await this.persist(true);
+  }
+
+  /** Starts a fall back to the bitmap (idempotent while one is under way). */
+  private fallBack(reason: string): void {
+    if (this.modeValue === 'bitmap' || this.closed) return;
+    this.modeValue = 'bitmap';
+    this.setConsistent(false);
+    const seq = this.journal.nextSeq;
+    this.logger.warn('change tracker falling back to the dirty bitmap', { dir: this.dir, reason, seq });
+    this.switching = this.switching
+      .then(() => this.journal.discardAll((range) => this.bitmap.mark(range.offset, range.length)))
+      .catch((err: unknown) => {
+        // The journal's ranges are unknown now: only a full resync is safe.
+        this.logger.error('change tracker: dropping the journal failed, marking the whole disk dirty', { dir: this.dir, error: asFerryError(err).message });
+        this.bitmap.markAll();
+      })
+      .then(() => this.persist(false))
+      .catch((err: unknown) => this.logger.error('change tracker: saving state failed', { dir: this.dir, error: asFerryError(err).message }));
+    this.emit('mode', { mode: 'bitmap', reason, seq });
+  }
+
+  private setConsistent(consistent: boolean): void {
+    if (this.consistentValue === consistent) return;
+    this.consistentValue = consistent;
+    this.emit('consistent', consistent);
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new FerryError('invalid-state', `change tracker ${this.dir} is closed`);
+  }
+
+  private async persist(clean: boolean): Promise<void> {
+    const state: PersistedState = {
+      version: 1,
+      clean,
+      mode: this.modeValue,
+      consistent: this.consistentValue,
+      sizeBytes: this.bitmap.sizeBytes,
+      blockSizeBytes: this.bitmap.blockSizeBytes,
+    };
+    const path = join(this.dir, stateFile);
+    await writeFile(`${path}.tmp`, `${JSON.stringify(state)}\n`, { flush: true });
+    await rename(`${path}.tmp`, path);
+    await fsyncDirectory(this.dir);
+  }
+}
+
+async function readState(dir: string): Promise<PersistedState | undefined> {
+  const path = join(dir, stateFile);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw asFerryError(err, 'io');
+  }
+  let state: Partial<PersistedState>;
+  try {
+    state = JSON.parse(text) as Partial<PersistedState>;
+  } catch (err) {
+    throw new FerryError('checksum-mismatch', `change tracker state ${path} is damaged`, { cause: err });
+  }
+  if (state.version !== 1) throw new FerryError('unsupported-version', `change tracker state ${path}: version ${String(state.version)}, this build reads 1`);
+  return state as PersistedState;
+}
