@@ -29,7 +29,8 @@ export interface ClientOptions {
 export class NbdTestClient {
   sizeBytes = 0;
   transmissionFlags = 0;
-  private buffered: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private bufferedBytes = 0;
   private wake: (() => void) | null = null;
   private ended = false;
   private nextCookie = 1n;
@@ -38,7 +39,8 @@ export class NbdTestClient {
 
   private constructor(readonly socket: Socket, readonly structured: boolean) {
     socket.on('data', (chunk: Buffer) => {
-      this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+      this.chunks.push(chunk);
+      this.bufferedBytes += chunk.length;
       this.wake?.();
     });
     const end = (): void => {
@@ -169,15 +171,27 @@ export class NbdTestClient {
   }
 
   private async take(n: number): Promise<Buffer> {
-    while (this.buffered.length < n) {
+    while (this.bufferedBytes < n) {
       if (this.ended) throw new Error('connection closed');
       await new Promise<void>((resolve) => {
         this.wake = resolve;
       });
       this.wake = null;
     }
-    const out = this.buffered.subarray(0, n);
-    this.buffered = this.buffered.subarray(n);
+    if (n === 0) return Buffer.alloc(0);
+    // Join chunks only as far as needed: joining everything each time is quadratic.
+    let first = this.chunks[0]!;
+    if (first.length < n) {
+      let joined = 0;
+      let count = 0;
+      while (joined < n) joined += this.chunks[count++]!.length;
+      first = Buffer.concat(this.chunks.splice(0, count));
+      this.chunks.unshift(first);
+    }
+    const out = first.subarray(0, n);
+    if (first.length === n) this.chunks.shift();
+    else this.chunks[0] = first.subarray(n);
+    this.bufferedBytes -= n;
     return out;
   }
 }
