@@ -250,9 +250,10 @@ export class Journal extends EventEmitter<JournalEvents> {
   discardAll(onRange: (range: Extent) => void): Promise<void> {
     this.clearAgeTimer();
     const run = this.sealChain.then(async () => {
-      const segments = [this.open, ...this.rotating];
+      // An empty open segment stays (its file name is the next seq); one with records goes.
+      const segments = [...(this.open.records.length > 0 ? [this.open] : []), ...this.rotating];
       this.rotating.length = 0;
-      this.open = OpenSegment.create(this.dir, this.nextSeqValue);
+      if (this.open.records.length > 0) this.open = OpenSegment.create(this.dir, this.nextSeqValue);
       for (const segment of segments) {
         for (const r of segment.records) onRange({ offset: r.offset, length: r.length });
         await segment.destroy();
