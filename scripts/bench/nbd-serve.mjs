@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-/* global process, URL */
 // Serves one raw image over ferry's NBD server on a unix socket, for benchmarks and manual
 // tests. Uses the built server (run `npm run build` first):
 //

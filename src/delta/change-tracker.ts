@@ -79,6 +79,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   private consistentValue: boolean;
   /** The journal being dropped into the bitmap, while a fall back is under way. */
   private switching: Promise<void> = Promise.resolve();
+  private persisting: Promise<void> = Promise.resolve();
   private closed = false;
 
   private constructor(
@@ -310,7 +311,14 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     if (this.closed) throw new FerryError('invalid-state', `change tracker ${this.dir} is closed`);
   }
 
-  private async persist(clean: boolean): Promise<void> {
+  /** Saves the state; saves are chained so two never race on the temp file. */
+  private persist(clean: boolean): Promise<void> {
+    const run = this.persisting.then(() => this.writeState(clean));
+    this.persisting = run.catch(() => {});
+    return run;
+  }
+
+  private async writeState(clean: boolean): Promise<void> {
     const state: PersistedState = {
       version: 1,
       clean,

@@ -4,12 +4,14 @@
  *   config                 JSON: format, version, repository id, default chunk size
  *   chunks/<hh>/<sha256>   raw chunk bytes, named by their SHA-256 (hh = first two hex digits)
  *   manifests/<sha256>     JSON manifest, named by the SHA-256 of its bytes
+ *   deltas/<disk>/<seq>-…  captured changes of one disk (delta.ts), checksummed inside
  *
  * Every object is verified against its name when read. Chunks must be durable before a
  * manifest that names them is written: the manifest is the commit point.
  */
 import { randomBytes } from 'node:crypto';
 import { FerryError, sha256Hex } from '../core/index.js';
+import { decodeDelta, deltaKey, encodeDelta, parseDeltaKey, type Delta, type DeltaName } from './delta.js';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest.js';
 import type { ObjectStore } from './object-store.js';
 
@@ -123,6 +125,42 @@ export class Repository {
     for await (const key of this.store.list('manifests/', signal)) yield key.slice('manifests/'.length);
   }
 
+  /** Writes a delta: the commit point of the changes it carries. Returns its key. */
+  async putDelta(diskId: string, delta: Delta, signal?: AbortSignal): Promise<{ key: string; sizeBytes: number }> {
+    const key = deltaKey(checkDiskId(diskId), delta);
+    const bytes = encodeDelta(delta);
+    await this.store.put(key, bytes, signal);
+    return { key, sizeBytes: bytes.byteLength };
+  }
+
+  /** Reads and verifies a delta (SHA-256 trailer, and that its header matches its key). */
+  async getDelta(name: DeltaName, signal?: AbortSignal): Promise<Delta> {
+    const delta = decodeDelta(await this.store.get(name.key, signal), name.key);
+    const second = delta.kind === 'journal' ? delta.endSeq : delta.part;
+    if (delta.kind !== name.kind || delta.seq !== name.seq || delta.generation !== name.generation || second !== name.second) {
+      throw new FerryError('checksum-mismatch', `delta ${name.key} is corrupt: its header (${delta.kind} ${delta.seq}/${second}) does not match its name`);
+    }
+    return delta;
+  }
+
+  /**
+   * The deltas of a disk in replay order: by seq; at the same seq resyncs (by generation,
+   * then pieces in part order) come before the journal delta that continues from them.
+   */
+  async listDeltas(diskId: string, signal?: AbortSignal): Promise<DeltaName[]> {
+    const names: DeltaName[] = [];
+    for await (const key of this.store.list(`deltas/${checkDiskId(diskId)}/`, signal)) {
+      const name = parseDeltaKey(key);
+      if (name) names.push(name);
+    }
+    const rank = (n: DeltaName) => (n.kind === 'resync' ? 0 : 1);
+    return names.sort((a, b) => a.seq - b.seq || rank(a) - rank(b) || a.generation - b.generation || a.second - b.second);
+  }
+
+  async deleteDelta(name: DeltaName, signal?: AbortSignal): Promise<void> {
+    await this.store.delete(name.key, signal);
+  }
+
   private async resolveManifestId(idOrPrefix: string, signal?: AbortSignal): Promise<string> {
     if (!/^[0-9a-f]{4,64}$/.test(idOrPrefix)) {
       throw new FerryError('bad-input', `manifest id: expected 4 to 64 lower-case hex digits, received ${JSON.stringify(idOrPrefix)}`);
@@ -134,4 +172,14 @@ export class Repository {
     if (matches.length > 1) throw new FerryError('bad-input', `manifest id ${idOrPrefix} is ambiguous: it matches ${matches.length} manifests`);
     return matches[0]!;
   }
+}
+
+const diskIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Disk ids name a disk's deltas in the store: letters, digits, '.', '_', '-'. */
+export function checkDiskId(diskId: string): string {
+  if (!diskIdPattern.test(diskId)) {
+    throw new FerryError('bad-input', `disk id: expected 1 to 128 letters, digits, '.', '_' or '-', received ${JSON.stringify(diskId)}`);
+  }
+  return diskId;
 }
