@@ -6,14 +6,15 @@
  * Source and destination live in one process here (the CLI, the demo and tests); the parts
  * are the same ones a split deployment runs on each side.
  */
-import { Logger, FileDevice } from '../core/index.js';
+import { FerryError, FileDevice, Logger } from '../core/index.js';
 import { Backpressure, CaptureFilter, ChangeTracker, type BackpressureSettings, type JournalOptions, type TrackingMode } from '../delta/index.js';
 import type { Repository } from '../store/index.js';
 import { copyDisk, type CopyProgress, type CopyResult } from './background-copy.js';
 import { DeltaShipper } from './delta-shipper.js';
-import { cutoverDisk, type DiskCutoverOptions, type DiskCutoverResult } from './disk-cutover.js';
+import { cutoverDisk, type CutoverSource, type DiskCutoverOptions, type DiskCutoverResult } from './disk-cutover.js';
 import { ReplicaApplier } from './replica-applier.js';
 import type { Throttle } from './throttle.js';
+import { compareDisks } from './verify.js';
 
 export interface DiskReplicationOptions {
   diskId: string;
@@ -154,10 +155,35 @@ export class DiskReplication {
     };
   }
 
+  /** The source side as the cutover sees it. */
+  cutoverSource(): CutoverSource {
+    return {
+      quiesce: () => this.filter.quiesce(),
+      resume: async () => this.filter.resume(),
+      drainFinal: async (signal) => {
+        await this.shipper.drain(signal);
+        const { tracker } = this;
+        if (tracker.mode !== 'streaming' || !tracker.consistent || tracker.journal.sealedSegments().length > 0) {
+          throw new FerryError('invalid-state', `disk ${this.options.diskId}: changes are still unshipped after the final drain (mode ${tracker.mode})`);
+        }
+        return tracker.currentSeq;
+      },
+    };
+  }
+
   /** The disk-level cutover: see disk-cutover.ts. The source stays paused after success. */
   async cutover(options: DiskCutoverOptions = {}): Promise<DiskCutoverResult> {
-    if (!this.applier) throw new Error('cutover before startReplica');
-    return cutoverDisk({ filter: this.filter, tracker: this.tracker, shipper: this.shipper, applier: this.applier, source: this.source }, options);
+    const applier = this.applier;
+    if (!applier) throw new FerryError('invalid-state', `disk ${this.options.diskId}: cutover before the replica was started`);
+    const compare = async (signal?: AbortSignal) => {
+      const replica = await FileDevice.open(applier.replicaPath, { readOnly: true });
+      try {
+        return await compareDisks(this.source, replica, { signal });
+      } finally {
+        await replica.close();
+      }
+    };
+    return cutoverDisk({ source: this.cutoverSource(), replica: applier, compare }, options);
   }
 
   async close(): Promise<void> {

@@ -5,5 +5,5 @@ export { Throttle, type TrafficClass } from './throttle.js';
 export { ProgressMeter, type Progress } from './progress.js';
 export { DeltaShipper, type DeltaShipperOptions, type ShipperStats } from './delta-shipper.js';
 export { ReplicaApplier, type ReplicaState, type ApplyResult } from './replica-applier.js';
-export { cutoverDisk, type DiskCutoverOptions, type DiskCutoverParts, type DiskCutoverResult } from './disk-cutover.js';
+export { cutoverDisk, type CutoverReplica, type CutoverSource, type DiskCutoverOptions, type DiskCutoverParts, type DiskCutoverResult } from './disk-cutover.js';
 export { DiskReplication, type DiskReplicationOptions, type ReplicationFigures } from './disk-replication.js';

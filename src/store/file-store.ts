@@ -35,7 +35,7 @@ export class FileStore implements ObjectStore {
       await rename(temp, path);
       await syncFolder(folder);
     }).catch(async (err) => {
-      await rm(temp, { force: true });
+      await rm(temp, { force: true }).catch(() => {}); // the put's error is the one to report
       throw err;
     });
   }

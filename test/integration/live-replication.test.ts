@@ -5,7 +5,9 @@
  * overflows into bitmap mode and back, and with the shipper stopped and replaced mid-way.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rename, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isFerryError } from '../../src/core/index.js';
 import { FileStore, Repository } from '../../src/store/index.js';
 import { DeltaShipper, DiskReplication } from '../../src/migrate/index.js';
 import { makeSparseImage, sha256File } from '../support/images.js';
@@ -94,4 +96,45 @@ describe('live replication of a disk under randomized concurrent writes', () => 
       expect(result.replicaHash).toBe(result.sourceHash);
     });
   }
+});
+
+describe('a cutover that fails', () => {
+  it('resumes the source, loses nothing, and a later cutover succeeds', async () => {
+    const base = join(dir.path, 'failing');
+    const sourcePath = `${base}-source.img`;
+    const storeDir = `${base}-store`;
+    const sizeBytes = 16 * MiB;
+    await makeSparseImage(sourcePath, sizeBytes, 31, 0.5);
+    const repo = await Repository.openOrInit(new FileStore(storeDir), MiB);
+    const rep = await DiskReplication.start({
+      diskId: 'disk0',
+      sourcePath,
+      trackerDir: `${base}-tracker`,
+      repo,
+      replicaPath: `${base}-replica.img`,
+      journal: { segmentMaxAgeMs: 30 },
+      applyPollMs: 10,
+    });
+    const workload = (n: number) => new RandomWorkload({ seed: 3100 + n, sizeBytes, writers: 3, opsPerWriter: 30 }).run(rep.filter);
+    const copy = await rep.baseCopy();
+    await rep.startReplica(copy.manifestId);
+    await workload(1);
+
+    // The store goes away: its directory is replaced by a file, so every put fails.
+    await rep.shipper.stop();
+    await rename(storeDir, `${storeDir}.away`);
+    await writeFile(storeDir, 'not a directory');
+    const err = await rep.cutover({ verify: 'full' }).catch((e: unknown) => e);
+    expect(isFerryError(err, 'store-unavailable')).toBe(true);
+    expect(rep.filter.quiesced).toBe(false); // the source runs again
+    await workload(2); // and takes writes
+
+    await rm(storeDir);
+    await rename(`${storeDir}.away`, storeDir);
+    rep.shipper.start();
+    const result = await rep.cutover({ verify: 'full' });
+    expect(result.verified).toBe('full');
+    expect(await sha256File(`${base}-replica.img`)).toBe(await sha256File(sourcePath));
+    await rep.close();
+  });
 });
