@@ -2,11 +2,12 @@
  * Background copy: a disk, chunk by chunk, into a repository. All-zero chunks are skipped,
  * chunks are named by SHA-256, chunks the store already holds are not uploaded again (a
  * second VM from the same template costs almost nothing, and an interrupted copy re-run
- * continues where it stopped), uploads run with bounded concurrency under the link's rate
- * budget, and the manifest, the commit point, is written last.
+ * continues where it stopped), uploads run under the link's rate budget, and the manifest,
+ * the commit point, is written last.
  *
- * Memory is bounded: at most `concurrency` uploads run and `concurrency` more wait, each
- * holding one chunk, whatever the disk's size.
+ * Each chunk is one task (read, zero check, hash, look up, upload) and `concurrency` tasks
+ * run at once, so the reads and uploads of some chunks overlap the hashing of others. The tasks share a fixed pool of chunk buffers: memory is
+ * `concurrency` chunks whatever the disk's size, and no garbage is made per chunk.
  */
 import PQueue from 'p-queue';
 import { FerryError, isAllZero, sha256Hex, throwIfAborted, type BlockDevice } from '../core/index.js';
@@ -21,7 +22,7 @@ export interface CopyOptions {
   diskName: string;
   /** Defaults to the repository's chunk size. */
   chunkSizeBytes?: number;
-  /** Uploads in flight at once (default 8). */
+  /** Chunks in flight at once (read, hashed or uploaded); default 8. */
   concurrency?: number;
   throttle?: Throttle;
   /** Journal seq at which this copy began (DESIGN.md invariant 1); 0 without capture. */
@@ -73,15 +74,46 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
   };
   const meter = new ProgressMeter(disk.sizeBytes);
   const report = everyMs(options.progressIntervalMs ?? 250, options.onProgress);
-  const progress = (final = false) => report({ ...meter.snapshot(), stats: { ...stats, elapsedMs: meter.snapshot().elapsedMs } }, final);
+  const progress = (final = false) => {
+    const snapshot = meter.snapshot();
+    report({ ...snapshot, stats: { ...stats, elapsedMs: snapshot.elapsedMs } }, final);
+  };
 
-  const queue = new PQueue({ concurrency });
-  const seen = new Map<string, Promise<void>>();
-  const chunks: Array<[number, string]> = [];
-  let failure: unknown;
-  queue.on('error', (err) => (failure ??= err));
+  // One buffer per task slot: a task takes one when it starts and gives it back when done.
+  const buffers = Array.from({ length: concurrency }, () => Buffer.allocUnsafe(chunkSizeBytes));
+  /** Uploads of this copy by hash, so a chunk that repeats within the disk is stored once. */
+  const uploads = new Map<string, Promise<void>>();
+  const hashes: Array<string | undefined> = new Array(total);
 
-  const upload = async (hash: string, data: Buffer) => {
+  const copyChunk = async (index: number) => {
+    const buffer = buffers.pop()!;
+    try {
+      const offset = index * chunkSizeBytes;
+      const data = buffer.subarray(0, Math.min(chunkSizeBytes, disk.sizeBytes - offset));
+      await disk.read(data, offset);
+      if (isAllZero(data)) {
+        stats.chunksZero++;
+      } else {
+        const hash = sha256Hex(data);
+        hashes[index] = hash;
+        const earlier = uploads.get(hash);
+        if (earlier) {
+          await earlier;
+          stats.chunksDeduplicated++;
+        } else {
+          const upload = uploadChunk(hash, data);
+          uploads.set(hash, upload);
+          await upload;
+        }
+      }
+      meter.add(data.byteLength);
+      progress();
+    } finally {
+      buffers.push(buffer);
+    }
+  };
+
+  const uploadChunk = async (hash: string, data: Buffer) => {
     if (await repo.hasChunk(hash, signal)) {
       stats.chunksDeduplicated++;
       return;
@@ -92,33 +124,19 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
     stats.bytesUploaded += data.byteLength;
   };
 
-  for (let index = 0; index < total; index++) {
+  const queue = new PQueue({ concurrency });
+  let failure: unknown;
+  for (let index = 0; index < total && failure === undefined; index++) {
     throwIfAborted(signal);
-    if (failure) break;
-    const offset = index * chunkSizeBytes;
-    const data = Buffer.allocUnsafe(Math.min(chunkSizeBytes, disk.sizeBytes - offset));
-    await disk.read(data, offset);
-    if (isAllZero(data)) {
-      stats.chunksZero++;
-    } else {
-      const hash = sha256Hex(data);
-      chunks.push([index, hash]);
-      if (seen.has(hash)) {
-        stats.chunksDeduplicated++;
-      } else {
-        const task = queue.add(() => upload(hash, data));
-        // A failure is collected by the queue's error event; this promise must not reject unhandled.
-        seen.set(hash, task.catch(() => {}));
-      }
-    }
-    meter.add(data.byteLength);
-    progress();
-    await queue.onSizeLessThan(concurrency);
+    queue.add(() => copyChunk(index)).catch((err: unknown) => (failure ??= err));
+    await queue.onSizeLessThan(1); // start the next chunk only when a slot (and buffer) is free
   }
   await queue.onIdle();
-  if (failure) throw failure;
+  if (failure !== undefined) throw failure;
   throwIfAborted(signal);
 
+  const chunks: Array<[number, string]> = [];
+  hashes.forEach((hash, index) => hash && chunks.push([index, hash]));
   const manifest: Manifest = {
     format: 'ferry-manifest',
     version: 1,

@@ -27,7 +27,8 @@ export class FileStore implements ObjectStore {
       await mkdir(folder, { recursive: true });
       const handle = await open(temp, 'wx', 0o644);
       try {
-        await handle.writeFile(data);
+        // One write call per object (writeFile would cut it into 512 KiB pieces).
+        for (let done = 0; done < data.byteLength; ) done += (await handle.write(data, done)).bytesWritten;
         await handle.datasync();
       } finally {
         await handle.close();
