@@ -125,14 +125,18 @@ export class ReplicaApplier {
     return structuredClone(this.state);
   }
 
-  /** Applies every delta that is ready, in replay order. Calls are serialized. */
-  applyAvailable(signal?: AbortSignal): Promise<ApplyResult> {
-    const run = this.exclusive.then(() => this.applyReady(signal));
+  /**
+   * Applies every delta that is ready, in replay order; with `throughSeq`, stops before a
+   * journal delta that starts past it (to stop at a chosen segment boundary). Calls are
+   * serialized.
+   */
+  applyAvailable(signal?: AbortSignal, options: { throughSeq?: number } = {}): Promise<ApplyResult> {
+    const run = this.exclusive.then(() => this.applyReady(signal, options.throughSeq ?? Infinity));
     this.exclusive = run.catch(() => {});
     return run;
   }
 
-  private async applyReady(signal?: AbortSignal): Promise<ApplyResult> {
+  private async applyReady(signal: AbortSignal | undefined, throughSeq: number): Promise<ApplyResult> {
     const names = await this.repo.listDeltas(this.state.diskId, signal);
     await this.endSupersededResync(names);
     let applied = 0;
@@ -142,6 +146,7 @@ export class ReplicaApplier {
         throwIfAborted(signal);
         const step = this.decide(name);
         if (step === 'skip') continue;
+        if (name.kind === 'journal' && name.seq > throughSeq) break;
         if (step === 'wait') return { applied, waiting: true };
         await this.apply(device, name, signal);
         applied++;
