@@ -3,7 +3,8 @@
  * (with write backpressure), its change tracker, the base copy, the delta shipper, the
  * replica applier, the figures an operator watches, and the disk-level cutover.
  *
- * Source and destination live in one process here (the CLI, the demo and tests); the parts
+ * SourceReplication is the source side alone (what `ferry filter` runs per disk);
+ * DiskReplication adds the replica side in the same process (the demo and tests). The parts
  * are the same ones a split deployment runs on each side.
  */
 import { FerryError, FileDevice, Logger } from '../core/index.js';
@@ -16,27 +17,33 @@ import { ReplicaApplier } from './replica-applier.js';
 import type { Throttle } from './throttle.js';
 import { compareDisks } from './verify.js';
 
-export interface DiskReplicationOptions {
+export interface SourceReplicationOptions {
   diskId: string;
   sourcePath: string;
   /** Directory of the change tracker's journal and state (on the source host). */
   trackerDir: string;
   repo: Repository;
-  replicaPath: string;
   throttle?: Throttle;
   journal?: Omit<JournalOptions, 'logger'>;
   backpressure?: Partial<Omit<BackpressureSettings, 'hardLimitBytes'>>;
+  logger?: Logger;
+}
+
+export interface DiskReplicationOptions extends SourceReplicationOptions {
+  replicaPath: string;
   /** How often the applier polls the store (default 50 ms). */
   applyPollMs?: number;
-  logger?: Logger;
 }
 
 export interface ReplicationFigures {
   mode: TrackingMode;
   consistent: boolean;
-  /** Journal records recorded at the source and not yet applied at the replica. */
+  /**
+   * Journal records recorded at the source and not yet at the far end: applied at the
+   * replica (DiskReplication), or in the store (SourceReplication, which sees no replica).
+   */
   lagSeq: number;
-  /** Age of the oldest change not yet applied at the replica (0 when caught up). */
+  /** Age of the oldest change not yet at the far end (0 when caught up). */
   lagSeconds: number;
   /** Bytes waiting at the source: unshipped journal plus dirty blocks. */
   backlogBytes: number;
@@ -47,38 +54,67 @@ export interface ReplicationFigures {
   /** Predicted cutover pause: final delta size / measured drain rate, plus apply time. */
   predictedPauseMs: number;
   sourceSeq: number;
+  /** The far end's seq: the replica's next seq, or (source side only) the shipped seq. */
   replicaSeq: number;
+}
+
+interface SourceParts {
+  source: FileDevice;
+  tracker: ChangeTracker;
+  backpressure: Backpressure;
+  filter: CaptureFilter;
+  shipper: DeltaShipper;
 }
 
 const sampleEveryMs = 100;
 const keepSamplesMs = 10 * 60 * 1000;
 
-export class DiskReplication {
-  private applier: ReplicaApplier | undefined;
-  private applying: Promise<void> | undefined;
-  private readonly stopApplying = new AbortController();
-  /** (time, source seq, bytes passed) samples: lag in seconds and rates come from these. */
+/**
+ * The source side of one disk's replication: the disk under a capture filter (serve
+ * `filter` to the VM), its change tracker, the base copy and the delta shipper. It knows
+ * the store, never the replica: a `ferry filter` process runs one per disk.
+ */
+export class SourceReplication {
+  /** (time, source seq, bytes sent) samples: lag in seconds and rates come from these. */
   private readonly samples: Array<{ at: number; seq: number; foreground: number; background: number }> = [];
   private readonly sampler: NodeJS.Timeout;
+  /** Bytes uploaded by base copies of this disk (background traffic). */
+  private baseCopyBytes = 0;
+  readonly source: FileDevice;
+  readonly tracker: ChangeTracker;
+  readonly backpressure: Backpressure;
+  /** The disk as the VM must see it: serve this over NBD. */
+  readonly filter: CaptureFilter;
+  readonly shipper: DeltaShipper;
 
-  private constructor(
-    readonly options: DiskReplicationOptions,
-    readonly source: FileDevice,
-    readonly tracker: ChangeTracker,
-    readonly backpressure: Backpressure,
-    /** The disk as the VM must see it: serve this over NBD. */
-    readonly filter: CaptureFilter,
-    readonly shipper: DeltaShipper,
+  protected constructor(
+    readonly options: SourceReplicationOptions,
+    parts: SourceParts,
   ) {
+    this.source = parts.source;
+    this.tracker = parts.tracker;
+    this.backpressure = parts.backpressure;
+    this.filter = parts.filter;
+    this.shipper = parts.shipper;
     this.sampler = setInterval(() => this.sample(), sampleEveryMs).unref();
     this.sample();
   }
 
   /** Opens the source under capture and starts shipping deltas. */
-  static async start(options: DiskReplicationOptions): Promise<DiskReplication> {
+  static async start(options: SourceReplicationOptions): Promise<SourceReplication> {
+    return new SourceReplication(options, await SourceReplication.openParts(options));
+  }
+
+  protected static async openParts(options: SourceReplicationOptions): Promise<SourceParts> {
     const logger = options.logger ?? Logger.silent();
     const source = await FileDevice.open(options.sourcePath);
-    const tracker = await ChangeTracker.open({ dir: options.trackerDir, sizeBytes: source.sizeBytes, journal: options.journal, logger });
+    let tracker: ChangeTracker;
+    try {
+      tracker = await ChangeTracker.open({ dir: options.trackerDir, sizeBytes: source.sizeBytes, journal: options.journal, logger });
+    } catch (err) {
+      await source.close();
+      throw err;
+    }
     const hardLimit = tracker.hardLimitBytes;
     const backpressure = new Backpressure(tracker, {
       highWaterBytes: options.backpressure?.highWaterBytes ?? Math.floor(hardLimit / 2),
@@ -89,7 +125,7 @@ export class DiskReplication {
     // reads too, and the final drain at cutover must still read dirty blocks.
     const shipper = new DeltaShipper({ repo: options.repo, diskId: options.diskId, tracker, source, throttle: options.throttle, logger });
     shipper.start();
-    return new DiskReplication(options, source, tracker, backpressure, filter, shipper);
+    return { source, tracker, backpressure, filter, shipper };
   }
 
   /**
@@ -98,6 +134,11 @@ export class DiskReplication {
    */
   async baseCopy(options: { signal?: AbortSignal; onProgress?: (p: CopyProgress) => void; concurrency?: number } = {}): Promise<CopyResult> {
     const epoch = this.tracker.currentSeq;
+    let counted = 0;
+    const count = (p: CopyProgress) => {
+      this.baseCopyBytes += p.stats.bytesUploaded - counted;
+      counted = p.stats.bytesUploaded;
+    };
     return copyDisk({
       repo: this.options.repo,
       disk: this.source, // reads need no capture; the filter only sees to writes
@@ -105,34 +146,29 @@ export class DiskReplication {
       epoch,
       throttle: this.options.throttle,
       ...options,
+      onProgress: (p) => {
+        count(p);
+        options.onProgress?.(p);
+      },
     });
   }
 
-  /** Builds the replica from a base manifest and keeps applying deltas in the background. */
-  async startReplica(manifestId: string, signal?: AbortSignal): Promise<ReplicaApplier> {
-    this.applier = await ReplicaApplier.create({
-      repo: this.options.repo,
-      diskId: this.options.diskId,
-      manifestId,
-      replicaPath: this.options.replicaPath,
-      signal,
-    });
-    this.applying = this.applyLoop(this.applier);
-    return this.applier;
-  }
-
+  /** Figures as seen from the source: "far end" is the store (the shipped seq). */
   figures(): ReplicationFigures {
+    return this.figuresAgainst(this.shipper.figures().shippedThroughSeq, true);
+  }
+
+  protected figuresAgainst(replicaSeq: number, replicaConsistent: boolean): ReplicationFigures {
     const state = this.tracker.state();
     const shipped = this.shipper.figures();
-    const replicaSeq = this.applier?.nextSeq ?? 0;
     const backlogBytes = state.unshippedJournalBytes + state.dirtyBytes;
     const now = Date.now();
     const window = this.samples.filter((s) => s.at >= now - 2000);
     const first = window[0];
     const last = this.samples[this.samples.length - 1];
     const seconds = first && last && last.at > first.at ? (last.at - first.at) / 1000 : 0;
-    // The oldest change not applied yet was made after the last sample that still had
-    // the source at or below the replica's seq.
+    // The oldest change not at the far end yet was made after the last sample that still
+    // had the source at or below the far end's seq.
     let lagSeconds = 0;
     if (replicaSeq < state.currentSeq) {
       const behind = this.samples.find((s) => s.seq > replicaSeq);
@@ -141,7 +177,7 @@ export class DiskReplication {
     const drain = shipped.drainRateBytesPerSec;
     return {
       mode: state.mode,
-      consistent: state.consistent && (this.applier?.consistent ?? true),
+      consistent: state.consistent && replicaConsistent,
       lagSeq: Math.max(0, state.currentSeq - replicaSeq),
       lagSeconds,
       backlogBytes,
@@ -160,15 +196,96 @@ export class DiskReplication {
     return {
       quiesce: () => this.filter.quiesce(),
       resume: async () => this.filter.resume(),
-      drainFinal: async (signal) => {
-        await this.shipper.drain(signal);
-        const { tracker } = this;
-        if (tracker.mode !== 'streaming' || !tracker.consistent || tracker.journal.sealedSegments().length > 0) {
-          throw new FerryError('invalid-state', `disk ${this.options.diskId}: changes are still unshipped after the final drain (mode ${tracker.mode})`);
-        }
-        return tracker.currentSeq;
-      },
+      drainFinal: (signal) => this.drainFinal(signal),
     };
+  }
+
+  /**
+   * Called quiesced: seals the journal and ships everything, a resync too (even if the
+   * operator had parked the disk in bitmap mode: a cutover needs every change shipped).
+   * Resolves with the seq replay must reach.
+   */
+  async drainFinal(signal?: AbortSignal): Promise<number> {
+    if (!this.filter.quiesced) throw new FerryError('invalid-state', `disk ${this.options.diskId}: the final drain needs the source quiesced first`);
+    this.shipper.autoResync = true;
+    await this.shipper.drain(signal);
+    const { tracker } = this;
+    if (tracker.mode !== 'streaming' || !tracker.consistent || tracker.journal.sealedSegments().length > 0) {
+      throw new FerryError('invalid-state', `disk ${this.options.diskId}: changes are still unshipped after the final drain (mode ${tracker.mode})`);
+    }
+    return tracker.currentSeq;
+  }
+
+  /**
+   * Stops cleanly: stops shipping (after the shipment under way), lets held IO through,
+   * flushes the disk and the journal, seals the open segment (it ships after a restart),
+   * closes the tracker (so the next open trusts its state) and the disk. The caller stops
+   * the IO first (closes the NBD server). The journal stays on disk.
+   */
+  async close(): Promise<void> {
+    clearInterval(this.sampler);
+    await this.shipper.stop();
+    if (this.filter.quiesced) this.filter.resume();
+    try {
+      await this.filter.flush();
+      if (this.tracker.mode === 'streaming') await this.tracker.journal.seal();
+    } catch (err) {
+      // The tracker saves what it can; a journal that failed has fallen back to the bitmap.
+      (this.options.logger ?? Logger.silent()).warn('flushing before close failed', { disk: this.options.diskId, error: String(err) });
+    }
+    await this.tracker.close();
+    await this.filter.close();
+  }
+
+  private sample(): void {
+    const now = Date.now();
+    const shipped = this.shipper.figures();
+    this.samples.push({
+      at: now,
+      seq: this.tracker.currentSeq,
+      foreground: shipped.bytesShipped,
+      background: this.baseCopyBytes,
+    });
+    while (this.samples.length > 2 && this.samples[0]!.at < now - keepSamplesMs) this.samples.shift();
+  }
+}
+
+/**
+ * Both sides of one disk in one process (the demo and tests): a SourceReplication plus the
+ * replica applier and the disk-level cutover.
+ */
+export class DiskReplication extends SourceReplication {
+  private applier: ReplicaApplier | undefined;
+  private applying: Promise<void> | undefined;
+  private readonly stopApplying = new AbortController();
+
+  private constructor(
+    override readonly options: DiskReplicationOptions,
+    parts: SourceParts,
+  ) {
+    super(options, parts);
+  }
+
+  /** Opens the source under capture and starts shipping deltas. */
+  static override async start(options: DiskReplicationOptions): Promise<DiskReplication> {
+    return new DiskReplication(options, await SourceReplication.openParts(options));
+  }
+
+  /** Builds the replica from a base manifest and keeps applying deltas in the background. */
+  async startReplica(manifestId: string, signal?: AbortSignal): Promise<ReplicaApplier> {
+    this.applier = await ReplicaApplier.create({
+      repo: this.options.repo,
+      diskId: this.options.diskId,
+      manifestId,
+      replicaPath: this.options.replicaPath,
+      signal,
+    });
+    this.applying = this.applyLoop(this.applier);
+    return this.applier;
+  }
+
+  override figures(): ReplicationFigures {
+    return this.figuresAgainst(this.applier?.nextSeq ?? 0, this.applier?.consistent ?? true);
   }
 
   /** The disk-level cutover: see disk-cutover.ts. The source stays paused after success. */
@@ -186,26 +303,10 @@ export class DiskReplication {
     return cutoverDisk({ source: this.cutoverSource(), replica: applier, compare }, options);
   }
 
-  async close(): Promise<void> {
-    clearInterval(this.sampler);
+  override async close(): Promise<void> {
     this.stopApplying.abort();
     await this.applying;
-    await this.shipper.stop();
-    if (this.filter.quiesced) this.filter.resume();
-    await this.tracker.close();
-    await this.filter.close();
-  }
-
-  private sample(): void {
-    const passed = this.options.throttle?.bytesPassed;
-    const now = Date.now();
-    this.samples.push({
-      at: now,
-      seq: this.tracker.currentSeq,
-      foreground: passed?.foreground ?? this.shipper.figures().bytesShipped,
-      background: passed?.background ?? 0,
-    });
-    while (this.samples.length > 2 && this.samples[0]!.at < now - keepSamplesMs) this.samples.shift();
+    await super.close();
   }
 
   private async applyLoop(applier: ReplicaApplier): Promise<void> {
@@ -218,4 +319,3 @@ export class DiskReplication {
     }
   }
 }
-

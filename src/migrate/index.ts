@@ -6,4 +6,12 @@ export { ProgressMeter, type Progress } from './progress.js';
 export { DeltaShipper, type DeltaShipperOptions, type ShipperStats } from './delta-shipper.js';
 export { ReplicaApplier, type ReplicaState, type ApplyResult } from './replica-applier.js';
 export { cutoverDisk, type CutoverReplica, type CutoverSource, type DiskCutoverOptions, type DiskCutoverParts, type DiskCutoverResult } from './disk-cutover.js';
-export { DiskReplication, type DiskReplicationOptions, type ReplicationFigures } from './disk-replication.js';
+export { DiskReplication, SourceReplication, type DiskReplicationOptions, type ReplicationFigures, type SourceReplicationOptions } from './disk-replication.js';
+export {
+  FilterService,
+  claimSocketPath,
+  type BaseCopyStatus,
+  type FilterDiskSpec,
+  type FilterDiskStatus,
+  type FilterServiceOptions,
+} from './filter-service.js';

@@ -1,0 +1,306 @@
+/**
+ * The filter service: the long-lived source-side process of `ferry filter`. It serves one
+ * or more disks, each through its own SourceReplication (capture filter, change tracker,
+ * delta shipper to the store) and its own NbdServer on `<socketDir>/<disk>.sock` (export
+ * name = disk id), and offers the operations a control interface needs: status, quiesce and
+ * resume, the final drain, base copies in the background, the link's rate, the mode.
+ *
+ * QEMU does not reconnect to an NBD server that went away (DESIGN.md, "Real components"),
+ * so this process must outlive restarts of everything else; it holds no state that a
+ * restart of the control plane needs.
+ *
+ * `close()` is the clean shutdown: stop accepting NBD connections and finish the IO in
+ * flight, then per disk flush, seal the journal and close the tracker cleanly (the next
+ * start trusts it: no full resync), leaving the journal on disk to ship after the restart.
+ */
+import { connect } from 'node:net';
+import { lstat, mkdir, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FerryError, Logger, asFerryError, badInput } from '../core/index.js';
+import { NbdServer, type ChangeTrackerState, type JournalOptions, type NbdServerStats, type TrackingMode, type BackpressureSettings } from '../delta/index.js';
+import { checkDiskId, type Repository } from '../store/index.js';
+import type { CopyProgress } from './background-copy.js';
+import { SourceReplication, type ReplicationFigures } from './disk-replication.js';
+import { hashDisk } from './verify.js';
+import { Throttle } from './throttle.js';
+import type { ShipperStats } from './delta-shipper.js';
+
+export interface FilterDiskSpec {
+  /** Disk id: names the export, the tracker directory and the disk's deltas in the store. */
+  id: string;
+  /** The raw image or block device. */
+  path: string;
+}
+
+export interface FilterServiceOptions {
+  disks: FilterDiskSpec[];
+  /** Per-disk tracker state goes to `<stateDir>/<id>/`. */
+  stateDir: string;
+  /** Where the NBD sockets go: `<socketDir>/<id>.sock`. */
+  socketDir: string;
+  repo: Repository;
+  /** The link's replication budget shared by all disks (0 = unlimited). */
+  rateBytesPerSec?: number;
+  journal?: Omit<JournalOptions, 'logger'>;
+  backpressure?: Partial<Omit<BackpressureSettings, 'hardLimitBytes'>>;
+  logger?: Logger;
+}
+
+export interface BaseCopyStatus {
+  state: 'running' | 'done' | 'failed';
+  startedAt: string;
+  epoch: number;
+  bytesDone: number;
+  bytesTotal: number;
+  rateBytesPerSec: number;
+  manifestId?: string;
+  error?: { code: string; message: string };
+}
+
+export interface FilterDiskStatus {
+  id: string;
+  path: string;
+  sizeBytes: number;
+  /** nbd+unix URI of the export, for QEMU and the NBD tools. */
+  uri: string;
+  socketPath: string;
+  quiesced: boolean;
+  figures: ReplicationFigures;
+  tracker: ChangeTrackerState;
+  shipper: ShipperStats;
+  nbd: NbdServerStats;
+  baseCopy?: BaseCopyStatus;
+}
+
+interface ServedDisk {
+  spec: FilterDiskSpec;
+  socketPath: string;
+  replication: SourceReplication;
+  nbd: NbdServer;
+  baseCopy?: { status: BaseCopyStatus; abort: AbortController; done: Promise<void> };
+}
+
+export class FilterService {
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly disks: Map<string, ServedDisk>,
+    readonly throttle: Throttle,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Opens every disk under capture, starts shipping, and serves each over NBD. */
+  static async start(options: FilterServiceOptions): Promise<FilterService> {
+    const logger = options.logger ?? Logger.silent();
+    if (options.disks.length === 0) throw badInput('disks', options.disks, 'at least one disk');
+    const seen = new Set<string>();
+    for (const disk of options.disks) {
+      checkDiskId(disk.id);
+      if (seen.has(disk.id)) throw badInput('disk id', disk.id, 'each disk id once');
+      seen.add(disk.id);
+    }
+    await mkdir(options.socketDir, { recursive: true });
+    const throttle = new Throttle(options.rateBytesPerSec ?? 0);
+    const disks = new Map<string, ServedDisk>();
+    const service = new FilterService(disks, throttle, logger);
+    try {
+      for (const spec of options.disks) {
+        const socketPath = join(options.socketDir, `${spec.id}.sock`);
+        await claimSocketPath(socketPath);
+        const replication = await SourceReplication.start({
+          diskId: spec.id,
+          sourcePath: spec.path,
+          trackerDir: join(options.stateDir, spec.id),
+          repo: options.repo,
+          throttle,
+          journal: options.journal,
+          backpressure: options.backpressure,
+          logger: logger.child({ disk: spec.id }),
+        });
+        const nbd = new NbdServer({ exports: new Map([[spec.id, { device: replication.filter, description: `ferry filter: ${spec.path}` }]]), logger: logger.child({ disk: spec.id }) });
+        disks.set(spec.id, { spec, socketPath, replication, nbd });
+        await nbd.listen({ path: socketPath });
+      }
+    } catch (err) {
+      await service.close().catch(() => {});
+      throw err;
+    }
+    return service;
+  }
+
+  get diskIds(): string[] {
+    return [...this.disks.keys()];
+  }
+
+  list(): FilterDiskStatus[] {
+    return this.diskIds.map((id) => this.status(id));
+  }
+
+  status(id: string): FilterDiskStatus {
+    const disk = this.disk(id);
+    const { replication } = disk;
+    return {
+      id,
+      path: disk.spec.path,
+      sizeBytes: replication.source.sizeBytes,
+      uri: `nbd+unix:///${id}?socket=${disk.socketPath}`,
+      socketPath: disk.socketPath,
+      quiesced: replication.filter.quiesced,
+      figures: replication.figures(),
+      tracker: replication.tracker.state(),
+      shipper: { ...replication.shipper.figures() },
+      nbd: disk.nbd.stats(),
+      ...(disk.baseCopy ? { baseCopy: { ...disk.baseCopy.status } } : {}),
+    };
+  }
+
+  /** Holds new IO and resolves once the IO in flight is done. */
+  async quiesce(id: string): Promise<void> {
+    const disk = this.disk(id);
+    await disk.replication.filter.quiesce();
+    this.logger.info('disk quiesced', { disk: id });
+  }
+
+  resume(id: string): void {
+    const disk = this.disk(id);
+    const was = disk.replication.filter.quiesced;
+    disk.replication.filter.resume();
+    if (was) this.logger.info('disk resumed', { disk: id });
+  }
+
+  /** Quiesced only: seals and ships everything; resolves with the final seq. */
+  async drainFinal(id: string, signal?: AbortSignal): Promise<number> {
+    const disk = this.disk(id);
+    const seq = await disk.replication.drainFinal(signal);
+    this.logger.info('final delta drained', { disk: id, finalSeq: seq });
+    return seq;
+  }
+
+  /** SHA-256 of the source disk as it stands (read directly: works while quiesced). */
+  async hash(id: string, signal?: AbortSignal): Promise<{ sha256: string; sizeBytes: number }> {
+    const { replication } = this.disk(id);
+    return { sha256: await hashDisk(replication.source, signal), sizeBytes: replication.source.sizeBytes };
+  }
+
+  /** Starts a base copy in the background; one at a time per disk. */
+  startBaseCopy(id: string, options: { concurrency?: number } = {}): BaseCopyStatus {
+    const disk = this.disk(id);
+    if (this.closing) throw new FerryError('invalid-state', 'the filter is shutting down');
+    if (disk.baseCopy?.status.state === 'running') throw new FerryError('conflict', `disk ${id}: a base copy is already running`);
+    const abort = new AbortController();
+    const status: BaseCopyStatus = {
+      state: 'running',
+      startedAt: new Date().toISOString(),
+      epoch: disk.replication.tracker.currentSeq,
+      bytesDone: 0,
+      bytesTotal: disk.replication.source.sizeBytes,
+      rateBytesPerSec: 0,
+    };
+    const onProgress = (p: CopyProgress) => {
+      status.bytesDone = p.bytesDone;
+      status.rateBytesPerSec = p.rateBytesPerSec;
+    };
+    this.logger.info('base copy started', { disk: id, epoch: status.epoch });
+    const done = disk.replication.baseCopy({ signal: abort.signal, onProgress, concurrency: options.concurrency }).then(
+      (result) => {
+        status.state = 'done';
+        status.manifestId = result.manifestId;
+        status.epoch = result.manifest.epoch;
+        status.bytesDone = status.bytesTotal;
+        this.logger.info('base copy done', { disk: id, manifestId: result.manifestId, epoch: result.manifest.epoch });
+      },
+      (err: unknown) => {
+        const error = asFerryError(err);
+        status.state = 'failed';
+        status.error = { code: error.code, message: error.message };
+        this.logger.warn('base copy failed', { disk: id, error: error.message });
+      },
+    );
+    disk.baseCopy = { status, abort, done };
+    return { ...status };
+  }
+
+  baseCopyStatus(id: string): BaseCopyStatus {
+    const copy = this.disk(id).baseCopy;
+    if (!copy) throw new FerryError('not-found', `disk ${id}: no base copy was started`);
+    return { ...copy.status };
+  }
+
+  /** The link's budget for all disks, deltas first; 0 lifts the limit. */
+  setRate(rateBytesPerSec: number): void {
+    this.throttle.setRate(rateBytesPerSec);
+    this.logger.info('rate changed', { rateBytesPerSec });
+  }
+
+  /**
+   * 'bitmap': track dirty blocks only and stop shipping until switched back (a seed in
+   * transit, a link too slow). 'streaming': ship a resync and journal again. A cutover's
+   * final drain switches back to streaming by itself.
+   */
+  async setMode(id: string, mode: TrackingMode, reason = 'operator request'): Promise<TrackingMode> {
+    const { replication } = this.disk(id);
+    if (mode === 'bitmap') {
+      replication.shipper.autoResync = false;
+      await replication.tracker.switchToBitmap(reason);
+    } else {
+      replication.shipper.autoResync = true; // the shipper runs the resync and restarts the journal
+    }
+    this.logger.info('mode change requested', { disk: id, mode, reason });
+    return replication.tracker.mode;
+  }
+
+  /** Clean shutdown; idempotent. See the file comment. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    const disks = [...this.disks.values()];
+    // Held IO must get through for the NBD connections to finish.
+    for (const disk of disks) disk.replication.filter.resume();
+    await Promise.all(disks.map((disk) => disk.nbd.close()));
+    for (const disk of disks) {
+      disk.baseCopy?.abort.abort(new Error('filter shutting down'));
+      await disk.baseCopy?.done;
+    }
+    for (const disk of disks) {
+      try {
+        await disk.replication.close();
+        this.logger.info('disk closed cleanly', { disk: disk.spec.id, seq: disk.replication.tracker.currentSeq });
+      } catch (err) {
+        this.logger.error('closing disk failed', { disk: disk.spec.id, error: asFerryError(err).message });
+      }
+      await unlink(disk.socketPath).catch(() => {});
+    }
+    await this.throttle.close();
+  }
+
+  private disk(id: string): ServedDisk {
+    const disk = this.disks.get(id);
+    if (!disk) throw new FerryError('not-found', `no disk ${JSON.stringify(id)} here; this filter serves ${this.diskIds.join(', ') || 'no disks'}`);
+    return disk;
+  }
+}
+
+/**
+ * Makes a unix socket path free to listen on: a socket file left by a process that died is
+ * removed; one that a live process still answers on is refused ('invalid-state').
+ */
+export async function claimSocketPath(path: string): Promise<void> {
+  const alive = await new Promise<boolean | 'missing'>((resolve) => {
+    const socket = connect(path);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ENOENT' ? 'missing' : false));
+  });
+  if (alive === 'missing') return;
+  if (alive) throw new FerryError('invalid-state', `${path}: another process is listening on this socket`);
+  const info = await lstat(path).catch(() => undefined);
+  if (info && !info.isSocket()) throw new FerryError('conflict', `${path} exists and is not a socket; refusing to replace it`);
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw new FerryError('io', `cannot remove the stale socket ${path}: ${err.message}`, { cause: err });
+  });
+}
