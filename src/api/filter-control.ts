@@ -1,0 +1,116 @@
+/**
+ * The control interface of a `ferry filter` process: a small JSON HTTP API (hono), served
+ * on a local unix socket (see unix-http.ts). Routes:
+ *
+ *   GET  /v1/disks                  every disk's status, and the link's rate
+ *   GET  /v1/disks/:id              one disk: figures, tracker state, shipper, NBD stats, base copy
+ *   POST /v1/disks/:id/quiesce      hold new IO; replies once the IO in flight is done
+ *   POST /v1/disks/:id/resume       let IO through again
+ *   POST /v1/disks/:id/drain        quiesced only: seal and ship everything -> { finalSeq }
+ *   POST /v1/disks/:id/hash         SHA-256 of the source disk (for a full verify at cutover)
+ *   POST /v1/disks/:id/base-copy    start a base copy in the background ({ concurrency? }) -> 202
+ *   GET  /v1/disks/:id/base-copy    its progress and, when done, the manifest id
+ *   PUT  /v1/disks/:id/mode         { mode: "streaming" | "bitmap", reason? }
+ *   GET  /v1/rate, PUT /v1/rate     the link's budget, shared by all disks:
+ *                                   { rate: "50M/s" } or { rateBytesPerSec: 50000000 }
+ *
+ * Errors are `{ error: { code, message } }` with the status from http-errors.ts; bad input
+ * names the field and the value received. Numbers that are not finite (a predicted pause
+ * with no drain rate measured yet) are sent as null.
+ */
+import { Hono, type Context } from 'hono';
+import { FerryError, badInput, parseRate } from '../core/index.js';
+import type { FilterService } from '../migrate/index.js';
+import { errorResponse } from './http-errors.js';
+
+export function filterControlApp(service: FilterService): Hono {
+  const app = new Hono();
+
+  app.get('/v1/disks', (c) => c.json({ disks: service.list(), rateBytesPerSec: service.throttle.rateBytesPerSec }));
+  app.get('/v1/disks/:id', (c) => c.json(service.status(c.req.param('id'))));
+
+  app.post('/v1/disks/:id/quiesce', async (c) => {
+    const id = c.req.param('id');
+    await service.quiesce(id);
+    return c.json({ id, quiesced: true });
+  });
+  app.post('/v1/disks/:id/resume', (c) => {
+    const id = c.req.param('id');
+    service.resume(id);
+    return c.json({ id, quiesced: false });
+  });
+  app.post('/v1/disks/:id/drain', async (c) => {
+    const id = c.req.param('id');
+    return c.json({ id, finalSeq: await service.drainFinal(id, c.req.raw.signal) });
+  });
+  app.post('/v1/disks/:id/hash', async (c) => {
+    const id = c.req.param('id');
+    return c.json({ id, ...(await service.hash(id, c.req.raw.signal)) });
+  });
+
+  app.post('/v1/disks/:id/base-copy', async (c) => {
+    const body = await jsonBody(c);
+    const concurrency = optionalInt(body, 'concurrency', 1, 256);
+    return c.json(service.startBaseCopy(c.req.param('id'), { concurrency }), 202);
+  });
+  app.get('/v1/disks/:id/base-copy', (c) => c.json(service.baseCopyStatus(c.req.param('id'))));
+
+  app.put('/v1/disks/:id/mode', async (c) => {
+    const id = c.req.param('id');
+    const body = await jsonBody(c);
+    const mode = body.mode;
+    if (mode !== 'streaming' && mode !== 'bitmap') throw badInput('mode', mode, '"streaming" or "bitmap"');
+    const reason = body.reason;
+    if (reason !== undefined && typeof reason !== 'string') throw badInput('reason', reason, 'a string');
+    return c.json({ id, mode: await service.setMode(id, mode, reason) });
+  });
+
+  app.get('/v1/rate', (c) => c.json({ rateBytesPerSec: service.throttle.rateBytesPerSec }));
+  app.put('/v1/rate', async (c) => {
+    const body = await jsonBody(c);
+    let rate: number;
+    if (body.rate !== undefined) {
+      if (typeof body.rate !== 'string') throw badInput('rate', body.rate, 'a rate string such as "50M/s" or "unlimited"');
+      rate = parseRate(body.rate, 'rate');
+    } else if (body.rateBytesPerSec !== undefined) {
+      const value = body.rateBytesPerSec;
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw badInput('rateBytesPerSec', value, 'a number of bytes per second, 0 for unlimited');
+      rate = value;
+    } else {
+      throw badInput('rate', undefined, 'a "rate" (e.g. "50M/s") or a "rateBytesPerSec"');
+    }
+    service.setRate(rate);
+    return c.json({ rateBytesPerSec: service.throttle.rateBytesPerSec });
+  });
+
+  app.notFound((c) => {
+    const { status, body } = errorResponse(new FerryError('not-found', `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
+    return c.json(body, status as 404);
+  });
+  app.onError((err, c) => {
+    const { status, body } = errorResponse(err);
+    return c.json(body, status as 400);
+  });
+  return app;
+}
+
+/** The request's JSON body as an object; an empty body is {}. */
+async function jsonBody(c: Context): Promise<Record<string, unknown>> {
+  const text = await c.req.text();
+  if (text.trim() === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw badInput('body', text.length > 60 ? `${text.slice(0, 57)}...` : text, 'a JSON object');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badInput('body', value, 'a JSON object');
+  return value as Record<string, unknown>;
+}
+
+function optionalInt(body: Record<string, unknown>, field: string, min: number, max: number): number | undefined {
+  const value = body[field];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw badInput(field, value, `a whole number from ${min} to ${max}`);
+  return value;
+}
