@@ -5,11 +5,15 @@
 import { asFerryError } from '../core/index.js';
 import type { Command } from './command.js';
 import { copyCommand } from './commands/copy.js';
+import { cutoverCommand } from './commands/cutover.js';
+import { filterCommand } from './commands/filter.js';
+import { replicaCommand } from './commands/replica.js';
 import { restoreCommand } from './commands/restore.js';
+import { statusCommand } from './commands/status.js';
 import { verifyCommand } from './commands/verify.js';
 import { exitCodes } from './exit-codes.js';
 
-const commands: Command[] = [copyCommand, restoreCommand, verifyCommand];
+const commands: Command[] = [copyCommand, restoreCommand, verifyCommand, filterCommand, replicaCommand, cutoverCommand, statusCommand];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -1,0 +1,106 @@
+import { join, resolve } from 'node:path';
+import { badInput, formatRate, Logger } from '../../core/index.js';
+import { filterControlApp, serveOnUnixSocket } from '../../api/index.js';
+import { claimSocketPath, FilterService, type FilterDiskSpec } from '../../migrate/index.js';
+import { Repository } from '../../store/index.js';
+import type { Command } from '../command.js';
+import { parse, rateOption, required, sizeOption, storeFromFlags, storeHelp, storeOptions } from '../options.js';
+import { print, stderrSink } from '../terminal.js';
+
+export const filterCommand: Command = {
+  name: 'filter',
+  summary: 'serve disks to VMs over NBD, capturing every write and shipping it to a store',
+  usage: `Usage: ferry filter --disk ID=PATH [--disk ID=PATH ...] --state-dir DIR --store URL [options]
+
+Runs the long-lived filter of the source host. Each disk is exported over NBD on its own
+unix socket, <socket-dir>/<ID>.sock, export name ID: attach the VM to it, e.g.
+  qemu ... -blockdev driver=nbd,server.type=unix,server.path=DIR/ID.sock,export=ID,node-name=d0
+Every write is recorded by the disk's change tracker (journal and state under
+<state-dir>/<ID>/) and shipped to the store as deltas. A control API (HTTP, JSON) listens
+on a unix socket: see 'ferry status' and 'ferry cutover', and README.md for its routes.
+
+QEMU does not reconnect to an NBD server that went away: keep this process running for as
+long as the VMs use the disks. SIGTERM or SIGINT stops it cleanly (finishes IO in flight,
+flushes, seals the journal, closes the trackers so a restart needs no full resync) and it
+exits 0. Prints where each export and the control socket are; logs go to stderr.
+
+Options:
+  --disk ID=PATH       a disk to serve (repeatable); ID: letters, digits, '.', '_', '-'
+  --state-dir DIR      tracker state and journals (kept across restarts)
+  --socket-dir DIR     where the NBD sockets go (default: the state dir)
+  --control PATH       control socket (default: <state-dir>/control.sock)
+  --rate RATE          the link's replication budget for all disks, e.g. 50M/s (default: unlimited)
+  --journal-limit SIZE unshipped journal per disk before falling back to the bitmap (default 1G)
+  --chunk-size SIZE    chunk size if the store is new (default 4M)
+  --json               print the exports and control socket as one JSON line
+  -q, --quiet          log warnings and errors only
+${storeHelp}`,
+  async run(argv, signal) {
+    const { values, positionals: args } = parse(argv, {
+      ...storeOptions,
+      disk: { type: 'string', multiple: true },
+      'state-dir': { type: 'string' },
+      'socket-dir': { type: 'string' },
+      control: { type: 'string' },
+      rate: { type: 'string' },
+      'journal-limit': { type: 'string' },
+      'chunk-size': { type: 'string' },
+    });
+    if (args.length > 0) throw badInput('arguments', args, 'none (disks are given with --disk ID=PATH)');
+    const disks = (values.disk ?? []).map(parseDisk);
+    if (disks.length === 0) throw badInput('--disk', undefined, 'at least one --disk ID=PATH');
+    const stateDir = resolve(required(values['state-dir'], '--state-dir'));
+    const socketDir = resolve(values['socket-dir'] ?? stateDir);
+    const controlPath = resolve(values.control ?? join(stateDir, 'control.sock'));
+    const rate = rateOption(values.rate, '--rate') ?? 0;
+    const journalLimit = sizeOption(values['journal-limit'], '--journal-limit');
+    const logger = new Logger(stderrSink, values.quiet ? 'warn' : 'info');
+    const store = storeFromFlags(values);
+    try {
+      const repo = await Repository.openOrInit(store, sizeOption(values['chunk-size'], '--chunk-size'));
+      await claimSocketPath(controlPath); // before the disks: a second filter stops here
+      const service = await FilterService.start({
+        disks,
+        stateDir,
+        socketDir,
+        repo,
+        rateBytesPerSec: rate,
+        journal: journalLimit === undefined ? undefined : { hardLimitBytes: journalLimit },
+        logger,
+      });
+      let control;
+      try {
+        control = await serveOnUnixSocket(filterControlApp(service).fetch, controlPath, logger.child({ component: 'control' }));
+      } catch (err) {
+        await service.close();
+        throw err;
+      }
+      const exports = service.list().map((d) => ({ id: d.id, uri: d.uri, socketPath: d.socketPath }));
+      if (values.json) {
+        print(JSON.stringify({ exports, control: controlPath }));
+      } else {
+        for (const e of exports) print(`export ${e.id} ${e.uri}`);
+        print(`control ${controlPath}`);
+      }
+      logger.info('filter running', { disks: exports.length, rate: rate ? formatRate(rate) : 'unlimited', control: controlPath });
+
+      await new Promise<void>((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+      logger.info('stopping: finishing IO in flight, sealing journals');
+      await control.close();
+      await service.close();
+      logger.info('filter stopped cleanly');
+      return 0;
+    } finally {
+      await store.close();
+    }
+  },
+};
+
+function parseDisk(value: string): FilterDiskSpec {
+  const at = value.indexOf('=');
+  if (at <= 0 || at === value.length - 1) throw badInput('--disk', value, 'ID=PATH, e.g. --disk vm1-root=/var/lib/vms/vm1.img');
+  return { id: value.slice(0, at), path: resolve(value.slice(at + 1)) };
+}
