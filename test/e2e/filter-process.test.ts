@@ -139,7 +139,19 @@ it('filter process: writes over NBD, base copy, replica, cutover, status, clean 
   const apply = await ferry(['replica', 'apply', '--store', filter.store, replica]);
   expect(apply.code).toBe(0);
   expect(apply.stdout).toMatch(/applied \d+ delta/);
-  for (let n = 9; n <= 11; n++) await qemuIo(filter.uri, round(n));
+  // Parked in bitmap mode (say, a link too slow), writes only mark blocks dirty; back to
+  // streaming, the filter ships a resync and the replica catches up through it.
+  expect(await client.setMode('d0', 'bitmap', 'test')).toBe('bitmap');
+  await qemuIo(filter.uri, round(9));
+  const parked = await client.disk('d0');
+  expect(parked.tracker).toMatchObject({ mode: 'bitmap', consistent: false });
+  expect(parked.tracker.dirtyBlocks).toBeGreaterThan(0);
+  expect(await client.setRate('100M/s')).toBe(100_000_000);
+  await client.setMode('d0', 'streaming');
+  for (let i = 0; i < 200 && !(await client.disk('d0')).tracker.consistent; i++) await new Promise((r) => setTimeout(r, 50));
+  expect((await client.disk('d0')).tracker).toMatchObject({ mode: 'streaming', consistent: true, dirtyBlocks: 0 });
+  expect(await client.setRate('unlimited')).toBe(0);
+  for (let n = 10; n <= 11; n++) await qemuIo(filter.uri, round(n));
 
   const cutover = await ferry(['cutover', '--disk', 'd0', '--control', filter.control, '--store', filter.store, '--replica', replica, '--verify', 'full', '--json']);
   expect(cutover.stderr).toBe('');
