@@ -4,25 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
-
-/** A small fast PRNG (mulberry32), so images and workloads are reproducible from a seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export function randomBuffer(random: () => number, length: number): Buffer {
-  const buf = Buffer.allocUnsafe(length);
-  for (let i = 0; i + 4 <= length; i += 4) buf.writeUInt32LE(Math.floor(random() * 2 ** 32), i);
-  for (let i = length - (length % 4); i < length; i++) buf[i] = Math.floor(random() * 256);
-  return buf;
-}
+import { createPrng, fillRandom } from './random-workload.js';
 
 /**
  * Writes a sparse image of `sizeBytes`: about `dataFraction` of it random extents (sizes
@@ -30,7 +12,7 @@ export function randomBuffer(random: () => number, length: number): Buffer {
  * repeat, the rest holes.
  */
 export async function makeSparseImage(path: string, sizeBytes: number, seed: number, dataFraction = 0.4): Promise<void> {
-  const random = prng(seed);
+  const random = createPrng(seed);
   const file = await open(path, 'w');
   try {
     await file.truncate(sizeBytes);
@@ -40,14 +22,14 @@ export async function makeSparseImage(path: string, sizeBytes: number, seed: num
       const length = Math.min(sizeBytes, 512 * Math.ceil((random() * 3 * 1024 * 1024) / 512));
       const offset = 512 * Math.floor((random() * (sizeBytes - length)) / 512);
       const repeat = previous && previous.data.length === length;
-      const data = repeat ? previous!.data : randomBuffer(random, length);
+      const data = repeat ? previous!.data : filled(random, length);
       await file.write(data, 0, length, offset);
       previous = { data };
       written += length;
     }
     // A repeated, chunk-aligned 8 MiB region makes whole chunks repeat within the disk.
     if (sizeBytes >= 32 * 1024 * 1024) {
-      const block = randomBuffer(random, 4 * 1024 * 1024);
+      const block = filled(random, 4 * 1024 * 1024);
       await file.write(block, 0, block.length, 0);
       await file.write(block, 0, block.length, 16 * 1024 * 1024);
     }
@@ -58,4 +40,10 @@ export async function makeSparseImage(path: string, sizeBytes: number, seed: num
 
 export async function sha256File(path: string): Promise<string> {
   return createHash('sha256').update(await readFile(path)).digest('hex');
+}
+
+function filled(random: () => number, length: number): Buffer {
+  const buf = Buffer.allocUnsafe(length);
+  fillRandom(buf, random);
+  return buf;
 }
