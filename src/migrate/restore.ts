@@ -93,26 +93,33 @@ async function writeChunks(repo: Repository, manifest: Manifest, device: BlockDe
   let failure: unknown;
   queue.on('error', (err) => (failure ??= err));
 
+  // One buffer per task slot, for what the destination holds now: no garbage per chunk.
+  const buffers = Array.from({ length: concurrency }, () => Buffer.allocUnsafe(chunkSize));
   const restoreChunk = async (index: number) => {
     const offset = index * chunkSize;
     const length = Math.min(chunkSize, manifest.disk.sizeBytes - offset);
     const hash = hashes.get(index);
-    // What the destination holds decides what must be written: it may already be right.
-    const current = Buffer.allocUnsafe(length);
-    await device.read(current, offset);
-    if (hash === undefined) {
-      stats.chunksZero++;
-      if (!isAllZero(current)) await device.writeZeroes(offset, length);
-    } else if (!isAllZero(current) && sha256Hex(current) === hash) {
-      stats.chunksUnchanged++;
-    } else {
-      const data = await repo.getChunk(hash, signal);
-      stats.bytesDownloaded += data.byteLength;
-      if (data.byteLength !== length) {
-        throw new FerryError('checksum-mismatch', `chunk ${chunkKey(hash)} is ${data.byteLength} bytes but chunk ${index} of the manifest needs ${length}`);
+    const buffer = buffers.pop()!;
+    try {
+      // What the destination holds decides what must be written: it may already be right.
+      const current = buffer.subarray(0, length);
+      await device.read(current, offset);
+      if (hash === undefined) {
+        stats.chunksZero++;
+        if (!isAllZero(current)) await device.writeZeroes(offset, length);
+      } else if (!isAllZero(current) && sha256Hex(current) === hash) {
+        stats.chunksUnchanged++;
+      } else {
+        const data = await repo.getChunk(hash, signal);
+        stats.bytesDownloaded += data.byteLength;
+        if (data.byteLength !== length) {
+          throw new FerryError('checksum-mismatch', `chunk ${chunkKey(hash)} is ${data.byteLength} bytes but chunk ${index} of the manifest needs ${length}`);
+        }
+        await device.write(data, offset);
+        stats.chunksWritten++;
       }
-      await device.write(data, offset);
-      stats.chunksWritten++;
+    } finally {
+      buffers.push(buffer);
     }
     meter.add(length);
     progress();
@@ -121,7 +128,7 @@ async function writeChunks(repo: Repository, manifest: Manifest, device: BlockDe
   for (let index = 0; index < total && !failure; index++) {
     throwIfAborted(signal);
     queue.add(() => restoreChunk(index)).catch(() => {});
-    await queue.onSizeLessThan(concurrency);
+    await queue.onSizeLessThan(1); // the next chunk starts when a slot (and buffer) is free
   }
   await queue.onIdle();
   if (failure) throw failure;
