@@ -46,3 +46,36 @@ it('a rate change applies to takes already waiting', async () => {
   await throttle.close();
   expect(performance.now() - started).toBeLessThan(10_000);
 });
+
+it('setRate while takes keep coming changes the delivered rate, up and down', async () => {
+  const throttle = new Throttle(1_000_000);
+  let stop = false;
+  // A steady consumer: 64 KB takes, one after another, as fast as the budget lets them pass.
+  const consumer = (async () => {
+    while (!stop) await throttle.take(64_000, 'background');
+  })();
+  const passed = () => throttle.bytesPassed.background;
+  const window = async (ms: number) => {
+    const [bytes0, t0] = [passed(), performance.now()];
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return { bytes: passed() - bytes0, seconds: (performance.now() - t0) / 1000 };
+  };
+
+  await window(300); // settle at 1 MB/s
+  throttle.setRate(10_000_000);
+  const fast = await window(1000);
+  throttle.setRate(1_000_000);
+  await window(100); // let the piece granted at the old rate go by
+  const slow = await window(1000);
+  stop = true;
+  throttle.setRate(0); // lets the last take through at once
+  await consumer;
+  await throttle.close();
+
+  // Raised to 10 MB/s: at least half of that got through (a slow machine only delivers less).
+  expect(fast.bytes / fast.seconds).toBeGreaterThan(5_000_000);
+  // Lowered back to 1 MB/s: N bytes took at least N / rate seconds, less a burst and a piece.
+  const slack = 50_000 + 64_000;
+  expect(slow.seconds).toBeGreaterThanOrEqual((slow.bytes - slack) / 1_000_000);
+  expect(fast.bytes).toBeGreaterThan(3 * slow.bytes);
+});
