@@ -294,8 +294,10 @@ export class Journal extends EventEmitter<JournalEvents> {
     return old;
   }
 
-  private chainSeal(segment: OpenSegment): Promise<SealedSegment> {
+  private chainSeal(segment: OpenSegment): Promise<SealedSegment | undefined> {
     const run = this.sealChain.then(async () => {
+      // Dropped by a discardAll queued before this seal: its ranges went to the bitmap.
+      if (!this.rotating.includes(segment)) return undefined;
       this.throwIfFailed();
       try {
         await segment.writeQueued();

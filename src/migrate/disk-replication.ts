@@ -85,7 +85,7 @@ export class SourceReplication {
   readonly backpressure: Backpressure;
   /** The disk as the VM must see it: serve this over NBD. */
   readonly filter: CaptureFilter;
-  readonly shipper: DeltaShipper;
+  private shipperValue: DeltaShipper;
 
   protected constructor(
     readonly options: SourceReplicationOptions,
@@ -95,7 +95,7 @@ export class SourceReplication {
     this.tracker = parts.tracker;
     this.backpressure = parts.backpressure;
     this.filter = parts.filter;
-    this.shipper = parts.shipper;
+    this.shipperValue = parts.shipper;
     this.sampler = setInterval(() => this.sample(), sampleEveryMs).unref();
     this.sample();
   }
@@ -121,11 +121,31 @@ export class SourceReplication {
       maxDelayMs: options.backpressure?.maxDelayMs ?? 100,
     });
     const filter = new CaptureFilter(source, tracker, { backpressure });
-    // The shipper reads the disk itself, not through the filter: a quiesced filter holds
-    // reads too, and the final drain at cutover must still read dirty blocks.
-    const shipper = new DeltaShipper({ repo: options.repo, diskId: options.diskId, tracker, source, throttle: options.throttle, logger });
+    const shipper = SourceReplication.newShipper(options, tracker, source);
     shipper.start();
     return { source, tracker, backpressure, filter, shipper };
+  }
+
+  private static newShipper(options: SourceReplicationOptions, tracker: ChangeTracker, source: FileDevice): DeltaShipper {
+    // The shipper reads the disk itself, not through the filter: a quiesced filter holds
+    // reads too, and the final drain at cutover must still read dirty blocks.
+    const logger = options.logger ?? Logger.silent();
+    return new DeltaShipper({ repo: options.repo, diskId: options.diskId, tracker, source, throttle: options.throttle, logger });
+  }
+
+  get shipper(): DeltaShipper {
+    return this.shipperValue;
+  }
+
+  /**
+   * Replaces the shipper with a new one, as when the shipping side restarts: the old one
+   * is stopped wherever it was (a resync under way is left unfinished, its blocks still
+   * dirty) and the new one knows nothing of it.
+   */
+  async restartShipper(): Promise<void> {
+    await this.shipperValue.stop();
+    this.shipperValue = SourceReplication.newShipper(this.options, this.tracker, this.source);
+    this.shipperValue.start();
   }
 
   /**

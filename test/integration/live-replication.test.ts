@@ -9,7 +9,7 @@ import { rename, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isFerryError } from '../../src/core/index.js';
 import { FileStore, Repository } from '../../src/store/index.js';
-import { DeltaShipper, DiskReplication } from '../../src/migrate/index.js';
+import { DiskReplication } from '../../src/migrate/index.js';
 import { makeSparseImage, sha256File } from '../support/images.js';
 import { RandomWorkload } from '../support/random-workload.js';
 import { tempDir } from '../support/temp.js';
@@ -55,10 +55,7 @@ async function liveMigration({ seed, hardLimitBytes, replaceShipper }: Scenario)
   // And while streaming.
   if (replaceShipper) {
     await workload(2, 30);
-    await rep.shipper.stop(); // mid-way, whatever it was doing
-    const replacement = new DeltaShipper({ repo, diskId: 'disk0', tracker: rep.tracker, source: rep.source });
-    Object.defineProperty(rep, 'shipper', { value: replacement });
-    replacement.start();
+    await rep.restartShipper(); // mid-way, whatever it was doing
     await workload(3, 30);
   } else {
     await workload(2, 60);
