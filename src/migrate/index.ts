@@ -15,3 +15,4 @@ export {
   type FilterDiskStatus,
   type FilterServiceOptions,
 } from './filter-service.js';
+export { exportLiveSeed, parkForSeed, resumeAfterSeed, type LiveSeedOptions } from './seed-source.js';

@@ -1,0 +1,169 @@
+/**
+ * Writes a seed's tar volumes (tar-stream), one after another: a volume is closed and the
+ * next one started when the next entry would take it past the size limit. Each volume starts
+ * with its label entry, is written as `<name>.partial`, and on close is synced and renamed
+ * to its final name; the caller's `onVolumeClosed` then records it (the export checkpoint).
+ *
+ * Entries' bytes are handed over without copying: `add` resolves once the entry is queued
+ * (at most about one entry is queued ahead of the disk), and calls `release` once its bytes
+ * are in the file, so the caller can reuse the buffer. The SHA-256 of each volume is computed
+ * over the bytes as they are written.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import tar from 'tar-stream';
+import { FerryError } from '../core/index.js';
+import { seedVersion, volumeLabelName, volumeName, type SeedVolumeEntry, type VolumeLabel } from './device-manifest.js';
+
+const block = 512;
+const endOfArchiveBytes = 1024;
+
+/** Bytes an entry of `size` bytes takes in a tar archive (header and padded data). */
+export function tarEntryBytes(size: number): number {
+  return block + Math.ceil(size / block) * block;
+}
+
+export interface VolumeSeriesOptions {
+  dir: string;
+  seedId: string;
+  volumeSizeBytes: number;
+  /** Index of the first volume to write (after a resume, the count of complete ones). */
+  firstIndex: number;
+  /** Entry times (the seed's start), so volumes do not depend on when they were written. */
+  mtime: Date;
+  /** Called after a volume is durable under its final name, before the next one starts. */
+  onVolumeClosed: (volume: SeedVolumeEntry) => Promise<void>;
+}
+
+interface OpenVolume {
+  index: number;
+  name: string;
+  path: string;
+  handle: FileHandle;
+  pack: tar.Pack;
+  hash: Hash;
+  /** Bytes the entries added so far will take (what `written` reaches after finalize, minus the end). */
+  plannedBytes: number;
+  written: number;
+  chunks: number;
+  releases: Array<{ end: number; release: () => void }>;
+  pump: Promise<void>;
+  failed: Promise<never>;
+}
+
+export class VolumeSeries {
+  private current: OpenVolume | undefined;
+  private nextIndex: number;
+
+  constructor(private readonly options: VolumeSeriesOptions) {
+    this.nextIndex = options.firstIndex;
+    const smallest = tarEntryBytes(4096) + tarEntryBytes(4096) + endOfArchiveBytes;
+    if (options.volumeSizeBytes < smallest) throw new FerryError('bad-input', `volume size: expected at least ${smallest} bytes, received ${options.volumeSizeBytes}`);
+  }
+
+  /** Adds a chunk entry; rotates first if it would not fit in the current volume. */
+  async add(name: string, data: Buffer, release: () => void): Promise<void> {
+    const need = tarEntryBytes(data.byteLength);
+    if (this.current && this.current.chunks > 0 && this.current.plannedBytes + need + endOfArchiveBytes > this.options.volumeSizeBytes) {
+      await this.closeCurrent();
+    }
+    const volume = this.current ?? (await this.openNext());
+    if (volume.plannedBytes + need + endOfArchiveBytes > this.options.volumeSizeBytes) {
+      throw new FerryError('bad-input', `volume size ${this.options.volumeSizeBytes} bytes is too small for an entry of ${data.byteLength} bytes (chunk size plus headers)`);
+    }
+    volume.chunks++;
+    await this.entry(volume, name, data, release);
+  }
+
+  /** Closes the volume being written (if any): the last one of the seed. */
+  async finish(): Promise<void> {
+    if (this.current) await this.closeCurrent();
+  }
+
+  /** Stops without closing: the open volume stays `.partial` and is rewritten on resume. */
+  async abandon(): Promise<void> {
+    const volume = this.current;
+    this.current = undefined;
+    if (!volume) return;
+    volume.pack.destroy();
+    await volume.pump.catch(() => {});
+    await volume.handle.close().catch(() => {});
+  }
+
+  private async openNext(): Promise<OpenVolume> {
+    const index = this.nextIndex++;
+    const name = volumeName(index);
+    const path = join(this.options.dir, `${name}.partial`);
+    const handle = await open(path, 'w', 0o644);
+    const pack = tar.pack();
+    let fail: (err: unknown) => void = () => {};
+    const failed = new Promise<never>((_, reject) => (fail = reject));
+    failed.catch(() => {});
+    const volume: OpenVolume = { index, name, path, handle, pack, hash: createHash('sha256'), plannedBytes: 0, written: 0, chunks: 0, releases: [], pump: Promise.resolve(), failed };
+    volume.pump = this.pump(volume).catch((err: unknown) => {
+      const error = new FerryError('io', `writing volume ${join(this.options.dir, name)} failed: ${(err as Error).message}`, { cause: err });
+      fail(error);
+      throw error;
+    });
+    volume.pump.catch(() => {});
+    this.current = volume;
+    const label: VolumeLabel = { format: 'ferry-seed-volume', version: seedVersion, seedId: this.options.seedId, index };
+    await this.entry(volume, volumeLabelName, Buffer.from(`${JSON.stringify(label)}\n`), () => {});
+    return volume;
+  }
+
+  private async entry(volume: OpenVolume, name: string, data: Buffer, release: () => void): Promise<void> {
+    volume.releases.push({ end: volume.plannedBytes + block + data.byteLength, release });
+    volume.plannedBytes += tarEntryBytes(data.byteLength);
+    const queued = new Promise<void>((resolve, reject) => {
+      volume.pack.entry({ name, size: data.byteLength, mode: 0o644, mtime: this.options.mtime, type: 'file', uname: '', gname: '' }, data, (err) =>
+        err ? reject(err) : resolve(),
+      );
+    });
+    await Promise.race([queued, volume.failed]);
+  }
+
+  private async pump(volume: OpenVolume): Promise<void> {
+    for await (const piece of volume.pack as AsyncIterable<Buffer>) {
+      volume.hash.update(piece);
+      for (let done = 0; done < piece.length; ) done += (await volume.handle.write(piece, done)).bytesWritten;
+      volume.written += piece.length;
+      while (volume.releases.length > 0 && volume.releases[0]!.end <= volume.written) volume.releases.shift()!.release();
+    }
+  }
+
+  private async closeCurrent(): Promise<void> {
+    const volume = this.current!;
+    this.current = undefined;
+    volume.pack.finalize();
+    try {
+      await volume.pump;
+      await volume.handle.datasync();
+    } finally {
+      await volume.handle.close();
+    }
+    if (volume.written !== volume.plannedBytes + endOfArchiveBytes) {
+      throw new FerryError('internal', `volume ${volume.name}: wrote ${volume.written} bytes, expected ${volume.plannedBytes + endOfArchiveBytes}`);
+    }
+    const final = join(this.options.dir, volume.name);
+    await rename(volume.path, final);
+    await syncDir(this.options.dir);
+    await this.options.onVolumeClosed({ name: volume.name, sizeBytes: volume.written, sha256: volume.hash.digest('hex'), chunks: volume.chunks });
+  }
+}
+
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Removes a volume left `.partial` (or a later one) by an interrupted export. */
+export async function removeVolume(dir: string, name: string): Promise<void> {
+  await rm(join(dir, name), { force: true });
+  await rm(join(dir, `${name}.partial`), { force: true });
+}
