@@ -9,11 +9,12 @@ import { cutoverCommand } from './commands/cutover.js';
 import { filterCommand } from './commands/filter.js';
 import { replicaCommand } from './commands/replica.js';
 import { restoreCommand } from './commands/restore.js';
+import { seedCommand } from './commands/seed.js';
 import { statusCommand } from './commands/status.js';
 import { verifyCommand } from './commands/verify.js';
 import { exitCodes } from './exit-codes.js';
 
-const commands: Command[] = [copyCommand, restoreCommand, verifyCommand, filterCommand, replicaCommand, cutoverCommand, statusCommand];
+const commands: Command[] = [copyCommand, restoreCommand, verifyCommand, filterCommand, replicaCommand, cutoverCommand, statusCommand, seedCommand];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
