@@ -1,8 +1,14 @@
 /**
  * A BlockDevice over a raw image file or a host block device, with positioned IO.
+ *
+ * The data path (read, write, fdatasync) uses the callback `fs` functions on the handle's raw
+ * fd, each wrapped in one small promise: FileHandle's promise API costs several allocations
+ * and promise hops per call (its result object, its request wrapper), which at tens of
+ * thousands of IOPS is a large share of the server's CPU. Opening, stat and close still go
+ * through the FileHandle, which owns the fd.
  */
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { constants, fdatasync, read as fsRead, write as fsWrite } from 'node:fs';
 import type { BlockDevice, WriteOptions } from './block-device.js';
 import { zeros } from './bytes.js';
 import { FerryError, badInput } from './errors.js';
@@ -20,13 +26,17 @@ export interface OpenFileDeviceOptions {
 
 export class FileDevice implements BlockDevice {
   private closed = false;
+  /** The handle's fd while open; -1 after close, so late IO fails with EBADF, never hits a reused fd. */
+  private fd: number;
 
   private constructor(
     readonly path: string,
     private readonly handle: FileHandle,
     readonly sizeBytes: number,
     readonly readOnly: boolean,
-  ) {}
+  ) {
+    this.fd = handle.fd;
+  }
 
   static async open(path: string, options: OpenFileDeviceOptions = {}): Promise<FileDevice> {
     const readOnly = options.readOnly ?? false;
@@ -61,25 +71,56 @@ export class FileDevice implements BlockDevice {
     }
   }
 
-  async read(buf: Uint8Array, offset: number): Promise<void> {
-    this.checkRange(offset, buf.byteLength);
-    let done = 0;
-    while (done < buf.byteLength) {
-      const { bytesRead } = await this.handle.read(buf, done, buf.byteLength - done, offset + done);
-      if (bytesRead === 0) throw new FerryError('io', `${this.path}: unexpected end of disk at ${offset + done}`);
-      done += bytesRead;
+  read(buf: Uint8Array, offset: number): Promise<void> {
+    try {
+      this.checkRange(offset, buf.byteLength);
+    } catch (err) {
+      return Promise.reject(err);
     }
+    const total = buf.byteLength;
+    const fd = this.fd;
+    if (fd < 0) return Promise.reject(closedError('read'));
+    if (total === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      let done = 0;
+      // Short reads are continued where they stopped; end of file inside the disk is an error.
+      const step = (err: NodeJS.ErrnoException | null, bytesRead: number): void => {
+        if (err !== null) return reject(err);
+        if (bytesRead === 0) return reject(new FerryError('io', `${this.path}: unexpected end of disk at ${offset + done}`));
+        done += bytesRead;
+        if (done < total) fsRead(fd, buf, done, total - done, offset + done, step);
+        else resolve();
+      };
+      fsRead(fd, buf, 0, total, offset, step);
+    });
   }
 
-  async write(data: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
-    this.checkWritable();
-    this.checkRange(offset, data.byteLength);
-    let done = 0;
-    while (done < data.byteLength) {
-      const { bytesWritten } = await this.handle.write(data, done, data.byteLength - done, offset + done);
-      done += bytesWritten;
+  write(data: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
+    try {
+      this.checkWritable();
+      this.checkRange(offset, data.byteLength);
+    } catch (err) {
+      return Promise.reject(err);
     }
-    if (options?.fua) await this.handle.datasync();
+    const total = data.byteLength;
+    const fua = options?.fua === true;
+    const fd = this.fd;
+    if (fd < 0) return Promise.reject(closedError('write'));
+    return new Promise<void>((resolve, reject) => {
+      let done = 0;
+      const synced = (err: NodeJS.ErrnoException | null): void => (err !== null ? reject(err) : resolve());
+      // Short writes are continued where they stopped; FUA adds an fdatasync once all is written.
+      const step = (err: NodeJS.ErrnoException | null, bytesWritten: number): void => {
+        if (err !== null) return reject(err);
+        done += bytesWritten;
+        if (done < total) fsWrite(fd, data, done, total - done, offset + done, step);
+        else if (fua) fdatasync(fd, synced);
+        else resolve();
+      };
+      if (total > 0) fsWrite(fd, data, 0, total, offset, step);
+      else if (fua) fdatasync(fd, synced);
+      else resolve();
+    });
   }
 
   async writeZeroes(offset: number, length: number, options?: WriteOptions): Promise<void> {
@@ -88,7 +129,7 @@ export class FileDevice implements BlockDevice {
     for (let at = offset; at < offset + length; at += zeroWriteBytes) {
       await this.write(zeros(Math.min(zeroWriteBytes, offset + length - at)), at);
     }
-    if (options?.fua) await this.handle.datasync();
+    if (options?.fua) await this.datasync();
   }
 
   /** Node cannot punch holes; a trim writes zeros so the range reads as zeros, as promised. */
@@ -97,13 +138,20 @@ export class FileDevice implements BlockDevice {
   }
 
   async flush(): Promise<void> {
-    if (!this.readOnly) await this.handle.datasync();
+    if (!this.readOnly) await this.datasync();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.fd = -1;
     await this.handle.close();
+  }
+
+  private datasync(): Promise<void> {
+    const fd = this.fd;
+    if (fd < 0) return Promise.reject(closedError('fdatasync'));
+    return new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err !== null ? reject(err) : resolve())));
   }
 
   private checkWritable(): void {
@@ -115,6 +163,11 @@ export class FileDevice implements BlockDevice {
       throw new FerryError('bad-input', `${this.path}: range ${offset}+${length} is outside the disk (${this.sizeBytes} bytes)`);
     }
   }
+}
+
+/** What FileHandle gave for IO after close: an errno-style EBADF (the NBD server maps it to ESHUTDOWN). */
+function closedError(syscall: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${syscall}: file closed`), { code: 'EBADF', syscall });
 }
 
 function checkSize(sizeBytes: number, field: string): void {
