@@ -60,25 +60,30 @@ export class CaptureFilter implements BlockDevice {
     return this.paused !== undefined;
   }
 
-  async read(buf: Uint8Array, offset: number): Promise<void> {
-    await this.enter();
+  read(buf: Uint8Array, offset: number): Promise<void> {
+    if (this.paused !== undefined) return this.heldRead(buf, offset);
+    // Not quiesced (the usual case): straight through, one promise, no async frame.
+    this.inFlightCount++;
+    let op: Promise<void>;
     try {
-      await this.inner.read(buf, offset);
-    } finally {
+      op = this.inner.read(buf, offset);
+    } catch (err) {
       this.leave();
+      return Promise.reject(err as Error);
     }
+    return op.then(this.leaveOk, this.leaveFailed);
   }
 
   write(data: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
-    return this.mutate('write', offset, data.byteLength, data, options, () => this.inner.write(data, offset, options));
+    return this.mutate('write', offset, data.byteLength, data, options);
   }
 
   writeZeroes(offset: number, length: number, options?: WriteOptions): Promise<void> {
-    return this.mutate('zero', offset, length, undefined, options, () => this.inner.writeZeroes(offset, length, options));
+    return this.mutate('zero', offset, length, undefined, options);
   }
 
   trim(offset: number, length: number, options?: WriteOptions): Promise<void> {
-    return this.mutate('trim', offset, length, undefined, options, () => this.inner.trim(offset, length, options));
+    return this.mutate('trim', offset, length, undefined, options);
   }
 
   /** Every write completed before the call is durable on the disk and in the journal. */
@@ -123,7 +128,6 @@ export class CaptureFilter implements BlockDevice {
     length: number,
     data: Uint8Array | undefined,
     options: WriteOptions | undefined,
-    op: () => Promise<void>,
   ): Promise<void> {
     if (this.inner.readOnly) throw new FerryError('invalid-state', 'capture filter: the disk is read-only');
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.sizeBytes) {
@@ -132,17 +136,23 @@ export class CaptureFilter implements BlockDevice {
     // Take a place in the overlap order now, in call order, even if quiesced: the order in
     // which the VM's requests reached us is the order overlapping ones hit the disk.
     const ticket = this.overlaps.enqueue(offset, length);
-    try {
-      await this.enter();
-    } catch (err) {
-      ticket.release();
-      throw err;
+    // Not quiesced (the usual case): admitted at once, without a promise hop.
+    if (this.paused === undefined) this.inFlightCount++;
+    else {
+      try {
+        await this.enter();
+      } catch (err) {
+        ticket.release();
+        throw err;
+      }
     }
     try {
-      await ticket.ready;
+      if (ticket.ready !== undefined) await ticket.ready;
       try {
         try {
-          await op();
+          if (kind === 'write') await this.inner.write(data!, offset, options);
+          else if (kind === 'zero') await this.inner.writeZeroes(offset, length, options);
+          else await this.inner.trim(offset, length, options);
         } catch (err) {
           // The range may be partly written: whatever it holds now must be shipped.
           this.tracker.recordFailed(offset, length);
@@ -158,6 +168,22 @@ export class CaptureFilter implements BlockDevice {
     }
     if (this.backpressure) await this.backpressure.delay();
   }
+
+  private async heldRead(buf: Uint8Array, offset: number): Promise<void> {
+    await this.enter();
+    try {
+      await this.inner.read(buf, offset);
+    } finally {
+      this.leave();
+    }
+  }
+
+  private readonly leaveOk = (): void => this.leave();
+
+  private readonly leaveFailed = (err: unknown): never => {
+    this.leave();
+    throw err;
+  };
 
   private async enter(): Promise<void> {
     while (this.paused !== undefined) await this.paused.resumed;

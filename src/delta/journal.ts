@@ -176,7 +176,11 @@ export class Journal extends EventEmitter<JournalEvents> {
     this.hardLimit = checkPositive('hardLimitBytes', bytes);
   }
 
-  /** Appends a record (queued, not yet in the file: see `written` and `sync`). */
+  /**
+   * Appends a record (queued, not yet in the file: see `written` and `sync`). A write's data
+   * is referenced, not copied: it must not change until a `written()` or `sync()` called after
+   * this append has resolved (the change tracker awaits `written()` before it returns).
+   */
   append(record: JournalRecord): AppendResult {
     this.checkUsable();
     const length = record.kind === 'write' ? record.data.byteLength : record.length;
@@ -196,8 +200,10 @@ export class Journal extends EventEmitter<JournalEvents> {
    * Resolves once every record appended so far is in the file (survives the process dying,
    * not the host). The capture filter waits for this before acknowledging a write.
    */
-  async written(): Promise<void> {
-    await Promise.all([this.open, ...this.rotating].map((s) => s.writeQueued()));
+  written(): Promise<void> {
+    // Usually nothing is being rotated out: one segment, one promise.
+    if (this.rotating.length === 0) return this.open.writeQueued();
+    return Promise.all([this.open, ...this.rotating].map((s) => s.writeQueued())).then(() => {});
   }
 
   /** Makes every record appended so far durable (FLUSH and FUA wait for this). */

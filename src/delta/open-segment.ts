@@ -24,7 +24,7 @@ import {
   segmentHeaderBytes,
   type RecordKind,
 } from './segment-codec.js';
-import { fsyncDirectory, readAt, writeAllAt } from './segment-file.js';
+import { fsyncDirectory, readAt, writeAllAt, writevAllAt } from './segment-file.js';
 
 export interface RecordIndexEntry {
   seq: number;
@@ -36,6 +36,9 @@ export interface RecordIndexEntry {
 }
 
 const verifyChunkBytes = 1024 * 1024;
+const resolved: Promise<void> = Promise.resolve();
+/** Segments up to this size are read whole for sealing (the default segment is 8 MiB). */
+const sealReadAllBytes = 64 * 1024 * 1024;
 
 export class OpenSegment {
   readonly records: RecordIndexEntry[] = [];
@@ -43,7 +46,17 @@ export class OpenSegment {
   private logicalBytes: number;
   private writtenBytes: number;
   private queue: Buffer[] = [];
-  private writeChain: Promise<void> = Promise.resolve();
+  private queueBytes = 0;
+  /** The batch being written: settles once its bytes are in the file. */
+  private writing: Promise<void> | undefined;
+  /** For callers that queued while a batch was being written: settled by the next batch. */
+  private nextBatch: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
+  /** A failed write is final: every later write (and close) reports it. */
+  private writeFailure: unknown;
+  /** The file's fd once the handle is open (-1 before). */
+  private fd = -1;
+  /** The whole file, read once for sealing (see readData). */
+  private sealCache: Buffer | undefined;
   /** Set once the directory entry of this file is known durable. */
   private dirSynced: boolean;
   private destroyed = false;
@@ -148,30 +161,80 @@ export class OpenSegment {
     }
   }
 
-  /** Queues a record; `data` is copied, so the caller may reuse its buffer at once. */
+  /**
+   * Queues a record. `data` is referenced, not copied: the caller must not change it until a
+   * `writeQueued()` (or `sync()`) called after this append has resolved. The change tracker
+   * waits for that before it returns, and the capture filter before it acknowledges.
+   */
   append(seq: number, kind: RecordKind, offset: number, length: number, data?: Uint8Array): void {
     if (this.destroyed) throw new FerryError('internal', `journal: append to retired segment ${this.path}`);
-    const header = encodeEntryHeader(seq, kind, offset, length, data);
+    const write = kind === 'write' && data !== undefined;
+    const header = encodeEntryHeader(seq, kind, offset, length, write ? data : undefined);
     this.queue.push(header);
     const dataPos = this.logicalBytes + entryHeaderBytes;
-    if (kind === 'write' && data !== undefined) this.queue.push(Buffer.from(data));
-    this.logicalBytes = dataPos + (kind === 'write' ? length : 0);
+    if (write) this.queue.push(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    const recordBytes = entryHeaderBytes + (kind === 'write' ? length : 0);
+    this.queueBytes += recordBytes;
+    this.logicalBytes += recordBytes;
     this.records.push({ seq, kind, offset, length, dataPos });
   }
 
   /** Resolves once everything queued before the call is in the file (not yet durable). */
   writeQueued(): Promise<void> {
-    this.writeChain = this.writeChain.then(async () => {
-      if (this.queue.length === 0) return;
-      const buffers = this.queue;
-      this.queue = [];
-      const h = await this.handle;
-      const at = this.writtenBytes;
-      const bytes = buffers.reduce((sum, b) => sum + b.length, 0);
-      await writeAllAt(h, buffers, at);
-      this.writtenBytes = at + bytes;
-    });
-    return this.writeChain;
+    if (this.writeFailure !== undefined) return Promise.reject(this.writeFailure);
+    // Nothing new: wait for the batch that holds the earlier records, if it is still going.
+    if (this.queue.length === 0) return this.writing ?? resolved;
+    if (this.writing === undefined) return this.startBatch();
+    let next = this.nextBatch;
+    if (next === undefined) {
+      let resolve!: () => void;
+      let reject!: (err: unknown) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      next = this.nextBatch = { promise, resolve, reject };
+    }
+    return next.promise;
+  }
+
+  /** Writes everything queued now as one batch; at most one batch is in flight. */
+  private startBatch(): Promise<void> {
+    const buffers = this.queue;
+    const bytes = this.queueBytes;
+    this.queue = [];
+    this.queueBytes = 0;
+    const at = this.writtenBytes;
+    const written = this.fd >= 0 ? writevAllAt(this.fd, buffers, at) : this.handle.then((h) => writevAllAt((this.fd = h.fd), buffers, at));
+    const run = written.then(
+      () => {
+        this.writtenBytes = at + bytes;
+        this.batchDone();
+      },
+      (err: unknown) => {
+        this.writeFailure = err;
+        this.batchDone();
+        throw err;
+      },
+    );
+    this.writing = run;
+    return run;
+  }
+
+  private batchDone(): void {
+    this.writing = undefined;
+    const next = this.nextBatch;
+    if (next === undefined) return;
+    this.nextBatch = undefined;
+    if (this.writeFailure !== undefined) next.reject(this.writeFailure);
+    else if (this.queue.length === 0) next.resolve();
+    else this.startBatch().then(next.resolve, next.reject);
+  }
+
+  /** Resolves when no batch is being written; rejects if a write has failed. */
+  private async writesSettled(): Promise<void> {
+    while (this.writing !== undefined) await this.writing;
+    if (this.writeFailure !== undefined) throw this.writeFailure;
   }
 
   /** Makes every record appended so far durable. */
@@ -190,8 +253,21 @@ export class OpenSegment {
     }
   }
 
-  /** Reads `length` data bytes at file position `pos` (used by sealing). */
+  /**
+   * Reads `length` data bytes at file position `pos` (used by sealing). Sealing reads every
+   * record's data in disk-offset order, which is random in the file: one read per record
+   * would cost a threadpool round trip per 4 KiB. So a segment of at most `sealReadAllBytes`
+   * is read whole, once, on the first call, and served from memory (the segment is no longer
+   * appended to when it is sealed); larger ones are read piece by piece. The result may be a
+   * view into that copy: callers must not change it.
+   */
   async readData(pos: number, length: number): Promise<Buffer> {
+    if (this.sealCache === undefined && this.queue.length === 0 && this.writing === undefined && this.writtenBytes <= sealReadAllBytes) {
+      const whole = await readAt(await this.handle, 0, this.writtenBytes);
+      if (whole.length === this.writtenBytes) this.sealCache = whole;
+    }
+    const cache = this.sealCache;
+    if (cache !== undefined && pos + length <= cache.length) return cache.subarray(pos, pos + length);
     const out = await readAt(await this.handle, pos, length);
     if (out.length !== length) throw new FerryError('io', `journal segment ${this.path}: short read at ${pos}`);
     return out;
@@ -200,8 +276,9 @@ export class OpenSegment {
   async close(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.sealCache = undefined;
     try {
-      await this.writeChain;
+      await this.writesSettled();
     } finally {
       await (await this.handle.catch(() => undefined))?.close();
     }
@@ -210,7 +287,8 @@ export class OpenSegment {
   /** Closes and deletes the file: its records are sealed elsewhere or discarded. */
   async destroy(): Promise<void> {
     this.destroyed = true;
-    await this.writeChain.catch(() => {});
+    this.sealCache = undefined;
+    await this.writesSettled().catch(() => {});
     await (await this.handle.catch(() => undefined))?.close();
     await unlink(this.path).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;

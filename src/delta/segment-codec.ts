@@ -83,7 +83,8 @@ export function decodeSegmentHeader(buf: Buffer, file: string): SegmentHeader {
 
 /** Encodes an entry header whose crc covers the header prefix and then `data` (writes). */
 export function encodeEntryHeader(seq: number, kind: RecordKind, offset: number, length: number, data?: Uint8Array): Buffer {
-  const buf = Buffer.alloc(entryHeaderBytes);
+  // From the shared pool (Buffer.alloc would create an ArrayBuffer per record); every byte is set below.
+  const buf = Buffer.allocUnsafe(entryHeaderBytes);
   writeEntryPrefix(buf, seq, kind, offset, length);
   let crc = crc32(buf.subarray(0, 28));
   if (data !== undefined) crc = crc32(data, crc);
@@ -131,11 +132,20 @@ export function entryBytes(kind: RecordKind, length: number): number {
   return entryHeaderBytes + (kind === 'write' ? length : 0);
 }
 
+/** Writes the header's first 28 bytes (reserved bytes zeroed); integers as two 32-bit halves, no BigInt. */
 function writeEntryPrefix(buf: Buffer, seq: number, kind: RecordKind, offset: number, length: number): void {
-  buf.writeBigUInt64BE(BigInt(seq), 0);
-  buf.writeBigUInt64BE(BigInt(offset), 8);
-  buf.writeBigUInt64BE(BigInt(length), 16);
-  buf.writeUInt8(recordKindCode[kind], 24);
+  writeUInt64BE(buf, seq, 0);
+  writeUInt64BE(buf, offset, 8);
+  writeUInt64BE(buf, length, 16);
+  buf.writeUInt32BE(recordKindCode[kind] * 0x100_0000, 24); // kind u8, then reserved[3] = 0
+}
+
+/** A safe integer as a big-endian u64; out-of-range values are refused like writeBigUInt64BE's. */
+function writeUInt64BE(buf: Buffer, value: number, at: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`journal entry field ${value} is not a non-negative safe integer`);
+  const hi = Math.floor(value / 0x1_0000_0000);
+  buf.writeUInt32BE(hi, at);
+  buf.writeUInt32BE(value - hi * 0x1_0000_0000, at + 4);
 }
 
 /** File names: the seq numbers are zero-padded so that names sort in seq order. */
