@@ -33,6 +33,34 @@ export class ByteQueue {
     return out;
   }
 
+  /** Where the bytes `peek` returned start in its result. */
+  peekOffset = 0;
+  private readonly scratch = Buffer.allocUnsafe(64);
+
+  /**
+   * The next `n` bytes (n <= length, n <= 64) without consuming them: the buffer holding
+   * them, at `peekOffset`. That is the received chunk itself when they lie in one, so parsing
+   * a request header allocates nothing; otherwise a scratch copy, valid until the next peek.
+   */
+  peek(n: number): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length - this.offset >= n) {
+      this.peekOffset = this.offset;
+      return first;
+    }
+    let copied = 0;
+    let offset = this.offset;
+    for (let i = 0; copied < n; i++) {
+      const chunk = this.chunks[i]!;
+      const count = Math.min(n - copied, chunk.length - offset);
+      chunk.copy(this.scratch, copied, offset, offset + count);
+      copied += count;
+      offset = 0;
+    }
+    this.peekOffset = 0;
+    return this.scratch;
+  }
+
   /** Consumes up to `n` bytes into `target` at `at`; returns how many were copied. */
   copyInto(target: Buffer, at: number, n: number): number {
     let copied = 0;

@@ -33,6 +33,7 @@ import {
   NBD_REPLY_FLAG_DONE,
   NBD_REPLY_TYPE_OFFSET_DATA,
   NBD_REQUEST_MAGIC,
+  NBD_SIMPLE_REPLY_MAGIC,
   commandNames,
   encodeStructuredError,
   offsetDataPrefixBytes,
@@ -69,6 +70,12 @@ const STOPPED = 3;
 
 const fuaOptions: WriteOptions = Object.freeze({ fua: true });
 
+/** READ replies up to this size are carved from a per-connection slab of replySlabBytes. */
+const maxSlabReplyBytes = 64 * 1024 + 64;
+const replySlabBytes = 256 * 1024;
+/** Simple replies gathered per slab (16 bytes each). */
+const smallReplySlabBytes = 16 * 1024;
+
 export class Transmission {
   private state = HEADER;
   private inflight = 0;
@@ -91,6 +98,13 @@ export class Transmission {
   private pendingFilled = 0;
   private pendingLength = 0;
   private discardLeft = 0;
+
+  // Reply buffers (see replyBuffer and sendSimple).
+  private slab: Buffer = Buffer.allocUnsafe(0);
+  private slabUsed = 0;
+  private small: Buffer = Buffer.allocUnsafe(smallReplySlabBytes);
+  private smallStart = 0;
+  private smallUsed = 0;
 
   constructor(
     private readonly socket: Socket,
@@ -181,20 +195,23 @@ export class Transmission {
 
   private parseRequest(): void {
     const queue = this.queue;
-    // A view into the received chunk when the header lies in one; a small copy otherwise.
-    const buf = queue.take(requestHeaderBytes);
-    const magic = buf.readUInt32BE(0);
+    // Parsed where it lies in the received chunk (no view, no copy); a small copy only when
+    // the header spans two chunks.
+    const buf = queue.peek(requestHeaderBytes);
+    const at = queue.peekOffset;
+    const magic = buf.readUInt32BE(at);
+    const flags = buf.readUInt16BE(at + 4);
+    const type = buf.readUInt16BE(at + 6);
+    const cookieHi = buf.readUInt32BE(at + 8);
+    const cookieLo = buf.readUInt32BE(at + 12);
+    const offsetHi = buf.readUInt32BE(at + 16);
+    const offsetLo = buf.readUInt32BE(at + 20);
+    const length = buf.readUInt32BE(at + 24);
+    queue.skip(requestHeaderBytes);
     if (magic !== NBD_REQUEST_MAGIC) {
       this.stop({ kind: 'violation', message: `bad request magic 0x${magic.toString(16)}` });
       return;
     }
-    const flags = buf.readUInt16BE(4);
-    const type = buf.readUInt16BE(6);
-    const cookieHi = buf.readUInt32BE(8);
-    const cookieLo = buf.readUInt32BE(12);
-    const offsetHi = buf.readUInt32BE(16);
-    const offsetLo = buf.readUInt32BE(20);
-    const length = buf.readUInt32BE(24);
     // Offsets past 2^53 lose precision but stay far beyond any disk, so range checks still hold.
     const offset = offsetHi * 0x1_0000_0000 + offsetLo;
 
@@ -226,19 +243,17 @@ export class Transmission {
       this.replyError(cookieHi, cookieLo, error, validationMessage(error, type));
       return;
     }
-    const fua = (flags & NBD_CMD_FLAG_FUA) !== 0;
+    const options = (flags & NBD_CMD_FLAG_FUA) !== 0 ? fuaOptions : undefined;
     switch (type) {
       case NBD_CMD_READ:
-        this.track(this.read(cookieHi, cookieLo, offsetHi, offsetLo, offset, length), length);
+        this.read(cookieHi, cookieLo, offsetHi, offsetLo, offset, length);
         break;
       case NBD_CMD_FLUSH:
-        this.track(this.simple(type, cookieHi, cookieLo, this.device.flush()), 0);
+        this.simple(type, cookieHi, cookieLo, 0, 0, undefined, undefined);
         break;
       case NBD_CMD_TRIM:
-        this.track(this.simple(type, cookieHi, cookieLo, this.device.trim(offset, length, fua ? fuaOptions : undefined)), 0);
-        break;
       case NBD_CMD_WRITE_ZEROES:
-        this.track(this.simple(type, cookieHi, cookieLo, this.device.writeZeroes(offset, length, fua ? fuaOptions : undefined)), 0);
+        this.simple(type, cookieHi, cookieLo, offset, length, undefined, options);
         break;
     }
   }
@@ -265,8 +280,7 @@ export class Transmission {
     this.state = HEADER;
     // inflightBytes already counts this payload (added when the header was parsed).
     this.inflightBytes -= length;
-    const write = this.device.write(payload, this.pendingOffset, this.pendingFua ? fuaOptions : undefined);
-    this.track(this.simple(NBD_CMD_WRITE, this.pendingCookieHi, this.pendingCookieLo, write, length), length);
+    this.simple(NBD_CMD_WRITE, this.pendingCookieHi, this.pendingCookieLo, this.pendingOffset, length, payload, this.pendingFua ? fuaOptions : undefined);
     return true;
   }
 
@@ -287,66 +301,118 @@ export class Transmission {
     return 0;
   }
 
-  private async read(cookieHi: number, cookieLo: number, offsetHi: number, offsetLo: number, offset: number, length: number): Promise<void> {
-    // Read straight into the reply buffer behind its header: one allocation, no copy.
+  /**
+   * Starts a READ. One closure per request, no async frame: the reply is sent and the
+   * bookkeeping settled in the device promise's own callbacks.
+   */
+  private read(cookieHi: number, cookieLo: number, offsetHi: number, offsetLo: number, offset: number, length: number): void {
+    // Read straight into the reply buffer behind its header: no copy.
     const headerBytes = this.structured ? offsetDataPrefixBytes : simpleReplyHeaderBytes;
-    const reply = Buffer.allocUnsafe(headerBytes + length);
+    const reply = this.replyBuffer(headerBytes + length);
+    this.begin(length);
+    let op: Promise<void>;
     try {
-      await this.device.read(reply.subarray(headerBytes), offset);
+      op = this.device.read(reply.subarray(headerBytes), offset);
     } catch (err) {
-      this.deviceError(NBD_CMD_READ, cookieHi, cookieLo, err);
-      return;
+      op = Promise.reject(err as Error);
     }
-    if (this.structured) {
-      // One data chunk covering the whole request, marked final: it was read in full already.
-      writeStructuredReplyHeader(reply, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, cookieHi, cookieLo, 8 + length);
-      reply.writeUInt32BE(offsetHi, 20);
-      reply.writeUInt32BE(offsetLo, 24);
-    } else {
-      writeSimpleReplyHeader(reply, 0, cookieHi, cookieLo);
-    }
-    this.stats.reads++;
-    this.stats.bytesRead += length;
-    this.stats.requests++;
-    this.send(reply);
+    op.then(
+      () => {
+        if (this.structured) {
+          // One data chunk covering the whole request, marked final: it was read in full already.
+          writeStructuredReplyHeader(reply, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, cookieHi, cookieLo, 8 + length);
+          reply.writeUInt32BE(offsetHi, 20);
+          reply.writeUInt32BE(offsetLo, 24);
+        } else {
+          writeSimpleReplyHeader(reply, 0, cookieHi, cookieLo);
+        }
+        const stats = this.stats;
+        stats.reads++;
+        stats.bytesRead += length;
+        stats.requests++;
+        this.send(reply);
+        this.finish(length);
+      },
+      (err: unknown) => {
+        this.deviceError(NBD_CMD_READ, cookieHi, cookieLo, err);
+        this.finish(length);
+      },
+    );
   }
 
-  private async simple(type: number, cookieHi: number, cookieLo: number, operation: Promise<void>, written = 0): Promise<void> {
+  /** Starts a WRITE (with its payload), WRITE_ZEROES, TRIM or FLUSH: requests with a simple reply. */
+  private simple(type: number, cookieHi: number, cookieLo: number, offset: number, length: number, payload: Buffer | undefined, options: WriteOptions | undefined): void {
+    // A write's payload counts against the in-flight bytes until it is done; the others hold none.
+    const bytes = payload !== undefined ? length : 0;
+    this.begin(bytes);
+    const device = this.device;
+    let op: Promise<void>;
     try {
-      await operation;
+      if (type === NBD_CMD_WRITE) op = device.write(payload!, offset, options);
+      else if (type === NBD_CMD_WRITE_ZEROES) op = device.writeZeroes(offset, length, options);
+      else if (type === NBD_CMD_TRIM) op = device.trim(offset, length, options);
+      else op = device.flush();
     } catch (err) {
-      this.deviceError(type, cookieHi, cookieLo, err);
-      return;
+      op = Promise.reject(err as Error);
     }
-    const reply = Buffer.allocUnsafe(simpleReplyHeaderBytes);
-    writeSimpleReplyHeader(reply, 0, cookieHi, cookieLo);
-    const stats = this.stats;
-    stats.requests++;
-    if (type === NBD_CMD_WRITE) {
-      stats.writes++;
-      stats.bytesWritten += written;
-    } else if (type === NBD_CMD_FLUSH) stats.flushes++;
-    else if (type === NBD_CMD_TRIM) stats.trims++;
-    else stats.writeZeroes++;
-    this.send(reply);
+    op.then(
+      () => {
+        const stats = this.stats;
+        stats.requests++;
+        if (type === NBD_CMD_WRITE) {
+          stats.writes++;
+          stats.bytesWritten += length;
+        } else if (type === NBD_CMD_FLUSH) stats.flushes++;
+        else if (type === NBD_CMD_TRIM) stats.trims++;
+        else stats.writeZeroes++;
+        this.sendSimple(0, cookieHi, cookieLo);
+        this.finish(bytes);
+      },
+      (err: unknown) => {
+        this.deviceError(type, cookieHi, cookieLo, err);
+        this.finish(bytes);
+      },
+    );
   }
 
-  private track(operation: Promise<void>, bytes: number): void {
+  /** A request starts: count it against the limits. */
+  private begin(bytes: number): void {
     this.inflight++;
     this.inflightBytes += bytes;
     const stats = this.stats;
     stats.inflightRequests++;
     if (this.inflight > stats.peakInflightRequests) stats.peakInflightRequests = this.inflight;
     if (this.inflightBytes > stats.peakInflightBytes) stats.peakInflightBytes = this.inflightBytes;
-    // The operations above catch their own errors; this only settles the bookkeeping.
-    void operation.then(() => {
-      this.inflight--;
-      this.inflightBytes -= bytes;
-      stats.inflightRequests--;
-      if (this.state === STOPPED) this.maybeEnd();
-      else if (this.shuttingDown && this.inflight === 0) this.stop({ kind: 'shutdown' });
-      else if (this.paused) this.pump();
-    });
+  }
+
+  /** A request has replied (or failed and replied): settle the bookkeeping. */
+  private finish(bytes: number): void {
+    this.inflight--;
+    this.inflightBytes -= bytes;
+    this.stats.inflightRequests--;
+    if (this.state === STOPPED) this.maybeEnd();
+    else if (this.shuttingDown && this.inflight === 0) this.stop({ kind: 'shutdown' });
+    else if (this.paused) this.pump();
+  }
+
+  /**
+   * A buffer for a READ reply. Small ones are carved from a shared slab rather than each
+   * getting its own ArrayBuffer (Buffer's own pool takes only up to 4 KiB, and a 4 KiB read's
+   * reply is 4 KiB plus its header). A slab is dropped, not reused, when full: the views still
+   * in flight or queued on the socket keep it alive until they are written. So beyond the
+   * in-flight limits, a connection pins at most one slab per request in flight (256 KiB each;
+   * 32 MiB with the default 128 requests) in the worst case, and usually one or two slabs.
+   */
+  private replyBuffer(bytes: number): Buffer {
+    if (bytes > maxSlabReplyBytes) return Buffer.allocUnsafe(bytes);
+    if (this.slabUsed + bytes > this.slab.length) {
+      this.slab = Buffer.allocUnsafe(replySlabBytes);
+      this.slabUsed = 0;
+    }
+    const start = this.slabUsed;
+    // Keep views 8-byte aligned.
+    this.slabUsed = (start + bytes + 7) & ~7;
+    return this.slab.subarray(start, start + bytes);
   }
 
   private deviceError(type: number, cookieHi: number, cookieLo: number, err: unknown): void {
@@ -364,10 +430,38 @@ export class Transmission {
     if (this.structured) {
       this.send(encodeStructuredError(error, message, cookieHi, cookieLo));
     } else {
-      const reply = Buffer.allocUnsafe(simpleReplyHeaderBytes);
-      writeSimpleReplyHeader(reply, error, cookieHi, cookieLo);
-      this.send(reply);
+      this.sendSimple(error, cookieHi, cookieLo);
     }
+  }
+
+  /**
+   * Queues a simple reply. Simple replies finishing in the same event-loop turn are written
+   * side by side into one small buffer and leave in one socket write at the end of the turn.
+   */
+  private sendSimple(error: number, cookieHi: number, cookieLo: number): void {
+    if (this.ended || this.socket.destroyed) return;
+    let small = this.small;
+    if (this.smallUsed + simpleReplyHeaderBytes > small.length) {
+      // Full: hand what it holds to the socket now and start another.
+      this.flushSmall();
+      small = this.small = Buffer.allocUnsafe(smallReplySlabBytes);
+      this.smallStart = this.smallUsed = 0;
+    }
+    const at = this.smallUsed;
+    small.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, at);
+    small.writeUInt32BE(error, at + 4);
+    small.writeUInt32BE(cookieHi, at + 8);
+    small.writeUInt32BE(cookieLo, at + 12);
+    this.smallUsed = at + simpleReplyHeaderBytes;
+    this.scheduleUncork();
+  }
+
+  /** Writes the simple replies gathered so far (their bytes are never touched again). */
+  private flushSmall(): void {
+    if (this.smallUsed === this.smallStart) return;
+    const chunk = this.small.subarray(this.smallStart, this.smallUsed);
+    this.smallStart = this.smallUsed;
+    if (!this.socket.destroyed) this.socket.write(chunk);
   }
 
   /**
@@ -378,16 +472,20 @@ export class Transmission {
   private send(reply: Buffer): void {
     const socket = this.socket;
     if (this.ended || socket.destroyed) return;
-    if (!this.corked) {
-      this.corked = true;
-      socket.cork();
-      setImmediate(this.uncork);
-    }
+    this.scheduleUncork();
     socket.write(reply);
+  }
+
+  private scheduleUncork(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    setImmediate(this.uncork);
   }
 
   private readonly uncork = (): void => {
     this.corked = false;
+    this.flushSmall();
     if (!this.socket.destroyed) this.socket.uncork();
   };
 
