@@ -21,7 +21,7 @@ import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'nod
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { FerryError, isAllZero, sha256Hex, throwIfAborted, type BlockDevice } from '../core/index.js';
+import { FerryError, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
 import { checkDiskId, chunkCount, chunkKey, defaultChunkSizeBytes, type Manifest } from '../store/index.js';
 import {
   decodeSeedManifest,
@@ -37,6 +37,7 @@ import {
 } from './device-manifest.js';
 import { SeedProgressMeter, type SeedProgress } from './progress.js';
 import { ChunkCipher, type SeedKey } from './seed-crypto.js';
+import { ChunkHasher } from './hash-worker.js';
 import { VolumeSeries, removeVolume, syncDir } from './volume-writer.js';
 
 export const defaultVolumeSizeBytes = 1024 ** 3;
@@ -237,7 +238,8 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
 
   // Read ahead into a fixed pool of buffers, in disk and chunk order.
   const readAhead = Math.max(1, options.readAhead ?? 4);
-  const pool: Buffer[] = Array.from({ length: readAhead }, () => Buffer.allocUnsafe(chunkSizeBytes));
+  // Shared memory: the volume hasher's worker reads the chunks where they are.
+  const pool: Buffer[] = Array.from({ length: readAhead }, () => Buffer.from(new SharedArrayBuffer(chunkSizeBytes)));
   let wake: (() => void) | undefined;
   const giveBack = (buffer: Buffer) => {
     pool.push(buffer);
@@ -245,7 +247,10 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
     wake = undefined;
     w?.();
   };
-  type Read = { disk: number; chunk: number; buffer: Buffer; length: number; read: Promise<void> };
+  // Each chunk is read, checked for zeros and hashed (on a worker) as soon as it can be; the
+  // loop below takes them in order. The main thread stays free to keep the device busy.
+  const chunkHasher = new ChunkHasher();
+  type Read = { disk: number; chunk: number; buffer: Buffer; length: number; result: Promise<string | undefined> };
   const inflight: Read[] = [];
   let cursor = { ...position };
   const skipEmpty = () => {
@@ -258,9 +263,16 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
       const buffer = pool.pop()!;
       const offset = cursor.chunk * chunkSizeBytes;
       const length = Math.min(chunkSizeBytes, device.sizeBytes - offset);
-      const read = device.read(buffer.subarray(0, length), offset);
-      read.catch(() => {});
-      inflight.push({ ...cursor, buffer, length, read });
+      const data = buffer.subarray(0, length);
+      const { disk } = cursor;
+      const result = device.read(data, offset).then(
+        () => (isAllZero(data) ? undefined : chunkHasher.hash(data)),
+        (err: unknown) => {
+          throw new FerryError('io', `reading disk ${options.disks[disk]!.id} at ${offset} failed: ${(err as Error).message}`, { cause: err });
+        },
+      );
+      result.catch(() => {});
+      inflight.push({ ...cursor, buffer, length, result });
       cursor = { disk: cursor.disk, chunk: cursor.chunk + 1 };
       skipEmpty();
     }
@@ -277,17 +289,12 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
         continue;
       }
       position = { disk: item.disk, chunk: item.chunk };
-      try {
-        await item.read;
-      } catch (err) {
-        throw new FerryError('io', `reading disk ${options.disks[item.disk]!.id} at ${item.chunk * chunkSizeBytes} failed: ${(err as Error).message}`, { cause: err });
-      }
+      const hash = await item.result;
       const data = item.buffer.subarray(0, item.length);
-      if (isAllZero(data)) {
+      if (hash === undefined) {
         stats.chunksZero++;
         giveBack(item.buffer);
       } else {
-        const hash = sha256Hex(data);
         if (stored.has(hash)) {
           stats.chunksDeduplicated++;
           giveBack(item.buffer);
@@ -315,9 +322,11 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
     await series.finish();
   } catch (err) {
     await series.abandon();
-    await Promise.allSettled(inflight.map((r) => r.read));
+    await Promise.allSettled(inflight.map((r) => r.result));
     await progressFile.close();
     throw err;
+  } finally {
+    await chunkHasher.close();
   }
   await progressFile.close();
 

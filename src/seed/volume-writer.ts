@@ -6,18 +6,19 @@
  *
  * Entries' bytes are handed over without copying: `add` resolves once the entry is queued
  * (at most about one entry is queued ahead of the disk), and calls `release` once its bytes
- * are in the file, so the caller can reuse the buffer. The SHA-256 of each volume is computed
- * over the bytes as they are written.
+ * are in the file and hashed, so the caller can reuse the buffer. The SHA-256 of each volume
+ * is computed over the bytes as they are written, on a worker thread (hash-worker.ts).
  */
-import { createHash, type Hash } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import tar from 'tar-stream';
 import { FerryError } from '../core/index.js';
 import { seedVersion, volumeLabelName, volumeName, type SeedVolumeEntry, type VolumeLabel } from './device-manifest.js';
+import { VolumeHasher } from './hash-worker.js';
 
 const block = 512;
 const endOfArchiveBytes = 1024;
+const backgroundSyncBytes = 32 * 1024 * 1024;
 
 /** Bytes an entry of `size` bytes takes in a tar archive (header and padded data). */
 export function tarEntryBytes(size: number): number {
@@ -42,12 +43,14 @@ interface OpenVolume {
   path: string;
   handle: FileHandle;
   pack: tar.Pack;
-  hash: Hash;
   /** Bytes the entries added so far will take (what `written` reaches after finalize, minus the end). */
   plannedBytes: number;
   written: number;
   chunks: number;
   releases: Array<{ end: number; release: () => void }>;
+  /** A datasync started in the background, and the byte count it was started at. */
+  syncing: Promise<void> | undefined;
+  syncedAt: number;
   pump: Promise<void>;
   failed: Promise<never>;
 }
@@ -55,6 +58,7 @@ interface OpenVolume {
 export class VolumeSeries {
   private current: OpenVolume | undefined;
   private nextIndex: number;
+  private hasher: VolumeHasher | undefined;
 
   constructor(private readonly options: VolumeSeriesOptions) {
     this.nextIndex = options.firstIndex;
@@ -78,17 +82,25 @@ export class VolumeSeries {
 
   /** Closes the volume being written (if any): the last one of the seed. */
   async finish(): Promise<void> {
-    if (this.current) await this.closeCurrent();
+    try {
+      if (this.current) await this.closeCurrent();
+    } finally {
+      await this.hasher?.close();
+      this.hasher = undefined;
+    }
   }
 
   /** Stops without closing: the open volume stays `.partial` and is rewritten on resume. */
   async abandon(): Promise<void> {
     const volume = this.current;
     this.current = undefined;
-    if (!volume) return;
-    volume.pack.destroy();
-    await volume.pump.catch(() => {});
-    await volume.handle.close().catch(() => {});
+    if (volume) {
+      volume.pack.destroy();
+      await volume.pump.catch(() => {});
+      await volume.handle.close().catch(() => {});
+    }
+    await this.hasher?.close();
+    this.hasher = undefined;
   }
 
   private async openNext(): Promise<OpenVolume> {
@@ -100,13 +112,15 @@ export class VolumeSeries {
     let fail: (err: unknown) => void = () => {};
     const failed = new Promise<never>((_, reject) => (fail = reject));
     failed.catch(() => {});
-    const volume: OpenVolume = { index, name, path, handle, pack, hash: createHash('sha256'), plannedBytes: 0, written: 0, chunks: 0, releases: [], pump: Promise.resolve(), failed };
+    const volume: OpenVolume = { index, name, path, handle, pack, plannedBytes: 0, written: 0, chunks: 0, releases: [], syncing: undefined, syncedAt: 0, pump: Promise.resolve(), failed };
     volume.pump = this.pump(volume).catch((err: unknown) => {
       const error = new FerryError('io', `writing volume ${join(this.options.dir, name)} failed: ${(err as Error).message}`, { cause: err });
       fail(error);
       throw error;
     });
     volume.pump.catch(() => {});
+    this.hasher ??= new VolumeHasher();
+    this.hasher.onHashed = () => this.releaseDone(volume);
     this.current = volume;
     const label: VolumeLabel = { format: 'ferry-seed-volume', version: seedVersion, seedId: this.options.seedId, index };
     await this.entry(volume, volumeLabelName, Buffer.from(`${JSON.stringify(label)}\n`), () => {});
@@ -126,20 +140,35 @@ export class VolumeSeries {
 
   private async pump(volume: OpenVolume): Promise<void> {
     for await (const piece of volume.pack as AsyncIterable<Buffer>) {
-      volume.hash.update(piece);
+      this.hasher!.update(piece);
       for (let done = 0; done < piece.length; ) done += (await volume.handle.write(piece, done)).bytesWritten;
       volume.written += piece.length;
-      while (volume.releases.length > 0 && volume.releases[0]!.end <= volume.written) volume.releases.shift()!.release();
+      this.releaseDone(volume);
+      // Start writing back early (one datasync at a time, not awaited): the device works
+      // while we hash, and the datasync that closes the volume finds little left to do.
+      if (volume.syncing === undefined && volume.written - volume.syncedAt >= backgroundSyncBytes) {
+        volume.syncedAt = volume.written;
+        volume.syncing = volume.handle.datasync().finally(() => (volume.syncing = undefined));
+        volume.syncing.catch(() => {}); // the closing datasync reports trouble
+      }
     }
+    await volume.syncing?.catch(() => {});
+  }
+
+  /** Gives back the buffers of entries that are both in the file and hashed. */
+  private releaseDone(volume: OpenVolume): void {
+    const done = Math.min(volume.written, this.hasher!.hashedBytes);
+    while (volume.releases.length > 0 && volume.releases[0]!.end <= done) volume.releases.shift()!.release();
   }
 
   private async closeCurrent(): Promise<void> {
     const volume = this.current!;
     this.current = undefined;
     volume.pack.finalize();
+    let sha256: string;
     try {
       await volume.pump;
-      await volume.handle.datasync();
+      [sha256] = await Promise.all([this.hasher!.digest(), volume.handle.datasync()]);
     } finally {
       await volume.handle.close();
     }
@@ -149,7 +178,7 @@ export class VolumeSeries {
     const final = join(this.options.dir, volume.name);
     await rename(volume.path, final);
     await syncDir(this.options.dir);
-    await this.options.onVolumeClosed({ name: volume.name, sizeBytes: volume.written, sha256: volume.hash.digest('hex'), chunks: volume.chunks });
+    await this.options.onVolumeClosed({ name: volume.name, sizeBytes: volume.written, sha256, chunks: volume.chunks });
   }
 }
 

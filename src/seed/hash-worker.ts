@@ -1,0 +1,139 @@
+/**
+ * SHA-256 on worker threads, for the export. On dense data the export hashes every byte
+ * twice (each chunk's name, then the volume it goes into); on the main thread those hashes
+ * would also hold up the event loop, and with it every write to the device. So:
+ *
+ * - ChunkHasher: the SHA-256 of one chunk, answered asynchronously (several may be asked at
+ *   once; answers come in order);
+ * - VolumeHasher: the SHA-256 of a stream of pieces (a volume), with a count of bytes hashed.
+ *
+ * Bytes in a SharedArrayBuffer (the export's chunk buffers) are shared, not copied; other
+ * pieces (tar headers, sealed chunks) are copied into the message. A shared buffer may be
+ * reused only once its hash is answered (chunks) or `hashedBytes` has passed it (volumes).
+ */
+import { Worker } from 'node:worker_threads';
+import { FerryError, sha256Hex } from '../core/index.js';
+
+const workerSource = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+let stream = createHash('sha256');
+parentPort.on('message', (m) => {
+  const bytes = m.buffer ? new Uint8Array(m.buffer, m.offset, m.length) : undefined;
+  if (m.type === 'chunk') {
+    parentPort.postMessage({ type: 'chunk', hex: createHash('sha256').update(bytes).digest('hex') });
+  } else if (m.type === 'data') {
+    stream.update(bytes);
+    parentPort.postMessage({ type: 'hashed', length: m.length });
+  } else if (m.type === 'digest') {
+    parentPort.postMessage({ type: 'digest', hex: stream.digest('hex') });
+    stream = createHash('sha256');
+  }
+});
+`;
+
+type Reply = { type: 'chunk'; hex: string } | { type: 'hashed'; length: number } | { type: 'digest'; hex: string };
+
+abstract class HashWorker {
+  private readonly worker: Worker;
+  protected failure: Error | undefined;
+
+  constructor() {
+    this.worker = new Worker(workerSource, { eval: true });
+    this.worker.on('message', (reply: Reply) => this.onReply(reply));
+    this.worker.on('error', (err) => {
+      this.failure = err;
+      this.onFailure(err);
+    });
+  }
+
+  protected abstract onReply(reply: Reply): void;
+  protected abstract onFailure(err: Error): void;
+
+  protected post(type: 'chunk' | 'data', piece: Uint8Array): void {
+    if (piece.buffer instanceof SharedArrayBuffer) {
+      this.worker.postMessage({ type, buffer: piece.buffer, offset: piece.byteOffset, length: piece.byteLength });
+    } else {
+      const copy = new Uint8Array(piece); // a clone of `piece` would copy its whole backing store
+      this.worker.postMessage({ type, buffer: copy.buffer, offset: 0, length: copy.byteLength }, [copy.buffer]);
+    }
+  }
+
+  protected postDigest(): void {
+    this.worker.postMessage({ type: 'digest' });
+  }
+
+  protected error(): FerryError {
+    return new FerryError('internal', `hashing on a worker thread failed: ${this.failure?.message}`, { cause: this.failure });
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
+
+export class ChunkHasher extends HashWorker {
+  private readonly waiting: Array<{ resolve: (hex: string) => void; reject: (err: Error) => void }> = [];
+
+  /** The SHA-256 of `data` (hex); shared memory is hashed on the worker, anything else here. */
+  hash(data: Uint8Array): Promise<string> {
+    if (this.failure) return Promise.reject(this.error());
+    if (!(data.buffer instanceof SharedArrayBuffer)) return Promise.resolve(sha256Hex(data));
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.post('chunk', data);
+    });
+  }
+
+  protected onReply(reply: Reply): void {
+    if (reply.type === 'chunk') this.waiting.shift()?.resolve(reply.hex);
+  }
+
+  protected onFailure(): void {
+    for (const w of this.waiting.splice(0)) w.reject(this.error());
+  }
+}
+
+export class VolumeHasher extends HashWorker {
+  private hashed = 0;
+  private digestWaiter: { resolve: (hex: string) => void; reject: (err: Error) => void } | undefined;
+  /** Called whenever `hashedBytes` grows. */
+  onHashed: () => void = () => {};
+
+  /** Bytes hashed since the last digest. */
+  get hashedBytes(): number {
+    if (this.failure) throw this.error();
+    return this.hashed;
+  }
+
+  update(piece: Uint8Array): void {
+    this.post('data', piece);
+  }
+
+  /** The SHA-256 of every byte since the last digest; starts a new one. */
+  digest(): Promise<string> {
+    if (this.failure) return Promise.reject(this.error());
+    return new Promise((resolve, reject) => {
+      this.digestWaiter = { resolve, reject };
+      this.postDigest();
+    });
+  }
+
+  protected onReply(reply: Reply): void {
+    if (reply.type === 'hashed') {
+      this.hashed += reply.length;
+      this.onHashed();
+    } else if (reply.type === 'digest') {
+      const waiter = this.digestWaiter;
+      this.digestWaiter = undefined;
+      this.hashed = 0;
+      waiter?.resolve(reply.hex);
+    }
+  }
+
+  protected onFailure(): void {
+    this.digestWaiter?.reject(this.error());
+    this.digestWaiter = undefined;
+    this.onHashed();
+  }
+}
