@@ -63,6 +63,12 @@ export interface ApplyResult {
 export class ReplicaApplier {
   private exclusive: Promise<unknown> = Promise.resolve();
 
+  /**
+   * Delete deltas from the store once they are applied (default). A disk has one replica;
+   * turn this off to keep the deltas, e.g. to replay them onto a second copy.
+   */
+  prune = true;
+
   private constructor(
     private readonly repo: Repository,
     readonly replicaPath: string,
@@ -145,7 +151,11 @@ export class ReplicaApplier {
       for (const name of names) {
         throwIfAborted(signal);
         const step = this.decide(name);
-        if (step === 'skip') continue;
+        if (step === 'skip') {
+          // Applied (the state file says so) or superseded: no replay needs it again.
+          if (this.prune) await this.repo.deleteDelta(name, signal);
+          continue;
+        }
         if (name.kind === 'journal' && name.seq > throughSeq) break;
         if (step === 'wait') return { applied, waiting: true };
         await this.apply(device, name, signal);
@@ -178,7 +188,9 @@ export class ReplicaApplier {
         if (name.second < s.resync.nextPart) return 'skip';
         return name.second === s.resync.nextPart ? 'apply' : 'wait';
       }
-      if (s.resync || name.seq < s.nextSeq) return 'skip'; // replay has moved past this resync
+      // A later resync waits until the one under way ends (or is superseded, see below).
+      if (s.resync) return compareResyncs(name, s.resync) < 0 ? 'skip' : 'wait';
+      if (name.seq < s.nextSeq) return 'skip'; // replay has moved past this resync
       return name.second === 0 ? 'apply' : 'wait';
     }
     if (s.resync) return name.second < s.resync.seq ? 'skip' : 'wait';
@@ -187,14 +199,20 @@ export class ReplicaApplier {
   }
 
   /**
-   * A resync under way that a later resync supersedes (the source crashed in the middle of
-   * it) ends here: replay continues from its S, through the journal up to the later resync,
-   * which carries every block the first one did not ship. The replica stays inconsistent
-   * until the later resync's final piece.
+   * A resync under way whose next piece will never come ends here. The source ships one
+   * resync at a time, in order, so when a later resync has begun and this one's next piece
+   * is not in the store, the source stopped in the middle of it (a crash, a restart).
+   * Replay continues from its S, through the journal up to the later resync, which carries
+   * every block the first one did not ship. The replica stays inconsistent until the later
+   * resync's final piece.
    */
   private async endSupersededResync(names: DeltaName[]): Promise<void> {
     const current = this.state.resync;
-    if (!current || !names.some((n) => n.kind === 'resync' && compareResyncs(n, current) > 0 && n.second === 0)) return;
+    if (!current) return;
+    const isResync = (n: DeltaName) => n.kind === 'resync';
+    const nextPiece = names.some((n) => isResync(n) && compareResyncs(n, current) === 0 && n.second === current.nextPart);
+    const laterBegun = names.some((n) => isResync(n) && compareResyncs(n, current) > 0 && n.second === 0);
+    if (nextPiece || !laterBegun) return;
     this.logger.warn('resync superseded by a later one', { disk: this.state.diskId, seq: current.seq, generation: current.generation });
     this.state.nextSeq = current.seq;
     this.state.lastResync = { seq: current.seq, generation: current.generation };

@@ -101,7 +101,9 @@ export class Throttle {
     if (whole <= 0) return;
     this.tokens -= whole;
     const current = (await this.limiter.currentReservoir()) ?? 0;
-    const add = Math.min(whole, this.burstBytes - current);
+    // The burst caps what an idle link may save up. While takes wait, every token earned
+    // goes to them: a refill timer that ran late (a busy event loop) must not lose budget.
+    const add = this.waiting > 0 ? whole : Math.min(whole, this.burstBytes - current);
     if (add > 0) await this.limiter.incrementReservoir(add);
   }
 }
