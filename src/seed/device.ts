@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { FerryError, throwIfAborted } from '../core/index.js';
 import { decodeSeedManifest, seedManifestFile, seedProgressFile, type SeedManifest } from './device-manifest.js';
 import { ChunkCipher, type SeedKey } from './seed-crypto.js';
+import { ChunkHasher } from './hash-worker.js';
 import { readVolume } from './volume-reader.js';
 
 export interface SeedDevice {
@@ -68,47 +69,57 @@ export async function walkVolumes(device: SeedDevice, options: WalkOptions): Pro
   const chunkSizeBytes = Math.max(...manifest.disks.map((d) => d.manifest.chunkSizeBytes));
   const volumes: VolumeCheck[] = [];
   let unchecked = 0;
-  for (const [index, volume] of manifest.volumes.entries()) {
-    throwIfAborted(options.signal);
-    const path = join(device.dir, volume.name);
-    const info = await stat(path).catch(() => undefined);
-    if (!info) {
-      volumes.push({ name: volume.name, ok: false, chunks: 0, problem: `volume ${volume.name} is missing from ${device.dir}` });
-      continue;
-    }
-    const result = await readVolume({
-      path,
-      name: volume.name,
-      seedId: manifest.seedId,
-      index,
-      chunkSizeBytes,
-      cipher: device.cipher,
-      encrypted: manifest.encryption !== null,
-      buffers: options.buffers,
-      signal: options.signal,
-      onBytes: options.onBytes,
-      onChunk: (hash, data, release) => options.onChunk(hash, data, release, volume.name),
-      onCorrupt: (hash, reason) => options.onCorrupt(hash, reason, volume.name),
-    });
-    unchecked += result.unchecked;
-    const problems: string[] = [];
-    if (result.error) problems.push(result.error.message);
-    if (result.sizeBytes !== volume.sizeBytes) {
-      problems.push(
-        `volume ${volume.name} is ${result.sizeBytes} bytes, the manifest says ${volume.sizeBytes}${result.sizeBytes < volume.sizeBytes ? ' (truncated)' : ''}`,
-      );
-    } else if (result.sha256 !== volume.sha256) {
-      problems.push(`volume ${volume.name} has SHA-256 ${result.sha256}, the manifest says ${volume.sha256} (damaged)`);
-    }
-    if (!result.error && result.chunks !== volume.chunks) problems.push(`volume ${volume.name} holds ${result.chunks} chunks, the manifest says ${volume.chunks}`);
-    volumes.push({
-      name: volume.name,
-      ok: problems.length === 0,
-      sizeBytes: result.sizeBytes,
-      sha256: result.sha256,
-      chunks: result.chunks,
-      ...(problems.length > 0 ? { problem: problems.join('; ') } : {}),
-    });
+  const hashers = { chunk: new ChunkHasher() };
+  try {
+    await walk();
+  } finally {
+    await hashers.chunk.close();
   }
   return { volumes, unchecked };
+
+  async function walk() {
+    for (const [index, volume] of manifest.volumes.entries()) {
+      throwIfAborted(options.signal);
+      const path = join(device.dir, volume.name);
+      const info = await stat(path).catch(() => undefined);
+      if (!info) {
+        volumes.push({ name: volume.name, ok: false, chunks: 0, problem: `volume ${volume.name} is missing from ${device.dir}` });
+        continue;
+      }
+      const result = await readVolume({
+        path,
+        name: volume.name,
+        seedId: manifest.seedId,
+        index,
+        chunkSizeBytes,
+        cipher: device.cipher,
+        encrypted: manifest.encryption !== null,
+        buffers: options.buffers,
+        signal: options.signal,
+        onBytes: options.onBytes,
+        hashers,
+        onChunk: (hash, data, release) => options.onChunk(hash, data, release, volume.name),
+        onCorrupt: (hash, reason) => options.onCorrupt(hash, reason, volume.name),
+      });
+      unchecked += result.unchecked;
+      const problems: string[] = [];
+      if (result.error) problems.push(result.error.message);
+      if (result.sizeBytes !== volume.sizeBytes) {
+        problems.push(
+          `volume ${volume.name} is ${result.sizeBytes} bytes, the manifest says ${volume.sizeBytes}${result.sizeBytes < volume.sizeBytes ? ' (truncated)' : ''}`,
+        );
+      } else if (result.sha256 !== volume.sha256) {
+        problems.push(`volume ${volume.name} has SHA-256 ${result.sha256}, the manifest says ${volume.sha256} (damaged)`);
+      }
+      if (!result.error && result.chunks !== volume.chunks) problems.push(`volume ${volume.name} holds ${result.chunks} chunks, the manifest says ${volume.chunks}`);
+      volumes.push({
+        name: volume.name,
+        ok: problems.length === 0,
+        sizeBytes: result.sizeBytes,
+        sha256: result.sha256,
+        chunks: result.chunks,
+        ...(problems.length > 0 ? { problem: problems.join('; ') } : {}),
+      });
+    }
+  }
 }

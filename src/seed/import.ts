@@ -24,7 +24,7 @@ export interface ImportSeedOptions {
   key?: SeedKey;
   /** A store at the source holding the seed's chunks: corrupt or missing ones are fetched from it. */
   repairFrom?: Repository;
-  /** Chunks being stored at once (default 4). */
+  /** Chunks being stored at once (default 8). */
   concurrency?: number;
   signal?: AbortSignal;
   onProgress?: (progress: SeedProgress) => void;
@@ -65,7 +65,7 @@ export async function importSeed(options: ImportSeedOptions): Promise<ImportSeed
   const handled = new Set<string>();
   const corrupt: CorruptChunk[] = [];
   const report = { imported: 0, bytesImported: 0, skipped: 0 };
-  const concurrency = Math.max(1, options.concurrency ?? 4);
+  const concurrency = Math.max(1, options.concurrency ?? 8);
   const inflight = new Set<Promise<void>>();
   let failure: unknown;
   const meter = new SeedProgressMeter(manifest.volumes.reduce((sum, v) => sum + v.sizeBytes, 0), 0, options.onProgress);

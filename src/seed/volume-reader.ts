@@ -13,10 +13,11 @@
  * Damage that makes the rest unreadable (a bad header, a truncated file) ends the volume;
  * the result says where. Nothing is written anywhere by name: entries are only parsed.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import tar from 'tar-stream';
+import { createHash } from 'node:crypto';
 import { FerryError, asFerryError, sha256Hex, throwIfAborted } from '../core/index.js';
+import { ChunkHasher } from './hash-worker.js';
 import { chunkEntryPattern, seedVersion, volumeLabelName, type VolumeLabel } from './device-manifest.js';
 import { sealOverheadBytes, type ChunkCipher } from './seed-crypto.js';
 
@@ -38,6 +39,8 @@ export interface ReadVolumeOptions {
   onCorrupt: (hash: string, reason: string) => void;
   /** Bytes of the file read so far, for progress. */
   onBytes?: (bytes: number) => void;
+  /** Worker threads for the SHA-256s, shared across volumes (made and closed here if absent). */
+  hashers?: { chunk: ChunkHasher };
 }
 
 export interface ReadVolumeResult {
@@ -51,11 +54,22 @@ export interface ReadVolumeResult {
 }
 
 export async function readVolume(options: ReadVolumeOptions): Promise<ReadVolumeResult> {
+  if (!options.hashers) {
+    const hashers = { chunk: new ChunkHasher() };
+    try {
+      return await readVolume({ ...options, hashers });
+    } finally {
+      await hashers.chunk.close();
+    }
+  }
   const { name } = options;
   const where = `volume ${name}`;
+  // The volume's SHA-256 here (its pieces are not in shared memory: posting them costs more
+  // than hashing them); the chunks' on the worker, where they lie.
   const hash = createHash('sha256');
+  const chunkHasher = options.hashers.chunk;
   let sizeBytes = 0;
-  const file = createReadStream(options.path, { highWaterMark: 1024 * 1024 });
+  const file = createReadStream(options.path, { highWaterMark: 4 * 1024 * 1024 });
   const extract = tar.extract();
   const feeding = (async () => {
     try {
@@ -65,8 +79,13 @@ export async function readVolume(options: ReadVolumeOptions): Promise<ReadVolume
         options.onBytes?.(piece.length);
         if (!extract.write(piece)) {
           await new Promise<void>((resolve) => {
-            extract.once('drain', resolve);
-            extract.once('close', resolve);
+            const done = () => {
+              extract.off('drain', done);
+              extract.off('close', done);
+              resolve();
+            };
+            extract.on('drain', done);
+            extract.on('close', done);
           });
         }
         if (extract.destroyed) break;
@@ -78,7 +97,8 @@ export async function readVolume(options: ReadVolumeOptions): Promise<ReadVolume
   })();
 
   const maxEntry = options.chunkSizeBytes + (options.encrypted ? sealOverheadBytes : 0);
-  const free: Buffer[] = Array.from({ length: options.buffers ?? 2 }, () => Buffer.allocUnsafe(maxEntry));
+  // Shared memory: chunks are hashed on a worker thread where they lie.
+  const free: Buffer[] = Array.from({ length: options.buffers ?? 2 }, () => Buffer.from(new SharedArrayBuffer(maxEntry)));
   let waiter: (() => void) | undefined;
   const takeBuffer = async (): Promise<Buffer> => {
     while (free.length === 0) await new Promise<void>((resolve) => (waiter = resolve));
@@ -128,7 +148,7 @@ export async function readVolume(options: ReadVolumeOptions): Promise<ReadVolume
         options.onCorrupt(chunkHash, asFerryError(err).message);
         continue;
       }
-      const actual = sha256Hex(plain);
+      const actual = plain === body ? await chunkHasher.hash(plain) : sha256Hex(plain);
       if (actual !== chunkHash || plain.length > options.chunkSizeBytes || plain.length === 0) {
         giveBack(buffer);
         options.onCorrupt(chunkHash, `chunk ${chunkHash} in ${where} is corrupt: its SHA-256 is ${actual}`);

@@ -49,7 +49,7 @@ Options:
                           on the device, only its fingerprint
   --repair-from URL       (import) a store at the source to fetch missing chunks from
   --from URL              (repair) the store at the source
-  --concurrency N         chunks stored at once (import, repair; default 4)
+  --concurrency N         chunks stored at once (import: default 8, repair: 4)
   --json                  print the result as JSON
   -q, --quiet             no progress bar
 ${storeHelp}`;
