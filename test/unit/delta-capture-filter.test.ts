@@ -207,7 +207,7 @@ describe('CaptureFilter over a FileDevice', () => {
     }
   }, 60_000);
 
-  it('quiesce() waits for in-flight IO and holds new IO until resume()', async () => {
+  it('quiesce() waits for in-flight IO and holds new writes until resume(); flushes pass', async () => {
     const { disk } = await makeDisk(1 * M, 1);
     const gate = new GateDevice(disk);
     const tracker = await ChangeTracker.open({ dir: join(dir, 'tracker'), sizeBytes: disk.sizeBytes, journal: { segmentMaxAgeMs: 0 } });
@@ -218,7 +218,7 @@ describe('CaptureFilter over a FileDevice', () => {
     let quiesced = false;
     const quiescing = filter.quiesce().then(() => (quiesced = true));
     const held = filter.write(new Uint8Array(4 * K).fill(2), 64 * K);
-    const heldFlush = filter.flush();
+    const flushWhileQuiescing = filter.flush();
     await new Promise((resolve) => setTimeout(resolve, 30));
     expect(quiesced).toBe(false);
     expect(filter.inFlight).toBe(1);
@@ -230,9 +230,9 @@ describe('CaptureFilter over a FileDevice', () => {
     expect(gate.arrived).toBe(1);
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(gate.arrived).toBe(1);
+    await flushWhileQuiescing; // a paused VM shutting down flushes, and must not hang
     filter.resume();
     await held;
-    await heldFlush;
     expect(gate.arrived).toBe(2);
     expect(tracker.currentSeq).toBe(3);
     await tracker.close();
