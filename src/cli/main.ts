@@ -4,6 +4,7 @@
  */
 import { asFerryError } from '../core/index.js';
 import type { Command } from './command.js';
+import { baseCopyCommand } from './commands/base-copy.js';
 import { copyCommand } from './commands/copy.js';
 import { cutoverCommand } from './commands/cutover.js';
 import { filterCommand } from './commands/filter.js';
@@ -14,7 +15,17 @@ import { statusCommand } from './commands/status.js';
 import { verifyCommand } from './commands/verify.js';
 import { exitCodes } from './exit-codes.js';
 
-const commands: Command[] = [copyCommand, restoreCommand, verifyCommand, filterCommand, replicaCommand, cutoverCommand, statusCommand, seedCommand];
+const commands: Command[] = [
+  copyCommand,
+  restoreCommand,
+  verifyCommand,
+  filterCommand,
+  baseCopyCommand,
+  replicaCommand,
+  cutoverCommand,
+  statusCommand,
+  seedCommand,
+];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -229,8 +229,10 @@ it('a cutover against a filter whose store is broken resumes the source, and a l
   const destStore = `file:${destLink}`;
 
   await qemuIo(filter.uri, round(1));
-  await client.startBaseCopy('d0');
-  const manifestId = await waitForBaseCopy(client);
+  const baseCopy = await ferry(['base-copy', '--control', filter.control, '--disk', 'd0', '-q']);
+  expect(baseCopy.code).toBe(0);
+  const manifestId = baseCopy.stdout.trim();
+  expect(manifestId).toMatch(/^[0-9a-f]{64}$/);
   expect((await ferry(['replica', 'init', '--store', destStore, '--disk', 'd0', '--manifest', manifestId, replica, '-q'])).code).toBe(0);
   await qemuIo(filter.uri, round(2));
 
