@@ -61,7 +61,7 @@ export interface ExportSeedOptions {
   key?: SeedKey;
   /** Continue only this seed; a device holding another one is a conflict. */
   seedId?: string;
-  /** Chunk reads ahead of the one being written (default 4). */
+  /** Chunk buffers: reads ahead of the chunk being written (default 8). */
   readAhead?: number;
   ferryVersion?: string;
   hostname?: string;
@@ -237,7 +237,7 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
   });
 
   // Read ahead into a fixed pool of buffers, in disk and chunk order.
-  const readAhead = Math.max(1, options.readAhead ?? 4);
+  const readAhead = Math.max(1, options.readAhead ?? 8);
   // Shared memory: the volume hasher's worker reads the chunks where they are.
   const pool: Buffer[] = Array.from({ length: readAhead }, () => Buffer.from(new SharedArrayBuffer(chunkSizeBytes)));
   let wake: (() => void) | undefined;

@@ -54,7 +54,10 @@ abstract class HashWorker {
     if (piece.buffer instanceof SharedArrayBuffer) {
       this.worker.postMessage({ type, buffer: piece.buffer, offset: piece.byteOffset, length: piece.byteLength });
     } else {
-      const copy = new Uint8Array(piece); // a clone of `piece` would copy its whole backing store
+      // A copy of just these bytes (cloning `piece` would copy its whole backing store);
+      // set() is a memcpy, the Uint8Array(typedArray) constructor is not.
+      const copy = new Uint8Array(piece.byteLength);
+      copy.set(piece);
       this.worker.postMessage({ type, buffer: copy.buffer, offset: 0, length: copy.byteLength }, [copy.buffer]);
     }
   }
