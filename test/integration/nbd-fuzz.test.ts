@@ -14,22 +14,11 @@ import { FileDevice, Logger } from '../../src/core/index.js';
 import { NbdServer } from '../../src/delta/nbd/index.js';
 import { CMD, NbdTestClient, encodeOption, encodeRequest } from '../support/nbd-client.js';
 import { requireTool, run, sha256, sha256File } from '../support/nbd-tools.js';
+import { createPrng as prng } from '../support/random-workload.js';
 
 const MiB = 1024 * 1024;
 const diskBytes = 4 * MiB;
 const seed = Number(process.env.NBD_FUZZ_SEED ?? Date.now() % 2 ** 31);
-
-/** mulberry32: small, seeded, good enough to pick cases reproducibly. */
-function prng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let dir: string;
 let server: NbdServer;
