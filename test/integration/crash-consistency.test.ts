@@ -4,10 +4,10 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { DiskReplication, ReplicaApplier } from '../../src/migrate/index.js';
-import { FileStore, Repository } from '../../src/store/index.js';
-import { makeSparseImage, sha256File } from '../support/images.js';
+import { ReplicaApplier } from '../../src/migrate/index.js';
+import { sha256File } from '../support/images.js';
 import { RandomWorkload } from '../support/random-workload.js';
+import { startTestReplication } from '../support/replication.js';
 import { tempDir } from '../support/temp.js';
 
 const MiB = 1024 * 1024;
@@ -18,16 +18,12 @@ afterAll(async () => dir.cleanup());
 for (const seed of [41, 42, 43]) {
   it(`replica at each sealed seq equals the source at that seq (seed ${seed})`, async () => {
     const base = join(dir.path, `s${seed}`);
-    const sourcePath = `${base}-source.img`;
     const sizeBytes = 8 * MiB;
-    await makeSparseImage(sourcePath, sizeBytes, seed, 0.3);
-    const repo = await Repository.openOrInit(new FileStore(`${base}-store`), MiB);
     // Seals only when asked, so every seal is a point whose disk state the test knows.
-    const rep = await DiskReplication.start({
-      diskId: 'disk0',
-      sourcePath,
-      trackerDir: `${base}-tracker`,
-      repo,
+    const { rep, repo, sourcePath } = await startTestReplication(base, {
+      sizeBytes,
+      seed,
+      dataFraction: 0.3,
       replicaPath: `${base}-unused.img`,
       journal: { segmentMaxAgeMs: 0, segmentMaxBytes: 256 * MiB },
     });

@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rename, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isFerryError } from '../../src/core/index.js';
-import { FileStore, Repository } from '../../src/store/index.js';
-import { DiskReplication } from '../../src/migrate/index.js';
-import { makeSparseImage, sha256File } from '../support/images.js';
+import type { ModeChange } from '../../src/delta/index.js';
+import { sha256File } from '../support/images.js';
 import { RandomWorkload } from '../support/random-workload.js';
+import { startTestReplication } from '../support/replication.js';
 import { tempDir } from '../support/temp.js';
 
 const MiB = 1024 * 1024;
@@ -29,22 +29,15 @@ interface Scenario {
 
 async function liveMigration({ seed, hardLimitBytes, replaceShipper }: Scenario) {
   const base = join(dir.path, `seed-${seed}-${hardLimitBytes ?? 0}-${replaceShipper ? 'r' : ''}`);
-  const sourcePath = `${base}-source.img`;
   const sizeBytes = 24 * MiB;
-  await makeSparseImage(sourcePath, sizeBytes, seed, 0.5);
-  const repo = await Repository.openOrInit(new FileStore(`${base}-store`), MiB);
-  const rep = await DiskReplication.start({
-    diskId: 'disk0',
-    sourcePath,
-    trackerDir: `${base}-tracker`,
-    repo,
-    replicaPath: `${base}-replica.img`,
+  const { rep, sourcePath, replicaPath } = await startTestReplication(base, {
+    sizeBytes,
+    seed,
     journal: { segmentMaxAgeMs: 30, segmentMaxBytes: 2 * MiB, hardLimitBytes: hardLimitBytes ?? 256 * MiB },
     backpressure: { maxDelayMs: hardLimitBytes ? 0 : 20 }, // overflow tests must really overflow
-    applyPollMs: 10,
   });
   const modes: string[] = [];
-  rep.tracker.on('mode', (change) => modes.push(change.mode));
+  rep.tracker.on('mode', (change: ModeChange) => modes.push(change.mode));
   const workload = (n: number, ops: number) =>
     new RandomWorkload({ seed: seed * 100 + n, sizeBytes, writers: 4, opsPerWriter: ops, maxIoBytes: 4 * MiB }).run(rep.filter);
 
@@ -61,7 +54,7 @@ async function liveMigration({ seed, hardLimitBytes, replaceShipper }: Scenario)
     await workload(2, 60);
   }
   const cutover = await rep.cutover({ verify: 'full' });
-  const [sourceHash, replicaHash] = [await sha256File(sourcePath), await sha256File(`${base}-replica.img`)];
+  const [sourceHash, replicaHash] = [await sha256File(sourcePath), await sha256File(replicaPath)];
   const figures = rep.figures();
   await rep.close();
   return { cutover, sourceHash, replicaHash, modes, figures };
@@ -98,20 +91,8 @@ describe('live replication of a disk under randomized concurrent writes', () => 
 describe('a cutover that fails', () => {
   it('resumes the source, loses nothing, and a later cutover succeeds', async () => {
     const base = join(dir.path, 'failing');
-    const sourcePath = `${base}-source.img`;
-    const storeDir = `${base}-store`;
     const sizeBytes = 16 * MiB;
-    await makeSparseImage(sourcePath, sizeBytes, 31, 0.5);
-    const repo = await Repository.openOrInit(new FileStore(storeDir), MiB);
-    const rep = await DiskReplication.start({
-      diskId: 'disk0',
-      sourcePath,
-      trackerDir: `${base}-tracker`,
-      repo,
-      replicaPath: `${base}-replica.img`,
-      journal: { segmentMaxAgeMs: 30 },
-      applyPollMs: 10,
-    });
+    const { rep, sourcePath, storeDir, replicaPath } = await startTestReplication(base, { sizeBytes, seed: 31, journal: { segmentMaxAgeMs: 30 } });
     const workload = (n: number) => new RandomWorkload({ seed: 3100 + n, sizeBytes, writers: 3, opsPerWriter: 30 }).run(rep.filter);
     const copy = await rep.baseCopy();
     await rep.startReplica(copy.manifestId);
@@ -131,7 +112,7 @@ describe('a cutover that fails', () => {
     rep.shipper.start();
     const result = await rep.cutover({ verify: 'full' });
     expect(result.verified).toBe('full');
-    expect(await sha256File(`${base}-replica.img`)).toBe(await sha256File(sourcePath));
+    expect(await sha256File(replicaPath)).toBe(await sha256File(sourcePath));
     await rep.close();
   });
 });

@@ -1,0 +1,35 @@
+/**
+ * A disk under live replication for tests: a random sparse source image, a file: store and
+ * a DiskReplication over them, all under `base` (a path prefix in a temp directory).
+ */
+import { DiskReplication, type DiskReplicationOptions } from '../../src/migrate/index.js';
+import { FileStore, Repository } from '../../src/store/index.js';
+import { makeSparseImage } from './images.js';
+
+const MiB = 1024 * 1024;
+
+export interface TestReplicationOptions extends Partial<Omit<DiskReplicationOptions, 'repo' | 'sourcePath' | 'trackerDir'>> {
+  sizeBytes: number;
+  /** Seed of the source image's contents. */
+  seed: number;
+  dataFraction?: number;
+}
+
+export async function startTestReplication(base: string, options: TestReplicationOptions) {
+  const { sizeBytes, seed, dataFraction, ...rest } = options;
+  const sourcePath = `${base}-source.img`;
+  const storeDir = `${base}-store`;
+  const replicaPath = `${base}-replica.img`;
+  await makeSparseImage(sourcePath, sizeBytes, seed, dataFraction ?? 0.5);
+  const repo = await Repository.openOrInit(new FileStore(storeDir), MiB);
+  const rep = await DiskReplication.start({
+    diskId: 'disk0',
+    replicaPath,
+    applyPollMs: 10,
+    ...rest,
+    sourcePath,
+    trackerDir: `${base}-tracker`,
+    repo,
+  });
+  return { rep, repo, sourcePath, storeDir, replicaPath };
+}
