@@ -1,7 +1,6 @@
 /** What every `ferry` subcommand provides. */
 export interface Command {
   name: string;
-  summary: string;
   usage: string;
   /** Runs the command; returns the exit code (errors are thrown as FerryError). */
   run(argv: string[], signal: AbortSignal): Promise<number>;

@@ -4,27 +4,22 @@
  */
 import { asFerryError } from '../core/index.js';
 import type { Command } from './command.js';
-import { baseCopyCommand } from './commands/base-copy.js';
-import { copyCommand } from './commands/copy.js';
-import { cutoverCommand } from './commands/cutover.js';
-import { filterCommand } from './commands/filter.js';
-import { replicaCommand } from './commands/replica.js';
-import { restoreCommand } from './commands/restore.js';
-import { seedCommand } from './commands/seed.js';
-import { statusCommand } from './commands/status.js';
-import { verifyCommand } from './commands/verify.js';
 import { exitCodes } from './exit-codes.js';
 
-const commands: Command[] = [
-  copyCommand,
-  restoreCommand,
-  verifyCommand,
-  filterCommand,
-  baseCopyCommand,
-  replicaCommand,
-  cutoverCommand,
-  statusCommand,
-  seedCommand,
+/**
+ * The commands, each loaded only when it runs: the AWS SDK, hono and tar-stream together
+ * take longer to load than a small copy takes to run.
+ */
+const commands: Array<{ name: string; summary: string; load: () => Promise<Command> }> = [
+  { name: 'copy', summary: 'copy a disk into a store (background copy); prints the manifest id', load: async () => (await import('./commands/copy.js')).copyCommand },
+  { name: 'restore', summary: 'rebuild a disk from a manifest in a store, verifying every chunk', load: async () => (await import('./commands/restore.js')).restoreCommand },
+  { name: 'verify', summary: 'check that two disks, or a disk and a manifest, are byte-identical', load: async () => (await import('./commands/verify.js')).verifyCommand },
+  { name: 'filter', summary: 'serve disks to VMs over NBD, capturing every write and shipping it to a store', load: async () => (await import('./commands/filter.js')).filterCommand },
+  { name: 'base-copy', summary: "copy a live disk's existing data into the store, through its running filter", load: async () => (await import('./commands/base-copy.js')).baseCopyCommand },
+  { name: 'replica', summary: 'build a replica from a base copy and keep it warm by applying deltas', load: async () => (await import('./commands/replica.js')).replicaCommand },
+  { name: 'cutover', summary: "switch one disk over: pause the filter's source, drain, apply, verify", load: async () => (await import('./commands/cutover.js')).cutoverCommand },
+  { name: 'status', summary: "show a running filter's disks: mode, lag, backlog, rates, predicted pause", load: async () => (await import('./commands/status.js')).statusCommand },
+  { name: 'seed', summary: 'offline seeding: export disks to a portable device, verify it, import it into a store', load: async () => (await import('./commands/seed.js')).seedCommand },
 ];
 
 function usage(): string {
@@ -44,18 +39,19 @@ async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
     const topic = commands.find((c) => c.name === rest[0]);
-    process.stdout.write(`${topic ? topic.usage : usage()}\n`);
+    process.stdout.write(`${topic ? (await topic.load()).usage : usage()}\n`);
     return 0;
   }
   if (name === '--version') {
     process.stdout.write('ferry 0.1.0\n');
     return 0;
   }
-  const command = commands.find((c) => c.name === name);
-  if (!command) {
+  const entry = commands.find((c) => c.name === name);
+  if (!entry) {
     process.stderr.write(`ferry: unknown command ${JSON.stringify(name)}\n\n${usage()}\n`);
     return exitCodes['bad-input'];
   }
+  const command = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(`${command.usage}\n`);
     return 0;

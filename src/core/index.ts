@@ -4,3 +4,4 @@ export * from './bytes.js';
 export type { BlockDevice, WriteOptions } from './block-device.js';
 export { FileDevice, pathExists, sectorBytes, type OpenFileDeviceOptions } from './file-device.js';
 export { Logger, type LogLevel, type LogFields, type LogSink } from './log.js';
+export { ChunkHasher, VolumeHasher } from './hash-worker.js';

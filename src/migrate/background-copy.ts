@@ -6,11 +6,12 @@
  * the commit point, is written last.
  *
  * Each chunk is one task (read, zero check, hash, look up, upload) and `concurrency` tasks
- * run at once, so the reads and uploads of some chunks overlap the hashing of others. The tasks share a fixed pool of chunk buffers: memory is
+ * run at once, so the reads and uploads of some chunks overlap the hashing of others, which
+ * runs on a worker thread (the buffers are shared with it, not copied). The tasks share a fixed pool of chunk buffers: memory is
  * `concurrency` chunks whatever the disk's size, and no garbage is made per chunk.
  */
 import PQueue from 'p-queue';
-import { FerryError, isAllZero, sha256Hex, throwIfAborted, type BlockDevice } from '../core/index.js';
+import { ChunkHasher, FerryError, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
 import { chunkCount, type Manifest, type Repository } from '../store/index.js';
 import { ProgressMeter, everyMs, type Progress } from './progress.js';
 import type { Throttle } from './throttle.js';
@@ -80,7 +81,8 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
   };
 
   // One buffer per task slot: a task takes one when it starts and gives it back when done.
-  const buffers = Array.from({ length: concurrency }, () => Buffer.allocUnsafe(chunkSizeBytes));
+  const buffers = Array.from({ length: concurrency }, () => Buffer.from(new SharedArrayBuffer(chunkSizeBytes)));
+  const hasher = new ChunkHasher();
   /** Uploads of this copy by hash, so a chunk that repeats within the disk is stored once. */
   const uploads = new Map<string, Promise<void>>();
   const hashes: Array<string | undefined> = new Array(total);
@@ -94,7 +96,7 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
       if (isAllZero(data)) {
         stats.chunksZero++;
       } else {
-        const hash = sha256Hex(data);
+        const hash = await hasher.hash(data);
         hashes[index] = hash;
         const earlier = uploads.get(hash);
         if (earlier) {
@@ -126,12 +128,16 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
 
   const queue = new PQueue({ concurrency });
   let failure: unknown;
-  for (let index = 0; index < total && failure === undefined; index++) {
-    throwIfAborted(signal);
-    queue.add(() => copyChunk(index)).catch((err: unknown) => (failure ??= err));
-    await queue.onSizeLessThan(1); // start the next chunk only when a slot (and buffer) is free
+  try {
+    for (let index = 0; index < total && failure === undefined; index++) {
+      throwIfAborted(signal);
+      queue.add(() => copyChunk(index)).catch((err: unknown) => (failure ??= err));
+      await queue.onSizeLessThan(1); // start the next chunk only when a slot (and buffer) is free
+    }
+  } finally {
+    await queue.onIdle(); // chunks under way finish (or fail) before their hasher goes
+    await hasher.close();
   }
-  await queue.onIdle();
   if (failure !== undefined) throw failure;
   throwIfAborted(signal);
 

@@ -6,10 +6,9 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, throwIfAborted } from '../core/index.js';
+import { ChunkHasher, FerryError, throwIfAborted } from '../core/index.js';
 import { decodeSeedManifest, seedManifestFile, seedProgressFile, type SeedManifest } from './device-manifest.js';
 import { ChunkCipher, type SeedKey } from './seed-crypto.js';
-import { ChunkHasher } from './hash-worker.js';
 import { readVolume } from './volume-reader.js';
 
 export interface SeedDevice {

@@ -21,7 +21,7 @@ import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'nod
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { FerryError, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
+import { ChunkHasher, FerryError, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
 import { checkDiskId, chunkCount, chunkKey, defaultChunkSizeBytes, type Manifest } from '../store/index.js';
 import {
   decodeSeedManifest,
@@ -37,7 +37,6 @@ import {
 } from './device-manifest.js';
 import { SeedProgressMeter, type SeedProgress } from './progress.js';
 import { ChunkCipher, type SeedKey } from './seed-crypto.js';
-import { ChunkHasher } from './hash-worker.js';
 import { VolumeSeries, removeVolume, syncDir } from './volume-writer.js';
 
 export const defaultVolumeSizeBytes = 1024 ** 3;

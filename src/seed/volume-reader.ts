@@ -16,8 +16,7 @@
 import { createReadStream } from 'node:fs';
 import tar from 'tar-stream';
 import { createHash } from 'node:crypto';
-import { FerryError, asFerryError, sha256Hex, throwIfAborted } from '../core/index.js';
-import { ChunkHasher } from './hash-worker.js';
+import { ChunkHasher, FerryError, asFerryError, sha256Hex, throwIfAborted } from '../core/index.js';
 import { chunkEntryPattern, seedVersion, volumeLabelName, type VolumeLabel } from './device-manifest.js';
 import { sealOverheadBytes, type ChunkCipher } from './seed-crypto.js';
 

@@ -12,9 +12,8 @@
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import tar from 'tar-stream';
-import { FerryError } from '../core/index.js';
+import { FerryError, VolumeHasher } from '../core/index.js';
 import { seedVersion, volumeLabelName, volumeName, type SeedVolumeEntry, type VolumeLabel } from './device-manifest.js';
-import { VolumeHasher } from './hash-worker.js';
 
 const block = 512;
 const endOfArchiveBytes = 1024;

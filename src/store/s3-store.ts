@@ -2,15 +2,7 @@
  * `s3://bucket/prefix`: a store in any S3-compatible service (AWS, Ceph radosgw, MinIO,
  * s3rver). Uploads go through lib-storage, which switches to multipart for large objects.
  */
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  S3Client,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { FerryError, throwIfAborted } from '../core/index.js';
 import { isValidKey, type ObjectInfo, type ObjectStore } from './object-store.js';
 
@@ -26,9 +18,14 @@ export interface S3StoreOptions {
   sessionToken?: string;
 }
 
+type Sdk = typeof import('@aws-sdk/client-s3');
+type Storage = typeof import('@aws-sdk/lib-storage');
+
 export class S3Store implements ObjectStore {
   readonly location: string;
-  private readonly client: S3Client;
+  private readonly config: S3ClientConfig;
+  /** The AWS SDK takes a quarter of a second to load: only a store that is used loads it. */
+  private sdk: Promise<{ s3: Sdk; storage: Storage; client: S3Client }> | undefined;
 
   constructor(private readonly options: S3StoreOptions) {
     this.location = `s3://${options.bucket}${options.prefix ? `/${options.prefix}` : ''}`;
@@ -48,13 +45,23 @@ export class S3Store implements ObjectStore {
         ...(options.sessionToken ? { sessionToken: options.sessionToken } : {}),
       };
     }
-    this.client = new S3Client(config);
+    this.config = config;
+  }
+
+  private connect(): Promise<{ s3: Sdk; storage: Storage; client: S3Client }> {
+    this.sdk ??= Promise.all([import('@aws-sdk/client-s3'), import('@aws-sdk/lib-storage')]).then(([s3, storage]) => ({
+      s3,
+      storage,
+      client: new s3.S3Client(this.config),
+    }));
+    return this.sdk;
   }
 
   async put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
     throwIfAborted(signal);
-    const upload = new Upload({
-      client: this.client,
+    const { storage, client } = await this.connect();
+    const upload = new storage.Upload({
+      client,
       params: { Bucket: this.options.bucket, Key: this.keyOf(key), Body: data, ContentLength: data.byteLength },
       queueSize: 4,
       partSize: 16 * 1024 * 1024,
@@ -72,8 +79,9 @@ export class S3Store implements ObjectStore {
 
   async get(key: string, signal?: AbortSignal): Promise<Buffer> {
     try {
-      const reply = await this.client.send(
-        new GetObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }),
+      const { s3, client } = await this.connect();
+      const reply = await client.send(
+        new s3.GetObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }),
         { abortSignal: signal },
       );
       if (!reply.Body) throw new FerryError('store-unavailable', `${this.location}: ${key}: empty response body`);
@@ -85,8 +93,9 @@ export class S3Store implements ObjectStore {
 
   async stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
     try {
-      const reply = await this.client.send(
-        new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }),
+      const { s3, client } = await this.connect();
+      const reply = await client.send(
+        new s3.HeadObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }),
         { abortSignal: signal },
       );
       return { sizeBytes: reply.ContentLength ?? 0 };
@@ -99,12 +108,13 @@ export class S3Store implements ObjectStore {
 
   async *list(prefix: string, signal?: AbortSignal): AsyncIterable<string> {
     const base = this.options.prefix ? `${this.options.prefix}/` : '';
+    const { s3, client } = await this.connect();
     let token: string | undefined;
     do {
       let reply;
       try {
-        reply = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: base + prefix, ContinuationToken: token }),
+        reply = await client.send(
+          new s3.ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: base + prefix, ContinuationToken: token }),
           { abortSignal: signal },
         );
       } catch (err) {
@@ -119,7 +129,8 @@ export class S3Store implements ObjectStore {
 
   async delete(key: string, signal?: AbortSignal): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), {
+      const { s3, client } = await this.connect();
+      await client.send(new s3.DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), {
         abortSignal: signal,
       });
     } catch (err) {
@@ -129,7 +140,7 @@ export class S3Store implements ObjectStore {
   }
 
   async close(): Promise<void> {
-    this.client.destroy();
+    if (this.sdk) (await this.sdk).client.destroy();
   }
 
   private keyOf(key: string): string {

@@ -9,7 +9,6 @@ const pollMs = 250;
 
 export const baseCopyCommand: Command = {
   name: 'base-copy',
-  summary: "copy a live disk's existing data into the store, through its running filter",
   usage: `Usage: ferry base-copy --control PATH --disk ID [options]
 
 Asks a running 'ferry filter' to copy disk ID's existing data into its store while the VM

@@ -8,7 +8,6 @@ import { print, progressReporter } from '../terminal.js';
 
 export const copyCommand: Command = {
   name: 'copy',
-  summary: 'copy a disk into a store (background copy); prints the manifest id',
   usage: `Usage: ferry copy DISK --store URL [options]
 
 Copies DISK (a raw image or block device) chunk by chunk into the store: all-zero chunks

@@ -8,7 +8,6 @@ import { print } from '../terminal.js';
 
 export const cutoverCommand: Command = {
   name: 'cutover',
-  summary: "switch one disk over: pause the filter's source, drain, apply, verify",
   usage: `Usage: ferry cutover --disk ID --control PATH --store URL --replica PATH [options]
 
 The disk-level cutover, through a running 'ferry filter' (its control socket) and a

@@ -9,7 +9,6 @@ import { print, stderrSink } from '../terminal.js';
 
 export const filterCommand: Command = {
   name: 'filter',
-  summary: 'serve disks to VMs over NBD, capturing every write and shipping it to a store',
   usage: `Usage: ferry filter --disk ID=PATH [--disk ID=PATH ...] --state-dir DIR --store URL [options]
 
 Runs the long-lived filter of the source host. Each disk is exported over NBD on its own

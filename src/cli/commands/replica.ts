@@ -8,7 +8,6 @@ import { print, progressReporter, stderrSink } from '../terminal.js';
 
 export const replicaCommand: Command = {
   name: 'replica',
-  summary: 'build a replica from a base copy and keep it warm by applying deltas',
   usage: `Usage: ferry replica init --store URL --disk ID --manifest ID PATH [options]
        ferry replica apply --store URL PATH [--follow] [options]
 

@@ -7,7 +7,6 @@ import { print, progressReporter } from '../terminal.js';
 
 export const restoreCommand: Command = {
   name: 'restore',
-  summary: 'rebuild a disk from a manifest in a store, verifying every chunk',
   usage: `Usage: ferry restore --store URL --manifest ID DEST [options]
 
 Rebuilds the disk described by manifest ID into DEST. Every chunk is verified before it is

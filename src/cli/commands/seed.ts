@@ -56,7 +56,6 @@ ${storeHelp}`;
 
 export const seedCommand: Command = {
   name: 'seed',
-  summary: 'offline seeding: export disks to a portable device, verify it, import it into a store',
   usage,
   async run(argv, signal) {
     const [sub, ...rest] = argv;

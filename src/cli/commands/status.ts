@@ -7,7 +7,6 @@ import { print } from '../terminal.js';
 
 export const statusCommand: Command = {
   name: 'status',
-  summary: "show a running filter's disks: mode, lag, backlog, rates, predicted pause",
   usage: `Usage: ferry status --control PATH [--disk ID] [--json]
 
 Asks a running 'ferry filter' (over its control socket) for each disk's figures: tracking

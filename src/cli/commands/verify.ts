@@ -9,7 +9,6 @@ import { FerryError } from '../../core/index.js';
 
 export const verifyCommand: Command = {
   name: 'verify',
-  summary: 'check that two disks, or a disk and a manifest, are byte-identical',
   usage: `Usage: ferry verify DISK_A DISK_B
        ferry verify DISK --store URL --manifest ID
 

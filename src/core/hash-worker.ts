@@ -1,18 +1,18 @@
 /**
- * SHA-256 on worker threads, for the export. On dense data the export hashes every byte
- * twice (each chunk's name, then the volume it goes into); on the main thread those hashes
- * would also hold up the event loop, and with it every write to the device. So:
+ * SHA-256 on worker threads. On the main thread, hashing (about 1.7 GB/s a core) would
+ * hold up the event loop, and with it every read and write of a copy or seed export:
  *
  * - ChunkHasher: the SHA-256 of one chunk, answered asynchronously (several may be asked at
  *   once; answers come in order);
  * - VolumeHasher: the SHA-256 of a stream of pieces (a volume), with a count of bytes hashed.
  *
- * Bytes in a SharedArrayBuffer (the export's chunk buffers) are shared, not copied; other
+ * Bytes in a SharedArrayBuffer (a copy's or export's chunk buffers) are shared, not copied; other
  * pieces (tar headers, sealed chunks) are copied into the message. A shared buffer may be
  * reused only once its hash is answered (chunks) or `hashedBytes` has passed it (volumes).
  */
 import { Worker } from 'node:worker_threads';
-import { FerryError, sha256Hex } from '../core/index.js';
+import { sha256Hex } from './bytes.js';
+import { FerryError } from './errors.js';
 
 const workerSource = `
 const { parentPort } = require('node:worker_threads');
