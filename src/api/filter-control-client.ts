@@ -7,7 +7,7 @@
 import { request as httpRequest } from 'node:http';
 import { FerryError } from '../core/index.js';
 import type { TrackingMode } from '../delta/index.js';
-import type { BaseCopyStatus, CutoverSource, FilterDiskStatus } from '../migrate/index.js';
+import type { BaseCopyStatus, CutoverSource, FilterDiskStatus, SeedExportStatus } from '../migrate/index.js';
 import { errorFromResponse } from './http-errors.js';
 
 export interface FilterDiskList {
@@ -61,6 +61,14 @@ export class FilterControlClient {
 
   baseCopy(id: string, options?: RequestOptions): Promise<BaseCopyStatus> {
     return this.request('GET', `/v1/disks/${encodeURIComponent(id)}/base-copy`, undefined, options);
+  }
+
+  startSeedExport(body: { device: string; disks?: string[]; volumeSizeBytes?: number; key?: { keyFileBase64: string } | { passphrase: string } }, options?: RequestOptions): Promise<SeedExportStatus> {
+    return this.request('POST', '/v1/seed-export', body, options);
+  }
+
+  seedExport(options?: RequestOptions): Promise<SeedExportStatus> {
+    return this.request('GET', '/v1/seed-export', undefined, options);
   }
 
   async setMode(id: string, mode: TrackingMode, reason?: string, options?: RequestOptions): Promise<TrackingMode> {

@@ -11,6 +11,10 @@
  *   POST /v1/disks/:id/base-copy    start a base copy in the background ({ concurrency? }) -> 202
  *   GET  /v1/disks/:id/base-copy    its progress and, when done, the manifest id
  *   PUT  /v1/disks/:id/mode         { mode: "streaming" | "bitmap", reason? }
+ *   POST /v1/seed-export            export a seed of the running disks onto a device directory,
+ *                                   in the background ({ device, disks?, volumeSizeBytes?, key? })
+ *                                   -> 202; key: { keyFileBase64 } or { passphrase }
+ *   GET  /v1/seed-export            its progress and, when done, the seed id
  *   GET  /v1/rate, PUT /v1/rate     the link's budget, shared by all disks:
  *                                   { rate: "50M/s" } or { rateBytesPerSec: 50000000 }
  *
@@ -21,6 +25,7 @@
 import { Hono, type Context } from 'hono';
 import { FerryError, badInput, parseRate } from '../core/index.js';
 import type { FilterService } from '../migrate/index.js';
+import type { SeedKey } from '../seed/index.js';
 import { errorResponse } from './http-errors.js';
 
 export function filterControlApp(service: FilterService): Hono {
@@ -64,6 +69,17 @@ export function filterControlApp(service: FilterService): Hono {
     if (reason !== undefined && typeof reason !== 'string') throw badInput('reason', reason, 'a string');
     return c.json({ id, mode: await service.setMode(id, mode, reason) });
   });
+
+  app.post('/v1/seed-export', async (c) => {
+    const body = await jsonBody(c);
+    const device = body.device;
+    if (typeof device !== 'string' || !device.startsWith('/')) throw badInput('device', device, 'an absolute path of a directory');
+    const disks = body.disks;
+    if (disks !== undefined && !(Array.isArray(disks) && disks.every((d) => typeof d === 'string'))) throw badInput('disks', disks, 'a list of disk ids');
+    const volumeSizeBytes = optionalInt(body, 'volumeSizeBytes', 1024 * 1024, Number.MAX_SAFE_INTEGER);
+    return c.json(service.startSeedExport({ deviceDir: device, diskIds: disks as string[] | undefined, volumeSizeBytes, key: seedKey(body.key) }), 202);
+  });
+  app.get('/v1/seed-export', (c) => c.json(service.seedExportStatus()));
 
   app.get('/v1/rate', (c) => c.json({ rateBytesPerSec: service.throttle.rateBytesPerSec }));
   app.put('/v1/rate', async (c) => {
@@ -113,4 +129,12 @@ function optionalInt(body: Record<string, unknown>, field: string, min: number, 
   if (value === undefined) return undefined;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw badInput(field, value, `a whole number from ${min} to ${max}`);
   return value;
+}
+
+function seedKey(value: unknown): SeedKey | undefined {
+  if (value === undefined) return undefined;
+  const key = value as { keyFileBase64?: unknown; passphrase?: unknown } | null;
+  if (key && typeof key.keyFileBase64 === 'string' && key.keyFileBase64 !== '') return { keyFile: Buffer.from(key.keyFileBase64, 'base64') };
+  if (key && typeof key.passphrase === 'string' && key.passphrase !== '') return { passphrase: key.passphrase };
+  throw badInput('key', '(not shown)', '{ keyFileBase64 } or { passphrase }, not empty');
 }

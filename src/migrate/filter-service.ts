@@ -18,9 +18,11 @@ import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, Logger, asFerryError, badInput } from '../core/index.js';
 import { NbdServer, type ChangeTrackerState, type JournalOptions, type NbdServerStats, type TrackingMode, type BackpressureSettings } from '../delta/index.js';
+import type { SeedKey } from '../seed/index.js';
 import { checkDiskId, type Repository } from '../store/index.js';
 import type { CopyProgress } from './background-copy.js';
 import { SourceReplication, type ReplicationFigures } from './disk-replication.js';
+import { exportLiveSeed } from './seed-source.js';
 import { hashDisk } from './verify.js';
 import { Throttle } from './throttle.js';
 import type { ShipperStats } from './delta-shipper.js';
@@ -57,6 +59,19 @@ export interface BaseCopyStatus {
   error?: { code: string; message: string };
 }
 
+export interface SeedExportStatus {
+  state: 'running' | 'done' | 'failed';
+  startedAt: string;
+  deviceDir: string;
+  disks: string[];
+  bytesDone: number;
+  bytesTotal: number;
+  rateBytesPerSec: number;
+  seedId?: string;
+  volumes?: number;
+  error?: { code: string; message: string };
+}
+
 export interface FilterDiskStatus {
   id: string;
   path: string;
@@ -82,6 +97,7 @@ interface ServedDisk {
 
 export class FilterService {
   private closing: Promise<void> | undefined;
+  private seedExport: { status: SeedExportStatus; abort: AbortController; done: Promise<void> } | undefined;
 
   private constructor(
     private readonly disks: Map<string, ServedDisk>,
@@ -226,6 +242,62 @@ export class FilterService {
     return { ...copy.status };
   }
 
+  /**
+   * Exports a seed of running disks onto a device directory, in the background: each disk
+   * is parked first (bitmap mode from the seed's epoch, no resync while the seed travels),
+   * then read. Once the seed is imported at the destination, `setMode(id, 'streaming')`
+   * ships the blocks dirtied since the epoch and streams again.
+   */
+  startSeedExport(options: { diskIds?: string[]; deviceDir: string; volumeSizeBytes?: number; key?: SeedKey }): SeedExportStatus {
+    if (this.closing) throw new FerryError('invalid-state', 'the filter is shutting down');
+    if (this.seedExport?.status.state === 'running') throw new FerryError('conflict', `a seed export to ${this.seedExport.status.deviceDir} is already running`);
+    const served = (options.diskIds ?? [...this.disks.keys()]).map((id) => this.disk(id));
+    const abort = new AbortController();
+    const status: SeedExportStatus = {
+      state: 'running',
+      startedAt: new Date().toISOString(),
+      deviceDir: options.deviceDir,
+      disks: served.map((d) => d.spec.id),
+      bytesDone: 0,
+      bytesTotal: served.reduce((sum, d) => sum + d.replication.source.sizeBytes, 0),
+      rateBytesPerSec: 0,
+    };
+    this.logger.info('seed export started', { device: options.deviceDir, disks: status.disks });
+    const done = exportLiveSeed({
+      replications: served.map((d) => d.replication),
+      deviceDir: options.deviceDir,
+      volumeSizeBytes: options.volumeSizeBytes,
+      key: options.key,
+      signal: abort.signal,
+      onProgress: (p) => {
+        status.bytesDone = p.bytesDone;
+        status.bytesTotal = p.bytesTotal;
+        status.rateBytesPerSec = p.rateBytesPerSec;
+      },
+    }).then(
+      (result) => {
+        status.state = 'done';
+        status.seedId = result.manifest.seedId;
+        status.volumes = result.manifest.volumes.length;
+        status.bytesDone = status.bytesTotal;
+        this.logger.info('seed export done', { device: options.deviceDir, seedId: status.seedId });
+      },
+      (err: unknown) => {
+        const error = asFerryError(err);
+        status.state = 'failed';
+        status.error = { code: error.code, message: error.message };
+        this.logger.warn('seed export failed', { device: options.deviceDir, error: error.message });
+      },
+    );
+    this.seedExport = { status, abort, done };
+    return { ...status };
+  }
+
+  seedExportStatus(): SeedExportStatus {
+    if (!this.seedExport) throw new FerryError('not-found', 'no seed export was started');
+    return { ...this.seedExport.status };
+  }
+
   /** The link's budget for all disks, deltas first; 0 lifts the limit. */
   setRate(rateBytesPerSec: number): void {
     this.throttle.setRate(rateBytesPerSec);
@@ -259,6 +331,8 @@ export class FilterService {
     const disks = [...this.disks.values()];
     // Held IO must get through for the NBD connections to finish.
     for (const disk of disks) disk.replication.filter.resume();
+    this.seedExport?.abort.abort(new Error('filter shutting down'));
+    await this.seedExport?.done;
     await Promise.all(disks.map((disk) => disk.nbd.close()));
     for (const disk of disks) {
       disk.baseCopy?.abort.abort(new Error('filter shutting down'));

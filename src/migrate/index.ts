@@ -14,5 +14,6 @@ export {
   type FilterDiskSpec,
   type FilterDiskStatus,
   type FilterServiceOptions,
+  type SeedExportStatus,
 } from './filter-service.js';
 export { exportLiveSeed, parkForSeed, resumeAfterSeed, type LiveSeedOptions } from './seed-source.js';

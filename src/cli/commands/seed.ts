@@ -1,5 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { FerryError, FileDevice, formatBytes, formatRate } from '../../core/index.js';
+import { resolve } from 'node:path';
+import { FerryError, FileDevice, errorCodes, formatBytes, formatRate, type ErrorCode } from '../../core/index.js';
+import { FilterControlClient } from '../../api/index.js';
 import { Repository } from '../../store/index.js';
 import { exportSeed, importSeed, repairSeed, verifySeed, type SeedDisk, type SeedKey } from '../../seed/index.js';
 import type { Command } from '../command.js';
@@ -10,6 +12,7 @@ import { print, progressReporter } from '../terminal.js';
 const ferryVersion = '0.1.0';
 
 const usage = `Usage: ferry seed export --disk ID=PATH [--disk ID=PATH ...] --device DIR [options]
+       ferry seed export --control PATH [--disk ID ...] --device DIR [options]
        ferry seed verify DEVICE [--key-file F | --passphrase-file F]
        ferry seed import DEVICE --store URL [--repair-from URL] [--key-file F | --passphrase-file F]
        ferry seed repair DEVICE --store URL --from URL
@@ -20,11 +23,12 @@ NAS disk); only what changed since the seed began goes over the network.
 export   writes the disks' non-zero chunks into tar volumes of at most --volume-size on
          DIR, then DIR/seed.json (written last: without it the export is unfinished).
          Re-run with the same disks after an interruption, it continues where it stopped;
-         a DIR holding another seed is refused (exit 8). The disks given here are read as
-         files and must not change meanwhile (disks not in use, or snapshots). Disks in
-         use are exported by the process that serves them, through the library call
-         exportLiveSeed (src/migrate/seed-source.ts), which first parks each disk's change
-         tracker in bitmap mode and records its epoch.
+         a DIR holding another seed is refused (exit 8). With --disk ID=PATH the disks are
+         read as files and must not change meanwhile (disks not in use, or snapshots).
+         With --control, the running 'ferry filter' exports the disks it serves (all, or
+         each --disk ID) while the VMs keep running: it first parks each disk in bitmap
+         mode and records its epoch; once the seed is imported at the destination, switch
+         each disk back to streaming (PUT /v1/disks/ID/mode) to ship what changed since.
 verify   checks DEVICE alone: seed.json, every volume's size and SHA-256, every entry,
          and every chunk's SHA-256 (encrypted seeds: only with the key). Exit 0 if all is
          well, 4 if anything is damaged or missing (listed).
@@ -39,6 +43,8 @@ repair   copies the chunks the destination store lacks from the source store (ve
 
 Options:
   --disk ID=PATH          a disk to export: its id (names its deltas) and its image
+                          (with --control: just ID, a disk the filter serves)
+  --control PATH          export live disks through this filter's control socket
   --device DIR            the seed device's directory (created if missing)
   --volume-size SIZE      largest tar volume, e.g. 1G (default), 4G, 500M
   --chunk-size SIZE       chunk size, e.g. 4M (default); the destination store's chunk size
@@ -99,10 +105,12 @@ async function seedExport(argv: string[], signal: AbortSignal): Promise<number> 
     'volume-size': { type: 'string' },
     'chunk-size': { type: 'string' },
     'seed-id': { type: 'string' },
+    control: { type: 'string' },
     ...keyOptions,
   });
   positionals(args, []);
   const deviceDir = required(values.device, '--device');
+  if (values.control !== undefined) return seedExportLive(values.control, values, signal);
   const specs = values.disk ?? [];
   if (specs.length === 0) throw new FerryError('bad-input', '--disk is required (ID=PATH, once per disk)');
   const key = await keyFromFlags(values);
@@ -146,6 +154,49 @@ async function seedExport(argv: string[], signal: AbortSignal): Promise<number> 
     bar.done();
     await Promise.all(disks.map((d) => d.device.close()));
   }
+}
+
+/**
+ * Live export through a running `ferry filter`: the filter parks the disks (bitmap mode from
+ * the seed's epoch, no resync while the seed travels) and reads them while the VMs run.
+ */
+async function seedExportLive(
+  control: string,
+  values: { disk?: string[]; device?: string; 'volume-size'?: string; 'key-file'?: string; 'passphrase-file'?: string; quiet?: boolean; json?: boolean },
+  signal: AbortSignal,
+): Promise<number> {
+  const deviceDir = resolve(required(values.device, '--device'));
+  const key = await keyFromFlags(values);
+  const client = new FilterControlClient(control);
+  let status = await client.startSeedExport(
+    {
+      device: deviceDir,
+      disks: values.disk?.length ? values.disk : undefined,
+      volumeSizeBytes: sizeOption(values['volume-size'], '--volume-size'),
+      key: key === undefined ? undefined : 'passphrase' in key ? { passphrase: key.passphrase } : { keyFileBase64: Buffer.from(key.keyFile).toString('base64') },
+    },
+    { signal },
+  );
+  const bar = progressReporter('seed export', values.quiet === true || values.json === true);
+  try {
+    while (status.state === 'running') {
+      bar.update({ ...status, etaSec: status.rateBytesPerSec > 0 ? (status.bytesTotal - status.bytesDone) / status.rateBytesPerSec : Infinity, elapsedMs: Date.now() - Date.parse(status.startedAt) });
+      await new Promise((r) => setTimeout(r, 250));
+      status = await client.seedExport({ signal });
+    }
+  } finally {
+    bar.done();
+  }
+  if (status.state === 'failed') {
+    const code = errorCodes.find((c): c is ErrorCode => c === status.error?.code) ?? 'internal';
+    throw new FerryError(code, `seed export failed: ${status.error?.message ?? 'no reason given'}`);
+  }
+  if (values.json) print(JSON.stringify(status));
+  else {
+    process.stderr.write(`seed of ${status.disks.join(', ')} on ${deviceDir}: ${status.volumes} volumes. The disks stay in bitmap mode until 'PUT /v1/disks/ID/mode streaming' after the import.\n`);
+    print(status.seedId ?? '');
+  }
+  return exitCodes.ok;
 }
 
 async function seedVerify(argv: string[], signal: AbortSignal): Promise<number> {
