@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { FerryError, FileDevice, errorCodes, formatBytes, formatRate, type ErrorCode } from '../../core/index.js';
-import { FilterControlClient } from '../../api/index.js';
 import { Repository } from '../../store/index.js';
 import { exportSeed, importSeed, repairSeed, verifySeed, type SeedDisk, type SeedKey } from '../../seed/index.js';
 import type { Command } from '../command.js';
@@ -167,6 +166,8 @@ async function seedExportLive(
 ): Promise<number> {
   const deviceDir = resolve(required(values.device, '--device'));
   const key = await keyFromFlags(values);
+  // Loaded here: an offline export should not pay for the HTTP client's modules.
+  const { FilterControlClient } = await import('../../api/index.js');
   const client = new FilterControlClient(control);
   let status = await client.startSeedExport(
     {
