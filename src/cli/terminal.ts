@@ -2,8 +2,7 @@
  * Everything the CLI shows a person: a progress bar on a terminal (plain periodic lines
  * when stderr is not a terminal), log lines, results.
  */
-import { formatBytes, formatDuration, formatRate, type LogLevel, type LogSink } from '../core/index.js';
-import type { Progress } from '../migrate/index.js';
+import { formatBytes, formatDuration, formatRate, type LogLevel, type LogSink, type Progress } from '../core/index.js';
 
 export function print(line: string): void {
   process.stdout.write(`${line}\n`);

@@ -5,3 +5,4 @@ export type { BlockDevice, WriteOptions } from './block-device.js';
 export { FileDevice, pathExists, sectorBytes, type OpenFileDeviceOptions } from './file-device.js';
 export { Logger, type LogLevel, type LogFields, type LogSink } from './log.js';
 export { ChunkHasher, VolumeHasher } from './hash-worker.js';
+export { ProgressMeter, everyMs, type Progress } from './progress.js';

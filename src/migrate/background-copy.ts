@@ -11,9 +11,8 @@
  * `concurrency` chunks whatever the disk's size, and no garbage is made per chunk.
  */
 import PQueue from 'p-queue';
-import { ChunkHasher, FerryError, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
+import { ChunkHasher, FerryError, isAllZero, throwIfAborted, type BlockDevice, ProgressMeter, everyMs, type Progress } from '../core/index.js';
 import { chunkCount, type Manifest, type Repository } from '../store/index.js';
-import { ProgressMeter, everyMs, type Progress } from './progress.js';
 import type { Throttle } from './throttle.js';
 
 export interface CopyOptions {

@@ -2,7 +2,6 @@ export { copyDisk, type CopyOptions, type CopyProgress, type CopyResult, type Co
 export { restoreDisk, type RestoreOptions, type RestoreProgress, type RestoreStats } from './restore.js';
 export { compareDisks, hashDisk, verifyDiskAgainstManifest, type DiskComparison, type VerifyOptions } from './verify.js';
 export { Throttle, type TrafficClass } from './throttle.js';
-export { ProgressMeter, type Progress } from './progress.js';
 export { DeltaShipper, type DeltaShipperOptions, type ShipperStats } from './delta-shipper.js';
 export { ReplicaApplier, type ReplicaState, type ApplyResult } from './replica-applier.js';
 export { cutoverDisk, type CutoverReplica, type CutoverSource, type DiskCutoverOptions, type DiskCutoverParts, type DiskCutoverResult } from './disk-cutover.js';

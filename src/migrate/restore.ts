@@ -12,9 +12,8 @@
  */
 import { rename } from 'node:fs/promises';
 import PQueue from 'p-queue';
-import { FerryError, FileDevice, isAllZero, pathExists, sha256Hex, throwIfAborted, type BlockDevice } from '../core/index.js';
+import { FerryError, FileDevice, isAllZero, pathExists, sha256Hex, throwIfAborted, type BlockDevice, ProgressMeter, everyMs, type Progress } from '../core/index.js';
 import { chunkKey, type Manifest, type Repository } from '../store/index.js';
-import { ProgressMeter, everyMs, type Progress } from './progress.js';
 
 export interface RestoreOptions {
   repo: Repository;

@@ -3,9 +3,8 @@
  * by chunk with SHA-256, reading sequentially in bounded memory.
  */
 import { createHash } from 'node:crypto';
-import { FerryError, isAllZero, sha256Hex, throwIfAborted, type BlockDevice } from '../core/index.js';
+import { FerryError, isAllZero, sha256Hex, throwIfAborted, type BlockDevice, ProgressMeter, everyMs, type Progress } from '../core/index.js';
 import type { Manifest } from '../store/index.js';
-import { ProgressMeter, everyMs, type Progress } from './progress.js';
 
 const readBytes = 4 * 1024 * 1024;
 

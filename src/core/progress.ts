@@ -17,10 +17,12 @@ const windowMs = 5000;
 export class ProgressMeter {
   private readonly startedAt = Date.now();
   private readonly samples: Array<{ at: number; bytes: number }> = [];
-  private done = 0;
-
-  constructor(readonly bytesTotal: number) {
-    this.samples.push({ at: this.startedAt, bytes: 0 });
+  /** `done`: bytes already done before this meter started (a resumed job). */
+  constructor(
+    readonly bytesTotal: number,
+    private done = 0,
+  ) {
+    this.samples.push({ at: this.startedAt, bytes: done });
   }
 
   add(bytes: number): void {
