@@ -1,24 +1,28 @@
 /**
  * `file:<dir>`: a store in a local directory. Writes are atomic and durable: a temp file in
  * the target folder, fsync, rename over the final name, fsync of the folder. A crash leaves
- * either the old state or the whole new object, never a torn one.
+ * either the old state or the whole new object, never a torn one. A batched put leaves the
+ * folder's fsync to the next `flush()`, which syncs each folder touched once: a copy's
+ * chunks then cost one sync each instead of two, the folders' going together at the end.
  */
 import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FerryError, throwIfAborted } from '../core/index.js';
-import { isValidKey, type ObjectInfo, type ObjectStore } from './object-store.js';
+import { isValidKey, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
 
 const tempMarker = '.tmp-';
 
 export class FileStore implements ObjectStore {
   readonly location: string;
+  /** Folders holding renames of batched puts that no fsync has covered yet. */
+  private unsyncedFolders = new Set<string>();
 
   constructor(readonly root: string) {
     this.location = `file:${root}`;
   }
 
-  async put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+  async put(key: string, data: Uint8Array, signal?: AbortSignal, options?: PutOptions): Promise<void> {
     throwIfAborted(signal);
     const path = this.pathOf(key);
     const folder = dirname(path);
@@ -34,7 +38,8 @@ export class FileStore implements ObjectStore {
         await handle.close();
       }
       await rename(temp, path);
-      await syncFolder(folder);
+      if (options?.batch) this.unsyncedFolders.add(folder);
+      else await syncFolder(folder);
     }).catch(async (err) => {
       await rm(temp, { force: true }).catch(() => {}); // the put's error is the one to report
       throw err;
@@ -65,6 +70,18 @@ export class FileStore implements ObjectStore {
 
   async delete(key: string): Promise<void> {
     await this.io(key, () => rm(this.pathOf(key), { force: true }));
+  }
+
+  async flush(signal?: AbortSignal): Promise<void> {
+    throwIfAborted(signal);
+    const folders = [...this.unsyncedFolders];
+    this.unsyncedFolders = new Set();
+    try {
+      await Promise.all(folders.map((folder) => syncFolder(folder)));
+    } catch (err) {
+      for (const folder of folders) this.unsyncedFolders.add(folder); // not known durable
+      throw this.translate('(flush)', err);
+    }
   }
 
   async close(): Promise<void> {}

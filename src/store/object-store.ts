@@ -8,11 +8,25 @@ export interface ObjectInfo {
   sizeBytes: number;
 }
 
+export interface PutOptions {
+  /**
+   * One of many objects committed together (chunks before their manifest): the object may
+   * become durable only at the next `flush()`. It is never seen torn, but after a crash
+   * before that flush it may be missing.
+   */
+  batch?: boolean;
+}
+
 export interface ObjectStore {
   /** Where the store lives, for messages: `file:/srv/ferry` or `s3://bucket/prefix`. */
   readonly location: string;
-  /** Stores an object; when the promise resolves the object is durable and whole. */
-  put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void>;
+  /**
+   * Stores an object; when the promise resolves the object is whole, and durable unless
+   * it was put as part of a batch (see PutOptions).
+   */
+  put(key: string, data: Uint8Array, signal?: AbortSignal, options?: PutOptions): Promise<void>;
+  /** Makes every object put so far durable, batched ones included. */
+  flush(signal?: AbortSignal): Promise<void>;
   /** Reads a whole object; a missing one fails with code 'not-found' naming the key. */
   get(key: string, signal?: AbortSignal): Promise<Buffer>;
   /** Size of an object, or undefined if it does not exist. */

@@ -86,8 +86,9 @@ export class Repository {
     return (await this.store.stat(chunkKey(hash), signal)) !== undefined;
   }
 
+  /** Stores a chunk as part of a batch: `putManifest` makes it durable before the manifest. */
   async putChunk(hash: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
-    await this.store.put(chunkKey(hash), data, signal);
+    await this.store.put(chunkKey(hash), data, signal, { batch: true });
   }
 
   /** Reads a chunk and checks its SHA-256 against its name. */
@@ -103,6 +104,7 @@ export class Repository {
 
   /** Writes a manifest and returns its id. Call only after every chunk it names is stored. */
   async putManifest(manifest: Manifest, signal?: AbortSignal): Promise<string> {
+    await this.store.flush(signal); // every chunk it names is durable first (the commit point)
     const bytes = encodeManifest(manifest);
     const id = sha256Hex(bytes);
     await this.store.put(manifestKey(id), bytes, signal);

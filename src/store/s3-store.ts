@@ -77,6 +77,9 @@ export class S3Store implements ObjectStore {
     }
   }
 
+  /** An S3 object is durable once its PUT succeeds: nothing to flush. */
+  async flush(): Promise<void> {}
+
   async get(key: string, signal?: AbortSignal): Promise<Buffer> {
     try {
       const { s3, client } = await this.connect();

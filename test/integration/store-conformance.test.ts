@@ -77,6 +77,15 @@ function conformance(name: string, open: () => Promise<ObjectStore>) {
       for (const item of items) expect((await store.get(item.key)).equals(item.data)).toBe(true);
     });
 
+    it('reads a batched put back at once, and flushes it (and nothing) without error', async () => {
+      await store.flush();
+      const items = Array.from({ length: 6 }, (_, i) => ({ key: `batch/${i % 3}/${i}`, data: randomBytes(3000 + i) }));
+      await Promise.all(items.map((item) => store.put(item.key, item.data, undefined, { batch: true })));
+      for (const item of items) expect((await store.get(item.key)).equals(item.data)).toBe(true);
+      await store.flush();
+      for (const item of items) expect(await store.stat(item.key)).toEqual({ sizeBytes: item.data.length });
+    });
+
     it('honours an aborted signal', async () => {
       const err = await store.put('aborted/x', Buffer.from('x'), AbortSignal.abort()).catch((e: unknown) => e);
       expect(isFerryError(err, 'aborted')).toBe(true);

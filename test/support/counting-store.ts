@@ -1,4 +1,4 @@
-import type { ObjectInfo, ObjectStore } from '../../src/store/index.js';
+import type { ObjectInfo, ObjectStore, PutOptions } from '../../src/store/index.js';
 
 /** An ObjectStore decorator that counts what reaches the store underneath. */
 export class CountingStore implements ObjectStore {
@@ -11,9 +11,13 @@ export class CountingStore implements ObjectStore {
     return this.inner.location;
   }
 
-  async put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
-    await this.inner.put(key, data, signal);
+  async put(key: string, data: Uint8Array, signal?: AbortSignal, options?: PutOptions): Promise<void> {
+    await this.inner.put(key, data, signal, options);
     this.puts.push(key);
+  }
+
+  flush(signal?: AbortSignal): Promise<void> {
+    return this.inner.flush(signal);
   }
 
   get(key: string, signal?: AbortSignal): Promise<Buffer> {
