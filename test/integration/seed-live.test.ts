@@ -10,11 +10,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FileStore, Repository } from '../../src/store/index.js';
-import { DiskReplication, exportLiveSeed, resumeAfterSeed } from '../../src/migrate/index.js';
+import { exportLiveSeed, resumeAfterSeed } from '../../src/migrate/index.js';
 import { importSeed, verifySeed, type SeedKey } from '../../src/seed/index.js';
-import { makeSparseImage, sha256File } from '../support/images.js';
+import { sha256File } from '../support/images.js';
 import { RandomWorkload } from '../support/random-workload.js';
+import { startTestReplication } from '../support/replication.js';
 import { tempDir } from '../support/temp.js';
 
 const MiB = 1024 * 1024;
@@ -24,19 +24,13 @@ afterAll(async () => dir.cleanup());
 
 async function seededMigration(seed: number, key?: SeedKey) {
   const base = join(dir.path, `seed-${seed}`);
-  const sourcePath = `${base}-source.img`;
   const sizeBytes = 32 * MiB;
-  await makeSparseImage(sourcePath, sizeBytes, seed, 0.6);
-  // The destination's store: deltas come over the network, the base by courier.
-  const repo = await Repository.openOrInit(new FileStore(`${base}-dest-store`), MiB);
-  const rep = await DiskReplication.start({
-    diskId: 'disk0',
-    sourcePath,
-    trackerDir: `${base}-tracker`,
-    repo,
-    replicaPath: `${base}-replica.img`,
+  // The store holds the destination's side: deltas come over the network, the base by courier.
+  const { rep, repo, sourcePath } = await startTestReplication(base, {
+    sizeBytes,
+    seed,
+    dataFraction: 0.6,
     journal: { segmentMaxAgeMs: 30, segmentMaxBytes: 2 * MiB },
-    applyPollMs: 10,
   });
   try {
     let phase = 'before';
