@@ -28,6 +28,8 @@ export class Throttle {
   /** Takes waiting for budget; while there are any, the refill timer keeps Node alive. */
   private waiting = 0;
   private readonly passed: Record<TrafficClass, number> = { foreground: 0, background: 0 };
+  /** Counts rate decreases, so a refill computed at the old rate is dropped. */
+  private rateLowered = 0;
 
   /** `rateBytesPerSec` 0 means unlimited. */
   constructor(rateBytesPerSec = 0) {
@@ -48,16 +50,20 @@ export class Throttle {
     if (!Number.isFinite(rateBytesPerSec) || rateBytesPerSec < 0) {
       throw badInput('rateBytesPerSec', rateBytesPerSec, 'a rate of 0 (unlimited) or more bytes per second');
     }
-    const wasUnlimited = this.rate === 0;
+    const previous = this.rate;
     this.rate = Math.round(rateBytesPerSec);
+    if (this.rate < previous) this.rateLowered++;
     if (this.rate === 0) {
       clearInterval(this.timer);
       this.timer = undefined;
       this.limiter.updateSettings({ reservoir: null }); // everything waiting runs now
-    } else if (wasUnlimited || !this.timer) {
+    } else if (previous === 0 || !this.timer || this.rate < previous) {
+      // A lowered rate starts from an empty bucket: budget earned at the old rate (a burst,
+      // or a late timer's catch-up) must not pass at the new one.
       this.lastRefill = performance.now();
       this.tokens = 0;
       this.limiter.updateSettings({ reservoir: 0 });
+      clearInterval(this.timer);
       this.timer = setInterval(() => void this.refill(), refillMs);
       if (this.waiting === 0) this.timer.unref();
     }
@@ -100,7 +106,9 @@ export class Throttle {
     const whole = Math.floor(this.tokens);
     if (whole <= 0) return;
     this.tokens -= whole;
+    const generation = this.rateLowered;
     const current = (await this.limiter.currentReservoir()) ?? 0;
+    if (generation !== this.rateLowered) return;
     // The burst caps what an idle link may save up. While takes wait, every token earned
     // goes to them: a refill timer that ran late (a busy event loop) must not lose budget.
     const add = this.waiting > 0 ? whole : Math.min(whole, this.burstBytes - current);
