@@ -5,13 +5,16 @@
  * fd, each wrapped in one small promise: FileHandle's promise API costs several allocations
  * and promise hops per call (its result object, its request wrapper), which at tens of
  * thousands of IOPS is a large share of the server's CPU. Opening, stat and close still go
- * through the FileHandle, which owns the fd.
+ * through the FileHandle, which owns the fd. Small reads and writes run inline on the event
+ * loop while the storage answers fast (see inline-io.ts): a threadpool hop costs more CPU than
+ * a pread/pwrite the page cache serves.
  */
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
-import { constants, fdatasync, read as fsRead, write as fsWrite } from 'node:fs';
+import { constants, fdatasync, read as fsRead, readSync, write as fsWrite, writeSync } from 'node:fs';
 import type { BlockDevice, WriteOptions } from './block-device.js';
 import { zeros } from './bytes.js';
 import { FerryError, badInput } from './errors.js';
+import { InlineIo } from './inline-io.js';
 
 export const sectorBytes = 512;
 const zeroWriteBytes = 1024 * 1024;
@@ -28,6 +31,7 @@ export class FileDevice implements BlockDevice {
   private closed = false;
   /** The handle's fd while open; -1 after close, so late IO fails with EBADF, never hits a reused fd. */
   private fd: number;
+  private readonly inlineIo = new InlineIo();
 
   private constructor(
     readonly path: string,
@@ -81,6 +85,11 @@ export class FileDevice implements BlockDevice {
     const fd = this.fd;
     if (fd < 0) return Promise.reject(closedError('read'));
     if (total === 0) return Promise.resolve();
+    try {
+      if (this.inlineIo.tryInline(total, () => this.readInline(fd, buf, offset))) return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return new Promise<void>((resolve, reject) => {
       let done = 0;
       // Short reads are continued where they stopped; end of file inside the disk is an error.
@@ -106,6 +115,11 @@ export class FileDevice implements BlockDevice {
     const fua = options?.fua === true;
     const fd = this.fd;
     if (fd < 0) return Promise.reject(closedError('write'));
+    try {
+      if (total > 0 && !fua && this.inlineIo.tryInline(total, () => writeInline(fd, data, offset))) return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return new Promise<void>((resolve, reject) => {
       let done = 0;
       const synced = (err: NodeJS.ErrnoException | null): void => (err !== null ? reject(err) : resolve());
@@ -154,6 +168,15 @@ export class FileDevice implements BlockDevice {
     return new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err !== null ? reject(err) : resolve())));
   }
 
+  private readInline(fd: number, buf: Uint8Array, offset: number): true {
+    for (let done = 0; done < buf.byteLength; ) {
+      const bytesRead = readSync(fd, buf, done, buf.byteLength - done, offset + done);
+      if (bytesRead === 0) throw new FerryError('io', `${this.path}: unexpected end of disk at ${offset + done}`);
+      done += bytesRead;
+    }
+    return true;
+  }
+
   private checkWritable(): void {
     if (this.readOnly) throw new FerryError('invalid-state', `disk ${this.path} is open read-only`);
   }
@@ -163,6 +186,11 @@ export class FileDevice implements BlockDevice {
       throw new FerryError('bad-input', `${this.path}: range ${offset}+${length} is outside the disk (${this.sizeBytes} bytes)`);
     }
   }
+}
+
+function writeInline(fd: number, data: Uint8Array, offset: number): true {
+  for (let done = 0; done < data.byteLength; ) done += writeSync(fd, data, done, data.byteLength - done, offset + done);
+  return true;
 }
 
 /** What FileHandle gave for IO after close: an errno-style EBADF (the NBD server maps it to ESHUTDOWN). */

@@ -6,3 +6,4 @@ export { FileDevice, pathExists, sectorBytes, type OpenFileDeviceOptions } from 
 export { Logger, type LogLevel, type LogFields, type LogSink } from './log.js';
 export { ChunkHasher, VolumeHasher } from './hash-worker.js';
 export { ProgressMeter, everyMs, type Progress } from './progress.js';
+export { InlineIo, type InlineIoOptions } from './inline-io.js';
