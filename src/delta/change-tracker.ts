@@ -191,7 +191,8 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   /**
    * Records a completed disk write (the filter calls this after the disk op and before it
    * acknowledges). Never fails because of the journal: any journal trouble turns into a fall
-   * back to the bitmap. Resolves once the record is in the journal file (streaming).
+   * back to the bitmap. The record is in the journal (in memory, written in the background)
+   * when this resolves; `sync` makes it durable.
    */
   async record(kind: RecordKind, offset: number, dataOrLength: Uint8Array | number): Promise<void> {
     this.checkOpen();
@@ -210,7 +211,8 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
         this.bitmap.mark(offset, length);
         return;
       }
-      await this.journal.written();
+      const backlog = this.journal.backlog();
+      if (backlog !== undefined) await backlog;
     } catch (err) {
       this.fallBack(`journal failed: ${asFerryError(err).message}`);
       this.bitmap.mark(offset, length);

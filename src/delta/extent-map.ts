@@ -1,8 +1,8 @@
 /**
  * Coalescing: "last write wins" over a run of records. Records are put in seq order; the map
  * keeps non-overlapping pieces sorted by offset, splitting an older piece where a newer record
- * covers part of it. Each piece remembers where its bytes live in the source (the open
- * segment file), so sealing copies data without holding it in memory.
+ * covers part of it. Each piece remembers the entry its bytes came from, so a reader can
+ * fetch them from there.
  */
 
 export interface Piece {
@@ -11,8 +11,8 @@ export interface Piece {
   kind: 'write' | 'zero';
   /** Seq of the record these bytes came from. */
   seq: number;
-  /** Position in the source file of this piece's first data byte; -1 for zeros. */
-  source: number;
+  /** Index of the entry (in file order) these bytes come from. */
+  entry: number;
 }
 
 export class ExtentMap {
@@ -71,13 +71,13 @@ export class ExtentMap {
   }
 }
 
-/** The part [from, to) of a piece, its source shifted to match. */
+/** The part [from, to) of a piece. */
 function slice(piece: Piece, from: number, to: number): Piece {
   return {
     offset: from,
     length: to - from,
     kind: piece.kind,
     seq: piece.seq,
-    source: piece.kind === 'write' ? piece.source + (from - piece.offset) : -1,
+    entry: piece.entry,
   };
 }

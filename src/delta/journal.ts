@@ -3,20 +3,22 @@
  * written extent in write order, each record with a seq (monotonic over the journal's whole
  * life, persisted so it never goes back, even when every segment has been released).
  *
- * Life of a record: `append` queues it in the open segment (synchronously: the seq is the
- * order), `written` hands it to the kernel, `sync` makes it durable. Every `segmentMaxAgeMs`
- * or `segmentMaxBytes` the open segment is rotated (new appends go to a fresh file at once)
- * and sealed in the background: coalesced into a sealed file, which the delta shipper reads
- * and `release`s when the store has it. Seals run one at a time, in seq order.
+ * Life of a record: `append` copies it into the open segment's batch (synchronously: the seq
+ * is the order), the batch goes to the kernel in the background (`written` waits for that),
+ * `sync` makes it durable. Every `segmentMaxAgeMs` or `segmentMaxBytes` the open segment is
+ * rotated (new appends go to a fresh file at once) and sealed in the background: synced and
+ * renamed, ready for the delta shipper, which reads it coalesced and `release`s it when the
+ * store has it. Seals run one at a time, in seq order.
  *
  * Files in the directory:
  *   open-<firstSeq>.jseg             raw records being appended (see segment-codec.ts)
- *   sealed-<firstSeq>-<lastSeq>.jseg coalesced, ready to ship
+ *   sealed-<firstSeq>-<lastSeq>.jseg the same, complete and durable, ready to ship
  *   journal-state.json               { version, nextSeq }: the seq floor once segments are released
  *
  * Crash recovery (`Journal.open`): a torn tail of an open segment is dropped; an open segment
- * whose sealed file already exists (the crash came between rename and delete) is deleted; an
- * older open segment that was being sealed is sealed again; leftover *.tmp files are deleted.
+ * whose records a sealed file already holds (left by version 1, which sealed into a new file)
+ * is deleted; an older open segment that was being sealed is sealed again; leftover *.tmp
+ * files are deleted.
  */
 import { EventEmitter } from 'node:events';
 import { mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
@@ -24,7 +26,6 @@ import { join } from 'node:path';
 import { FerryError, Logger, asFerryError, badInput } from '../core/index.js';
 import type { Extent } from './dirty-bitmap.js';
 import { OpenSegment } from './open-segment.js';
-import { sealSegment } from './seal-segment.js';
 import { SealedSegment } from './sealed-segment.js';
 import { entryBytes, parseSegmentName } from './segment-codec.js';
 import { fsyncDirectory } from './segment-file.js';
@@ -40,6 +41,8 @@ export interface JournalOptions {
   segmentMaxBytes?: number;
   /** `append` refuses a record that would take `unshippedBytes` past this. Default 1 GiB. */
   hardLimitBytes?: number;
+  /** Appended bytes not yet in a file beyond which `backlog()` asks writers to wait. Default 32 MiB. */
+  maxUnwrittenBytes?: number;
   logger?: Logger;
 }
 
@@ -62,6 +65,7 @@ export interface JournalEvents {
 export const defaultSegmentMaxAgeMs = 250;
 export const defaultSegmentMaxBytes = 8 * 1024 * 1024;
 export const defaultJournalHardLimitBytes = 1024 * 1024 * 1024;
+export const defaultMaxUnwrittenBytes = 32 * 1024 * 1024;
 
 const stateFile = 'journal-state.json';
 const stateVersion = 1;
@@ -71,6 +75,13 @@ export class Journal extends EventEmitter<JournalEvents> {
   /** Rotated segments waiting for (or failed at) sealing, oldest first. */
   private readonly rotating: OpenSegment[] = [];
   private readonly sealed: SealedSegment[] = [];
+  /**
+   * Sealed segments whose files are not yet known durable, with the open segment that wrote
+   * each (its fd still open). Sealing does not sync: journal records are owed durability at a
+   * FLUSH or FUA (`sync`) and at `close`, and a segment shipped and released before then never
+   * has to reach the disk at all.
+   */
+  private readonly unsynced = new Map<SealedSegment, OpenSegment>();
   private nextSeqValue: number;
   private persistedNextSeq: number;
   private sealChain: Promise<unknown> = Promise.resolve();
@@ -80,6 +91,7 @@ export class Journal extends EventEmitter<JournalEvents> {
   private hardLimit: number;
   private readonly segmentMaxAgeMs: number;
   private readonly segmentMaxBytes: number;
+  private readonly maxUnwrittenBytes: number;
   private readonly logger: Logger;
 
   private constructor(
@@ -96,6 +108,7 @@ export class Journal extends EventEmitter<JournalEvents> {
     this.segmentMaxAgeMs = checkNonNegative('segmentMaxAgeMs', options.segmentMaxAgeMs ?? defaultSegmentMaxAgeMs);
     this.segmentMaxBytes = checkPositive('segmentMaxBytes', options.segmentMaxBytes ?? defaultSegmentMaxBytes);
     this.hardLimit = checkPositive('hardLimitBytes', options.hardLimitBytes ?? defaultJournalHardLimitBytes);
+    this.maxUnwrittenBytes = checkPositive('maxUnwrittenBytes', options.maxUnwrittenBytes ?? defaultMaxUnwrittenBytes);
     this.logger = options.logger ?? Logger.silent();
   }
 
@@ -177,9 +190,8 @@ export class Journal extends EventEmitter<JournalEvents> {
   }
 
   /**
-   * Appends a record (queued, not yet in the file: see `written` and `sync`). A write's data
-   * is referenced, not copied: it must not change until a `written()` or `sync()` called after
-   * this append has resolved (the change tracker awaits `written()` before it returns).
+   * Appends a record: copied into memory (the caller keeps its buffer) and written to the
+   * file in the background; see `written` and `sync`.
    */
   append(record: JournalRecord): AppendResult {
     this.checkUsable();
@@ -197,9 +209,17 @@ export class Journal extends EventEmitter<JournalEvents> {
   }
 
   /**
-   * Resolves once every record appended so far is in the file (survives the process dying,
-   * not the host). The capture filter waits for this before acknowledging a write.
+   * Undefined while the records not yet in a file hold less than `maxUnwrittenBytes` of
+   * memory; past that, a promise that resolves once they are written. Writers wait for it,
+   * so a disk slower than the VM's writes cannot fill memory.
    */
+  backlog(): Promise<void> | undefined {
+    let bytes = this.open.unwrittenBytes;
+    for (const r of this.rotating) bytes += r.unwrittenBytes;
+    return bytes < this.maxUnwrittenBytes ? undefined : this.written();
+  }
+
+  /** Resolves once every record appended so far is in the file (not yet durable: see `sync`). */
   written(): Promise<void> {
     // Usually nothing is being rotated out: one segment, one promise.
     if (this.rotating.length === 0) return this.open.writeQueued();
@@ -210,10 +230,27 @@ export class Journal extends EventEmitter<JournalEvents> {
   async sync(): Promise<void> {
     this.checkUsable();
     try {
-      await Promise.all([this.open, ...this.rotating].map((s) => s.sync()));
+      await this.syncAll();
     } catch (err) {
       throw asFerryError(err, 'io');
     }
+  }
+
+  /** Syncs the open, rotating and unsynced sealed segments; closes the sealed ones after. */
+  private async syncAll(): Promise<void> {
+    const sealed = [...this.unsynced];
+    await Promise.all([this.open, ...this.rotating, ...sealed.map(([, segment]) => segment)].map((s) => s.sync()));
+    for (const [key, segment] of sealed) {
+      if (this.unsynced.delete(key)) await segment.close();
+    }
+  }
+
+  /** Forgets that a sealed segment was not synced: it is being deleted. */
+  private async dropUnsynced(segment: SealedSegment): Promise<void> {
+    const writer = this.unsynced.get(segment);
+    if (writer === undefined) return;
+    this.unsynced.delete(segment);
+    await writer.close().catch(() => {});
   }
 
   /**
@@ -241,6 +278,7 @@ export class Journal extends EventEmitter<JournalEvents> {
     }
     this.sealed.splice(index, 1);
     segment.retired = 'released';
+    await this.dropUnsynced(segment);
     // The sealed file's name carried the seq floor; once it is gone the state file must.
     await this.persistNextSeq(segment.lastSeq + 1);
     await unlink(segment.path).catch((err: NodeJS.ErrnoException) => {
@@ -268,6 +306,7 @@ export class Journal extends EventEmitter<JournalEvents> {
       for (const segment of sealed) {
         const ranges = await segment.readRanges();
         segment.retired = 'discarded';
+        await this.dropUnsynced(segment);
         for (const range of ranges) onRange(range);
         await unlink(segment.path).catch(() => {});
       }
@@ -278,16 +317,17 @@ export class Journal extends EventEmitter<JournalEvents> {
     return run;
   }
 
-  /** Stops the timer, finishes seals, makes the open segment durable and closes files. */
+  /** Stops the timer, finishes seals, makes every segment durable and closes files. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.clearAgeTimer();
     await this.sealChain;
     try {
-      if (this.failure === undefined) await this.open.sync();
+      if (this.failure === undefined) await this.syncAll();
     } finally {
-      for (const segment of [this.open, ...this.rotating]) await segment.close().catch(() => {});
+      for (const segment of [this.open, ...this.rotating, ...this.unsynced.values()]) await segment.close().catch(() => {});
+      this.unsynced.clear();
     }
   }
 
@@ -306,12 +346,11 @@ export class Journal extends EventEmitter<JournalEvents> {
       if (!this.rotating.includes(segment)) return undefined;
       this.throwIfFailed();
       try {
-        await segment.writeQueued();
-        const sealed = await sealSegment(segment, this.dir);
+        const sealed = await segment.seal();
         this.sealed.push(sealed);
+        this.unsynced.set(sealed, segment);
         this.rotating.splice(this.rotating.indexOf(segment), 1);
-        await segment.destroy();
-        this.logger.debug('journal segment sealed', { segment: sealed.name, extents: sealed.extentCount, sizeBytes: sealed.sizeBytes });
+        this.logger.debug('journal segment sealed', { segment: sealed.name, records: segment.records.length, sizeBytes: sealed.sizeBytes });
         this.emit('sealed', sealed);
         return sealed;
       } catch (err) {

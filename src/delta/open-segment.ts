@@ -1,29 +1,33 @@
 /**
  * The open journal segment: the file raw records are appended to, in seq order, as the VM
- * writes. Appends are synchronous and land in a small in-memory queue; `writeQueued` hands
- * everything queued to the kernel in one positioned writev (group commit: concurrent writers
- * share one syscall), and `sync` adds fdatasync. The capture filter waits for `writeQueued`
- * before acknowledging a write, so the queue holds at most the writes in flight and a crash of
- * the process alone loses no acknowledged record.
+ * writes. An append is synchronous: the record is copied into an in-memory batch (so the
+ * caller may reuse its buffer at once) and the batch is written in the background, one
+ * positioned writev per turn of the event loop (group commit: all the records of a burst
+ * share one syscall, on the threadpool, off the event loop). `writeQueued` resolves once
+ * everything appended is in the file, `sync` adds fdatasync. Sealing makes the file durable
+ * and renames it: the sealed file is the open file, its records written once.
  *
- * An index of the records (not their data) stays in memory: sealing coalesces from it, and a
- * fall back to the bitmap marks its ranges dirty.
+ * An index of the records (not their data) stays in memory: a fall back to the bitmap marks
+ * its ranges dirty, and the journal counts its bytes.
  */
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FerryError, Logger } from '../core/index.js';
 import {
   decodeEntryHeader,
   decodeSegmentHeader,
-  encodeEntryHeader,
+  encodeEntryInto,
   encodeSegmentHeader,
+  entryBytes,
   entryHeaderBytes,
   headerCrcStart,
   openSegmentName,
+  sealedSegmentName,
   segmentHeaderBytes,
   type RecordKind,
 } from './segment-codec.js';
+import { SealedSegment } from './sealed-segment.js';
 import { fsyncDirectory, readAt, writeAllAt, writevAllAt } from './segment-file.js';
 
 export interface RecordIndexEntry {
@@ -31,35 +35,39 @@ export interface RecordIndexEntry {
   kind: RecordKind;
   offset: number;
   length: number;
-  /** Position of the record's data in the file (writes only). */
-  dataPos: number;
 }
 
 const verifyChunkBytes = 1024 * 1024;
 const resolved: Promise<void> = Promise.resolve();
-/** Segments up to this size are read whole for sealing (the default segment is 8 MiB). */
-const sealReadAllBytes = 64 * 1024 * 1024;
+/** Records are copied into slabs of this size; a record over a quarter of it gets its own buffer. */
+const slabBytes = 1024 * 1024;
 
 export class OpenSegment {
   readonly records: RecordIndexEntry[] = [];
-  /** File size once everything queued is written. */
+  /** File size once everything appended is written. */
   private logicalBytes: number;
   private writtenBytes: number;
+  /** Appended bytes not yet handed to a batch: `queue`, then the slab from `slabStart`. */
   private queue: Buffer[] = [];
-  private queueBytes = 0;
+  private slab: Buffer = Buffer.allocUnsafe(0);
+  private slabStart = 0;
+  private slabUsed = 0;
+  private writeScheduled = false;
   /** The batch being written: settles once its bytes are in the file. */
   private writing: Promise<void> | undefined;
   /** For callers that queued while a batch was being written: settled by the next batch. */
   private nextBatch: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
   /** A failed write is final: every later write (and close) reports it. */
   private writeFailure: unknown;
+  /** Bytes of the batch being written. */
+  private inFlightBytes = 0;
   /** The file's fd once the handle is open (-1 before). */
   private fd = -1;
-  /** The whole file, read once for sealing (see readData). */
-  private sealCache: Buffer | undefined;
   /** Set once the directory entry of this file is known durable. */
   private dirSynced: boolean;
   private destroyed = false;
+  /** Set by `seal`: appends are refused from then on. */
+  private sealedAs: string | undefined;
   private readonly handle: Promise<FileHandle>;
 
   private constructor(
@@ -77,6 +85,7 @@ export class OpenSegment {
     this.dirSynced = dirSynced;
   }
 
+  /** The open segment's file name; after `seal`, the sealed one. */
   get path(): string {
     return join(this.dir, openSegmentName(this.firstSeq));
   }
@@ -92,6 +101,11 @@ export class OpenSegment {
     return this.logicalBytes - segmentHeaderBytes;
   }
 
+  /** Bytes appended but not yet in the file (held in memory). */
+  get unwrittenBytes(): number {
+    return this.logicalBytes - this.writtenBytes;
+  }
+
   /**
    * Starts a new, empty segment file. Returns at once (appends must never wait for a file to
    * be created); the file is created in the background and the first write waits for it.
@@ -101,7 +115,7 @@ export class OpenSegment {
     const handle = (async () => {
       const h = await open(path, 'wx+');
       try {
-        await writeAllAt(h, [encodeSegmentHeader({ kind: 'open', firstSeq, lastSeq: 0, entryCount: 0 })], 0);
+        await writeAllAt(h, [encodeSegmentHeader({ kind: 'records', firstSeq, lastSeq: 0, entryCount: 0 })], 0);
       } catch (err) {
         await h.close();
         throw err;
@@ -125,7 +139,7 @@ export class OpenSegment {
       let headerOk = false;
       try {
         const decoded = decodeSegmentHeader(header, path);
-        headerOk = decoded.kind === 'open' && decoded.firstSeq === firstSeq;
+        headerOk = decoded.kind === 'records' && decoded.firstSeq === firstSeq;
       } catch {
         headerOk = false;
       }
@@ -133,7 +147,7 @@ export class OpenSegment {
         // The crash came between creating the file and writing its header: nothing in it.
         logger.warn('journal: open segment has no valid header, starting it empty', { path, sizeBytes: size });
         await h.truncate(0);
-        await writeAllAt(h, [encodeSegmentHeader({ kind: 'open', firstSeq, lastSeq: 0, entryCount: 0 })], 0);
+        await writeAllAt(h, [encodeSegmentHeader({ kind: 'records', firstSeq, lastSeq: 0, entryCount: 0 })], 0);
         await h.datasync();
         return new OpenSegment(dir, firstSeq, Promise.resolve(h), segmentHeaderBytes, true);
       }
@@ -162,28 +176,56 @@ export class OpenSegment {
   }
 
   /**
-   * Queues a record. `data` is referenced, not copied: the caller must not change it until a
-   * `writeQueued()` (or `sync()`) called after this append has resolved. The change tracker
-   * waits for that before it returns, and the capture filter before it acknowledges.
+   * Appends a record: copies it into the current batch (the caller keeps its buffer) and
+   * schedules the batch's write for the end of this turn of the event loop.
    */
   append(seq: number, kind: RecordKind, offset: number, length: number, data?: Uint8Array): void {
-    if (this.destroyed) throw new FerryError('internal', `journal: append to retired segment ${this.path}`);
+    if (this.destroyed || this.sealedAs !== undefined) throw new FerryError('internal', `journal: append to retired segment ${this.path}`);
     const write = kind === 'write' && data !== undefined;
-    const header = encodeEntryHeader(seq, kind, offset, length, write ? data : undefined);
-    this.queue.push(header);
-    const dataPos = this.logicalBytes + entryHeaderBytes;
-    if (write) this.queue.push(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-    const recordBytes = entryHeaderBytes + (kind === 'write' ? length : 0);
-    this.queueBytes += recordBytes;
-    this.logicalBytes += recordBytes;
-    this.records.push({ seq, kind, offset, length, dataPos });
+    const bytes = entryBytes(kind, length);
+    encodeEntryInto(this.reserve(bytes), seq, kind, offset, length, write ? data : undefined);
+    this.logicalBytes += bytes;
+    this.records.push({ seq, kind, offset, length });
+    if (!this.writeScheduled) {
+      this.writeScheduled = true;
+      // A failure is kept in writeFailure and reported by the next writeQueued, sync or seal.
+      setImmediate(() => {
+        this.writeScheduled = false;
+        if (!this.destroyed) this.writeQueued().catch(() => {});
+      });
+    }
   }
 
-  /** Resolves once everything queued before the call is in the file (not yet durable). */
+  /** A buffer of exactly `bytes` for the next record, at the end of the unwritten bytes. */
+  private reserve(bytes: number): Buffer {
+    if (bytes > slabBytes / 4) {
+      this.cutSlab();
+      const own = Buffer.allocUnsafe(bytes);
+      this.queue.push(own);
+      return own;
+    }
+    if (this.slabUsed + bytes > this.slab.length) {
+      this.cutSlab();
+      // The old slab is not reused: its bytes may still be in a batch being written.
+      this.slab = Buffer.allocUnsafe(slabBytes);
+      this.slabStart = this.slabUsed = 0;
+    }
+    const out = this.slab.subarray(this.slabUsed, this.slabUsed + bytes);
+    this.slabUsed += bytes;
+    return out;
+  }
+
+  /** Moves the slab's unqueued bytes to the queue. */
+  private cutSlab(): void {
+    if (this.slabUsed > this.slabStart) this.queue.push(this.slab.subarray(this.slabStart, this.slabUsed));
+    this.slabStart = this.slabUsed;
+  }
+
+  /** Resolves once everything appended before the call is in the file (not yet durable). */
   writeQueued(): Promise<void> {
     if (this.writeFailure !== undefined) return Promise.reject(this.writeFailure);
     // Nothing new: wait for the batch that holds the earlier records, if it is still going.
-    if (this.queue.length === 0) return this.writing ?? resolved;
+    if (this.writtenBytes + this.inFlightBytes === this.logicalBytes) return this.writing ?? resolved;
     if (this.writing === undefined) return this.startBatch();
     let next = this.nextBatch;
     if (next === undefined) {
@@ -198,17 +240,19 @@ export class OpenSegment {
     return next.promise;
   }
 
-  /** Writes everything queued now as one batch; at most one batch is in flight. */
+  /** Writes everything appended now as one batch; at most one batch is in flight. */
   private startBatch(): Promise<void> {
+    this.cutSlab();
     const buffers = this.queue;
-    const bytes = this.queueBytes;
-    this.queue = [];
-    this.queueBytes = 0;
     const at = this.writtenBytes;
+    const bytes = this.logicalBytes - at;
+    this.queue = [];
+    this.inFlightBytes = bytes;
     const written = this.fd >= 0 ? writevAllAt(this.fd, buffers, at) : this.handle.then((h) => writevAllAt((this.fd = h.fd), buffers, at));
     const run = written.then(
       () => {
         this.writtenBytes = at + bytes;
+        this.inFlightBytes = 0;
         this.batchDone();
       },
       (err: unknown) => {
@@ -227,7 +271,7 @@ export class OpenSegment {
     if (next === undefined) return;
     this.nextBatch = undefined;
     if (this.writeFailure !== undefined) next.reject(this.writeFailure);
-    else if (this.queue.length === 0) next.resolve();
+    else if (this.writtenBytes === this.logicalBytes) next.resolve();
     else this.startBatch().then(next.resolve, next.reject);
   }
 
@@ -240,7 +284,7 @@ export class OpenSegment {
   /** Makes every record appended so far durable. */
   async sync(): Promise<void> {
     await this.writeQueued();
-    if (this.destroyed) return; // sealed meanwhile: the sealed file is durable
+    if (this.destroyed) return; // closed: synced before, or its records were discarded
     const h = await this.handle;
     try {
       await h.datasync();
@@ -254,29 +298,26 @@ export class OpenSegment {
   }
 
   /**
-   * Reads `length` data bytes at file position `pos` (used by sealing). Sealing reads every
-   * record's data in disk-offset order, which is random in the file: one read per record
-   * would cost a threadpool round trip per 4 KiB. So a segment of at most `sealReadAllBytes`
-   * is read whole, once, on the first call, and served from memory (the segment is no longer
-   * appended to when it is sealed); larger ones are read piece by piece. The result may be a
-   * view into that copy: callers must not change it.
+   * Seals the segment (which must hold at least one record): writes what is queued and
+   * renames the file to its sealed name. The file keeps its records as they are (readers
+   * coalesce them) and stays open: `sync` makes it durable, under its new name, until the
+   * journal closes it. A crash before the rename leaves an open segment, which the next
+   * open recovers and seals again.
    */
-  async readData(pos: number, length: number): Promise<Buffer> {
-    if (this.sealCache === undefined && this.queue.length === 0 && this.writing === undefined && this.writtenBytes <= sealReadAllBytes) {
-      const whole = await readAt(await this.handle, 0, this.writtenBytes);
-      if (whole.length === this.writtenBytes) this.sealCache = whole;
-    }
-    const cache = this.sealCache;
-    if (cache !== undefined && pos + length <= cache.length) return cache.subarray(pos, pos + length);
-    const out = await readAt(await this.handle, pos, length);
-    if (out.length !== length) throw new FerryError('io', `journal segment ${this.path}: short read at ${pos}`);
-    return out;
+  async seal(): Promise<SealedSegment> {
+    const first = this.records[0];
+    const last = this.records[this.records.length - 1];
+    if (first === undefined || last === undefined) throw new FerryError('internal', `journal: sealing empty segment ${this.path}`);
+    this.sealedAs = join(this.dir, sealedSegmentName(first.seq, last.seq));
+    await this.writeQueued();
+    await rename(this.path, this.sealedAs);
+    this.dirSynced = false;
+    return new SealedSegment(this.sealedAs, first.seq, last.seq, this.writtenBytes);
   }
 
   async close(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.sealCache = undefined;
     try {
       await this.writesSettled();
     } finally {
@@ -287,7 +328,6 @@ export class OpenSegment {
   /** Closes and deletes the file: its records are sealed elsewhere or discarded. */
   async destroy(): Promise<void> {
     this.destroyed = true;
-    this.sealCache = undefined;
     await this.writesSettled().catch(() => {});
     await (await this.handle.catch(() => undefined))?.close();
     await unlink(this.path).catch((err: NodeJS.ErrnoException) => {
@@ -316,7 +356,7 @@ async function readRecord(
   }
   if (crc >>> 0 !== header.crc) return undefined;
   return {
-    index: { seq: header.seq, kind: header.kind, offset: header.offset, length: header.length, dataPos: pos + entryHeaderBytes },
+    index: { seq: header.seq, kind: header.kind, offset: header.offset, length: header.length },
     bytes: entryHeaderBytes + dataBytes,
   };
 }

@@ -1,15 +1,18 @@
 /**
- * A sealed journal segment: an immutable file of coalesced, non-overlapping extents covering
- * the records firstSeq..lastSeq. This is what the delta shipper reads; everything it yields is
- * checked against the file's checksums first, and any damage is an error naming the file.
+ * A sealed journal segment: an immutable file holding the records firstSeq..lastSeq (the open
+ * segment, renamed; see segment-codec.ts). This is what the delta shipper reads. Reading
+ * coalesces the records (last write wins, trim as zero) into non-overlapping extents in
+ * offset order, and every byte yielded comes from a record whose checksum was verified;
+ * any damage is an error naming the file.
  */
-import { open, stat } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FerryError } from '../core/index.js';
 import type { Extent } from './dirty-bitmap.js';
-import { decodeEntryHeader, decodeSegmentHeader, entryHeaderBytes, headerCrcStart, parseSegmentName, segmentHeaderBytes } from './segment-codec.js';
-import { SequentialReader, readAt } from './segment-file.js';
+import { ExtentMap } from './extent-map.js';
+import { decodeEntryHeader, decodeSegmentHeader, entryHeaderBytes, headerCrcStart, parseSegmentName, segmentHeaderBytes, type SegmentHeader } from './segment-codec.js';
+import { readAt } from './segment-file.js';
 
 /** One coalesced extent: bytes to write, or a range that reads as zeros (zero or trim). */
 export interface SealedExtent {
@@ -20,6 +23,22 @@ export interface SealedExtent {
   data?: Buffer;
 }
 
+/**
+ * Files up to this size are read whole, once (a default segment is 8 MiB); larger ones a
+ * record at a time, so memory stays at one record.
+ */
+const readWholeBytes = 64 * 1024 * 1024;
+
+/** One entry, located by its header. */
+interface Entry {
+  kind: 'write' | 'zero';
+  offset: number;
+  length: number;
+  dataPos: number;
+  crcStart: number;
+  crc: number;
+}
+
 export class SealedSegment {
   /** Set by the journal when the segment is released or discarded; reading it is then an error. */
   retired: 'released' | 'discarded' | undefined;
@@ -28,101 +47,170 @@ export class SealedSegment {
     readonly path: string,
     readonly firstSeq: number,
     readonly lastSeq: number,
-    /** Size of the sealed file: what shipping it costs, about. */
+    /** Size of the sealed file: what shipping it costs, at most. */
     readonly sizeBytes: number,
-    readonly extentCount: number,
   ) {}
 
   get name(): string {
     return basename(this.path);
   }
 
-  /** Loads a sealed segment's header and checks it against the file name and size. */
+  /** Loads a sealed segment's header and checks it against the file name. */
   static async load(path: string): Promise<SealedSegment> {
     const parsed = parseSegmentName(basename(path));
     if (parsed?.kind !== 'sealed') throw new FerryError('bad-input', `journal: ${path} is not a sealed segment name`);
     const handle = await open(path, 'r');
     try {
-      const header = decodeSegmentHeader(await readAt(handle, 0, segmentHeaderBytes), path);
-      if (header.kind !== 'sealed' || header.firstSeq !== parsed.firstSeq || header.lastSeq !== parsed.lastSeq) {
-        throw new FerryError('checksum-mismatch', `journal segment ${path}: header (seq ${header.firstSeq}..${header.lastSeq}) does not match its name`);
-      }
+      checkHeader(decodeSegmentHeader(await readAt(handle, 0, segmentHeaderBytes), path), parsed.firstSeq, parsed.lastSeq, path);
       const { size } = await handle.stat();
-      return new SealedSegment(path, header.firstSeq, header.lastSeq, size, header.entryCount);
+      return new SealedSegment(path, parsed.firstSeq, parsed.lastSeq, size);
     } finally {
       await handle.close();
     }
   }
 
-  /**
-   * The extents in offset order, each verified before it is yielded. Data is read one extent
-   * at a time, so memory stays at one extent (at most one record's size).
-   */
+  /** The coalesced extents in offset order, each verified before it is yielded. */
   async *readExtents(): AsyncIterable<SealedExtent> {
-    yield* this.scan(true);
+    const file = await this.openFile();
+    try {
+      const { entries, map } = await this.index(file);
+      const verified = new Set<number>();
+      let record: { index: number; data: Buffer } | undefined;
+      for (const piece of map.pieces()) {
+        if (piece.kind === 'zero') {
+          yield { kind: 'zero', offset: piece.offset, length: piece.length };
+          continue;
+        }
+        const entry = entries[piece.entry]!;
+        if (record?.index !== piece.entry) {
+          const data = await file.read(entry.dataPos, entry.length);
+          // A record split by later writes yields several pieces: with the whole file in
+          // memory its bytes cannot change between them, so it is checked once.
+          if (!(file.whole && verified.has(piece.entry))) {
+            if (data.length !== entry.length || crc32(data, entry.crcStart) >>> 0 !== entry.crc) {
+              throw this.damaged(`record at disk offset ${entry.offset}: checksum mismatch`);
+            }
+            verified.add(piece.entry);
+          }
+          record = { index: piece.entry, data };
+        }
+        const from = piece.offset - entry.offset;
+        yield { kind: 'write', offset: piece.offset, length: piece.length, data: record.data.subarray(from, from + piece.length) };
+      }
+    } finally {
+      await file.close();
+    }
   }
 
   /** Reads the whole file and checks every checksum, yielding nothing. */
   async verify(): Promise<void> {
-    for await (const extent of this.scan(true)) void extent;
+    for await (const extent of this.readExtents()) void extent;
   }
 
   /**
-   * The ranges the segment covers, from entry headers alone (data is skipped, not verified):
-   * enough to mark them dirty when the journal is dropped for the bitmap.
+   * The ranges the segment's records cover, from entry headers alone (data is not read or
+   * verified): enough to mark them dirty when the journal is dropped for the bitmap.
    */
   async readRanges(): Promise<Extent[]> {
-    const out: Extent[] = [];
-    for await (const extent of this.scan(false)) out.push({ offset: extent.offset, length: extent.length });
-    return out;
+    const file = await this.openFile();
+    try {
+      const { entries } = await this.index(file);
+      return entries.map(({ offset, length }) => ({ offset, length }));
+    } finally {
+      await file.close();
+    }
   }
 
-  private async *scan(withData: boolean): AsyncGenerator<SealedExtent> {
+  /**
+   * Walks the entry headers: checks their order and that they end exactly at the end of the
+   * file, verifies zero and trim records (their crc covers only the header), and coalesces.
+   */
+  private async index(file: SegmentFile): Promise<{ entries: Entry[]; map: ExtentMap }> {
+    const header = decodeSegmentHeader(await file.read(0, segmentHeaderBytes), this.path);
+    checkHeader(header, this.firstSeq, this.lastSeq, this.path);
+    const coalesced = header.kind === 'coalesced';
+    const entries: Entry[] = [];
+    const map = new ExtentMap();
+    let pos = segmentHeaderBytes;
+    let end = -1;
+    while (pos < file.size) {
+      const n = entries.length;
+      const headerBuf = await file.read(pos, entryHeaderBytes);
+      const e = decodeEntryHeader(headerBuf);
+      if (e === undefined) throw this.damaged(`entry #${n} at file position ${pos}: damaged or truncated entry header`);
+      // Records follow each other seq by seq; version 1's coalesced extents are in offset order.
+      const inOrder = coalesced
+        ? e.kind !== 'trim' && e.seq >= this.firstSeq && e.seq <= this.lastSeq && e.offset >= end && e.length > 0 && n < header.entryCount
+        : e.seq === this.firstSeq + n;
+      if (!inOrder) throw this.damaged(`entry #${n} at file position ${pos}: seq ${e.seq} out of order`);
+      end = e.offset + e.length;
+      const dataBytes = e.kind === 'write' ? e.length : 0;
+      if (pos + entryHeaderBytes + dataBytes > file.size) throw this.damaged(`entry #${n} (disk offset ${e.offset}): truncated`);
+      const crcStart = headerCrcStart(headerBuf);
+      if (dataBytes === 0 && crc32(Buffer.alloc(0), crcStart) >>> 0 !== e.crc) throw this.damaged(`entry #${n} (disk offset ${e.offset}): checksum mismatch`);
+      const kind = e.kind === 'write' ? 'write' : 'zero';
+      entries.push({ kind, offset: e.offset, length: e.length, dataPos: pos + entryHeaderBytes, crcStart, crc: e.crc });
+      map.put({ offset: e.offset, length: e.length, kind, seq: e.seq, entry: n });
+      pos += entryHeaderBytes + dataBytes;
+    }
+    const complete = coalesced ? entries.length === header.entryCount : entries.length === this.lastSeq - this.firstSeq + 1;
+    if (!complete) throw this.damaged(`holds ${entries.length} entries, expected ${coalesced ? header.entryCount : this.lastSeq - this.firstSeq + 1}: truncated`);
+    return { entries, map };
+  }
+
+  private async openFile(): Promise<SegmentFile> {
     if (this.retired) throw new FerryError('invalid-state', `journal segment ${this.path} was ${this.retired}`);
-    const fail = (what: string): FerryError => new FerryError('checksum-mismatch', `journal segment ${this.path}: ${what}`);
-    let handle;
     try {
-      handle = await open(this.path, 'r');
+      return await SegmentFile.open(this.path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new FerryError('not-found', `journal segment ${this.path} does not exist`, { cause: err });
       throw new FerryError('io', `journal segment ${this.path}: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  private damaged(what: string): FerryError {
+    return new FerryError('checksum-mismatch', `journal segment ${this.path}: ${what}`);
+  }
+}
+
+/** Version 2 seals by renaming (kind "records"); version 1 sealed files are "coalesced". */
+function checkHeader(header: SegmentHeader, firstSeq: number, lastSeq: number, path: string): void {
+  const ok =
+    header.firstSeq === firstSeq &&
+    (header.version === 1 ? header.kind === 'coalesced' && header.lastSeq === lastSeq : header.kind === 'records');
+  if (!ok) throw new FerryError('checksum-mismatch', `journal segment ${path}: header (version ${header.version}, ${header.kind}, first seq ${header.firstSeq}) does not match its name`);
+}
+
+/** A segment file for reading: whole in memory when small, else read where asked. */
+class SegmentFile {
+  private constructor(
+    private readonly handle: FileHandle,
+    readonly size: number,
+    private readonly bytes: Buffer | undefined,
+  ) {}
+
+  static async open(path: string): Promise<SegmentFile> {
+    const handle = await open(path, 'r');
     try {
-      const size = (await stat(this.path)).size;
-      const reader = new SequentialReader(handle);
-      const header = decodeSegmentHeader(await reader.read(segmentHeaderBytes), this.path);
-      if (header.kind !== 'sealed' || header.firstSeq !== this.firstSeq || header.lastSeq !== this.lastSeq || header.entryCount !== this.extentCount) {
-        throw fail('segment header does not match the segment');
-      }
-      let end = -1;
-      for (let i = 0; i < header.entryCount; i++) {
-        const at = reader.position;
-        const headerBuf = await reader.read(entryHeaderBytes);
-        const entry = decodeEntryHeader(headerBuf);
-        if (entry === undefined || entry.kind === 'trim') throw fail(`extent #${i} at file position ${at}: damaged extent header`);
-        if (entry.seq < this.firstSeq || entry.seq > this.lastSeq || entry.offset < end || entry.length === 0) {
-          throw fail(`extent #${i} at file position ${at}: out of order, empty or outside seq ${this.firstSeq}..${this.lastSeq}`);
-        }
-        end = entry.offset + entry.length;
-        if (entry.kind === 'zero') {
-          if (crc32(Buffer.alloc(0), headerCrcStart(headerBuf)) >>> 0 !== entry.crc) throw fail(`extent #${i} (disk offset ${entry.offset}): checksum mismatch`);
-          yield { kind: 'zero', offset: entry.offset, length: entry.length };
-          continue;
-        }
-        if (reader.position + entry.length > size) throw fail(`extent #${i} (disk offset ${entry.offset}): truncated`);
-        if (!withData) {
-          reader.skip(entry.length);
-          yield { kind: 'write', offset: entry.offset, length: entry.length };
-          continue;
-        }
-        const data = await reader.read(entry.length);
-        if (data.length !== entry.length) throw fail(`extent #${i} (disk offset ${entry.offset}): truncated`);
-        if (crc32(data, headerCrcStart(headerBuf)) >>> 0 !== entry.crc) throw fail(`extent #${i} (disk offset ${entry.offset}): checksum mismatch`);
-        yield { kind: 'write', offset: entry.offset, length: entry.length, data };
-      }
-      if (reader.position !== size) throw fail(`${size - reader.position} unexpected bytes after the last extent`);
-    } finally {
+      const { size } = await handle.stat();
+      return new SegmentFile(handle, size, size <= readWholeBytes ? await readAt(handle, 0, size) : undefined);
+    } catch (err) {
       await handle.close();
+      throw err;
     }
+  }
+
+  get whole(): boolean {
+    return this.bytes !== undefined;
+  }
+
+  /** `length` bytes at `pos`, fewer at the end of the file. Callers must not change them. */
+  async read(pos: number, length: number): Promise<Buffer> {
+    if (this.bytes !== undefined) return this.bytes.subarray(pos, Math.min(pos + length, this.bytes.length));
+    return readAt(this.handle, pos, length);
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
   }
 }

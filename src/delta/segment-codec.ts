@@ -1,36 +1,41 @@
 /**
- * The on-disk layout of journal segment files. One file layout serves both kinds:
+ * The on-disk layout of journal segment files (format version 2; version 1 is still read):
  *
  *   segment header (32 bytes)
- *     magic "FJSG" | version u16 | kind u8 (1 open, 2 sealed) | reserved u8
- *     firstSeq u64 | lastSeq u64 (0 while open) | entryCount u32 (0 while open) | crc32 u32
+ *     magic "FJSG" | version u16 | kind u8 | reserved u8
+ *     firstSeq u64 | lastSeq u64 | entryCount u32 | crc32 u32
  *   then entries, each:
  *     entry header (32 bytes)
  *       seq u64 | offset u64 | length u64 | kind u8 (1 write, 2 zero, 3 trim) | reserved[3]
  *       crc32 u32 over the header's first 28 bytes and then the data
  *     data: `length` bytes for a write, nothing for zero and trim
  *
- * An open segment holds raw records in seq order, appended as the VM writes. A sealed segment
- * holds the coalesced result: non-overlapping extents in offset order, write or zero only,
- * each carrying the seq of the record its bytes came from. Integers are big-endian. The crc
- * lets recovery tell a torn tail from a complete record, and readers detect corruption.
+ * Kind 1 ("records"): raw records in seq order, as the VM wrote them; lastSeq and entryCount
+ * are 0 (the file name of a sealed segment carries its last seq). Version 2 writes only this
+ * kind: sealing renames the open file, and readers coalesce (last write wins). Kind 2
+ * ("coalesced"): non-overlapping extents in offset order, each with the seq its bytes came
+ * from; written by version 1 sealing, still read. Integers are big-endian. The crc lets
+ * recovery tell a torn tail from a complete record, and readers detect corruption.
  */
 import { crc32 } from 'node:zlib';
 import { FerryError } from '../core/index.js';
 
-export const segmentFormatVersion = 1;
+export const segmentFormatVersion = 2;
+/** Versions this build reads: 1 differs only in how it sealed (kind 2, coalesced). */
+const readableVersions = new Set([1, 2]);
 export const segmentHeaderBytes = 32;
 export const entryHeaderBytes = 32;
 const magic = 0x464a_5347; // "FJSG"
 
-export type SegmentKind = 'open' | 'sealed';
+export type SegmentKind = 'records' | 'coalesced';
 export type RecordKind = 'write' | 'zero' | 'trim';
 
-const segmentKindCode: Record<SegmentKind, number> = { open: 1, sealed: 2 };
+const segmentKindCode: Record<SegmentKind, number> = { records: 1, coalesced: 2 };
 const recordKindCode: Record<RecordKind, number> = { write: 1, zero: 2, trim: 3 };
 const recordKindByCode: Record<number, RecordKind | undefined> = { 1: 'write', 2: 'zero', 3: 'trim' };
 
 export interface SegmentHeader {
+  version: number;
   kind: SegmentKind;
   firstSeq: number;
   lastSeq: number;
@@ -46,7 +51,7 @@ export interface EntryHeader {
   crc: number;
 }
 
-export function encodeSegmentHeader(header: SegmentHeader): Buffer {
+export function encodeSegmentHeader(header: Omit<SegmentHeader, 'version'>): Buffer {
   const buf = Buffer.alloc(segmentHeaderBytes);
   buf.writeUInt32BE(magic, 0);
   buf.writeUInt16BE(segmentFormatVersion, 4);
@@ -64,16 +69,17 @@ export function decodeSegmentHeader(buf: Buffer, file: string): SegmentHeader {
     throw new FerryError('checksum-mismatch', `journal segment ${file}: missing or damaged segment header`);
   }
   const version = buf.readUInt16BE(4);
-  if (version !== segmentFormatVersion) {
-    throw new FerryError('unsupported-version', `journal segment ${file}: format version ${version}, this build reads ${segmentFormatVersion}`);
+  if (!readableVersions.has(version)) {
+    throw new FerryError('unsupported-version', `journal segment ${file}: format version ${version}, this build reads ${[...readableVersions].join(' and ')}`);
   }
   if (crc32(buf.subarray(0, 28)) !== buf.readUInt32BE(28)) {
     throw new FerryError('checksum-mismatch', `journal segment ${file}: segment header checksum mismatch`);
   }
   const kindCode = buf.readUInt8(6);
-  const kind: SegmentKind | undefined = kindCode === 1 ? 'open' : kindCode === 2 ? 'sealed' : undefined;
+  const kind: SegmentKind | undefined = kindCode === 1 ? 'records' : kindCode === 2 ? 'coalesced' : undefined;
   if (kind === undefined) throw new FerryError('checksum-mismatch', `journal segment ${file}: unknown segment kind ${kindCode}`);
   return {
+    version,
     kind,
     firstSeq: Number(buf.readBigUInt64BE(8)),
     lastSeq: Number(buf.readBigUInt64BE(16)),
@@ -81,29 +87,18 @@ export function decodeSegmentHeader(buf: Buffer, file: string): SegmentHeader {
   };
 }
 
-/** Encodes an entry header whose crc covers the header prefix and then `data` (writes). */
-export function encodeEntryHeader(seq: number, kind: RecordKind, offset: number, length: number, data?: Uint8Array): Buffer {
-  // From the shared pool (Buffer.alloc would create an ArrayBuffer per record); every byte is set below.
-  const buf = Buffer.allocUnsafe(entryHeaderBytes);
-  writeEntryPrefix(buf, seq, kind, offset, length);
-  let crc = crc32(buf.subarray(0, 28));
-  if (data !== undefined) crc = crc32(data, crc);
-  buf.writeUInt32BE(crc >>> 0, 28);
-  return buf;
-}
-
 /**
- * For writers that stream the data in pieces: the header prefix bytes and the crc to start
- * from; feed each piece of data to `crc32(piece, crc)` and store the result with `setEntryCrc`.
+ * Writes a whole entry into `target` (exactly entryBytes long): the header, whose crc covers
+ * the header prefix and then `data`, followed by `data` for a write.
  */
-export function entryHeaderPrefix(seq: number, kind: RecordKind, offset: number, length: number): { header: Buffer; crc: number } {
-  const header = Buffer.alloc(entryHeaderBytes);
-  writeEntryPrefix(header, seq, kind, offset, length);
-  return { header, crc: crc32(header.subarray(0, 28)) };
-}
-
-export function setEntryCrc(header: Buffer, crc: number): void {
-  header.writeUInt32BE(crc >>> 0, 28);
+export function encodeEntryInto(target: Buffer, seq: number, kind: RecordKind, offset: number, length: number, data?: Uint8Array): void {
+  writeEntryPrefix(target, seq, kind, offset, length);
+  let crc = crc32(target.subarray(0, 28));
+  if (data !== undefined) {
+    crc = crc32(data, crc);
+    target.set(data, entryHeaderBytes);
+  }
+  target.writeUInt32BE(crc >>> 0, 28);
 }
 
 /**
