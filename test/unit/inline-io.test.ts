@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { InlineIo } from '../../src/core/index.js';
+
+function busy(ms: number): number {
+  const until = performance.now() + ms;
+  let spins = 0;
+  while (performance.now() < until) spins++;
+  return spins;
+}
+
+describe('InlineIo', () => {
+  it('runs small calls inline and returns their result; larger ones are left to the threadpool', () => {
+    const io = new InlineIo({ maxInlineBytes: 4096 });
+    expect(io.tryInline(4096, () => 'ran')).toBe('ran');
+    let called = false;
+    expect(io.tryInline(4097, () => (called = true))).toBeUndefined();
+    expect(called).toBe(false);
+  });
+
+  it('after a slow inline call, sends IO to the threadpool for threadpoolMs, then tries inline again', async () => {
+    const io = new InlineIo({ slowCallMs: 1, threadpoolMs: 50 });
+    io.tryInline(512, () => busy(5));
+    expect(io.slowInlineCalls).toBe(1);
+    expect(io.tryInline(512, () => 'inline')).toBeUndefined();
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(io.tryInline(512, () => 'inline')).toBe('inline');
+  });
+
+  it('lets errors of the call through', () => {
+    const io = new InlineIo();
+    expect(() =>
+      io.tryInline(1, () => {
+        throw new Error('EIO');
+      }),
+    ).toThrow('EIO');
+  });
+});
