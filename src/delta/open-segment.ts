@@ -4,8 +4,8 @@
  * caller may reuse its buffer at once) and the batch is written in the background, one
  * positioned writev per turn of the event loop (group commit: all the records of a burst
  * share one syscall, on the threadpool, off the event loop). `writeQueued` resolves once
- * everything appended is in the file, `sync` adds fdatasync. Sealing makes the file durable
- * and renames it: the sealed file is the open file, its records written once.
+ * everything appended is in the file, `sync` adds fdatasync. Sealing renames the file: the
+ * sealed file is the open file, its records written once.
  *
  * An index of the records (not their data) stays in memory: a fall back to the bitmap marks
  * its ranges dirty, and the journal counts its bytes.
@@ -85,7 +85,6 @@ export class OpenSegment {
     this.dirSynced = dirSynced;
   }
 
-  /** The open segment's file name; after `seal`, the sealed one. */
   get path(): string {
     return join(this.dir, openSegmentName(this.firstSeq));
   }

@@ -1,8 +1,7 @@
 /**
  * Small file helpers the journal's segment files share: whole positioned reads and writes
- * (the OS may return short counts), a sequential reader that batches small reads, and
- * making a directory entry durable (a new or renamed file survives power loss only once its
- * directory is synced).
+ * (the OS may return short counts), and making a directory entry durable (a new or renamed
+ * file survives power loss only once its directory is synced).
  */
 import { writev } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -78,40 +77,5 @@ export async function fsyncDirectory(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
-  }
-}
-
-/** Reads a file front to back through a buffer, so many small headers cost few syscalls. */
-export class SequentialReader {
-  private buf: Buffer = Buffer.alloc(0);
-  private bufStart = 0;
-  position = 0;
-
-  constructor(
-    private readonly handle: FileHandle,
-    private readonly chunkBytes = 1024 * 1024,
-  ) {}
-
-  /** The next `length` bytes, or fewer at the end of the file. The buffer is the caller's. */
-  async read(length: number): Promise<Buffer> {
-    const offsetInBuf = this.position - this.bufStart;
-    if (offsetInBuf >= 0 && offsetInBuf + length <= this.buf.length) {
-      this.position += length;
-      return Buffer.from(this.buf.subarray(offsetInBuf, offsetInBuf + length));
-    }
-    if (length >= this.chunkBytes) {
-      const out = await readAt(this.handle, this.position, length);
-      this.position += out.length;
-      return out;
-    }
-    this.buf = await readAt(this.handle, this.position, this.chunkBytes);
-    this.bufStart = this.position;
-    const out = Buffer.from(this.buf.subarray(0, Math.min(length, this.buf.length)));
-    this.position += out.length;
-    return out;
-  }
-
-  skip(length: number): void {
-    this.position += length;
   }
 }
