@@ -3,16 +3,18 @@
  * written extent in write order, each record with a seq (monotonic over the journal's whole
  * life, persisted so it never goes back, even when every segment has been released).
  *
- * Life of a record: `append` copies it into the open segment's batch (synchronously: the seq
- * is the order), the batch goes to the kernel in the background (`written` waits for that),
- * `sync` makes it durable. Every `segmentMaxAgeMs` or `segmentMaxBytes` the open segment is
- * rotated (new appends go to a fresh file at once) and sealed in the background: synced and
- * renamed, ready for the delta shipper, which reads it coalesced and `release`s it when the
- * store has it. Seals run one at a time, in seq order.
+ * Life of a record: `append` copies it into the open segment (synchronously: the seq is the
+ * order), in memory. Every `segmentMaxAgeMs` or `segmentMaxBytes` the open segment is rotated
+ * (new appends go to a fresh segment at once) and sealed in the background, ready for the
+ * delta shipper, which reads it coalesced and `release`s it when the store has it. Seals run
+ * one at a time, in seq order. Records reach the disk only when asked: `sync` (a FLUSH or
+ * FUA) makes every record so far durable, wherever it is; when the memory held passes
+ * `maxMemoryBytes`, `backlog` writes it all to files. So with a shipper that keeps up and a
+ * VM that does not flush, journal records never touch the disk.
  *
  * Files in the directory:
  *   open-<firstSeq>.jseg             raw records being appended (see segment-codec.ts)
- *   sealed-<firstSeq>-<lastSeq>.jseg the same, complete and durable, ready to ship
+ *   sealed-<firstSeq>-<lastSeq>.jseg the same, complete, ready to ship (when not in memory)
  *   journal-state.json               { version, nextSeq }: the seq floor once segments are released
  *
  * Crash recovery (`Journal.open`): a torn tail of an open segment is dropped; an open segment
@@ -41,8 +43,8 @@ export interface JournalOptions {
   segmentMaxBytes?: number;
   /** `append` refuses a record that would take `unshippedBytes` past this. Default 1 GiB. */
   hardLimitBytes?: number;
-  /** Appended bytes not yet in a file beyond which `backlog()` asks writers to wait. Default 32 MiB. */
-  maxUnwrittenBytes?: number;
+  /** Bytes of records held in memory beyond which `backlog()` asks writers to wait. Default 32 MiB. */
+  maxMemoryBytes?: number;
   logger?: Logger;
 }
 
@@ -65,7 +67,7 @@ export interface JournalEvents {
 export const defaultSegmentMaxAgeMs = 250;
 export const defaultSegmentMaxBytes = 8 * 1024 * 1024;
 export const defaultJournalHardLimitBytes = 1024 * 1024 * 1024;
-export const defaultMaxUnwrittenBytes = 32 * 1024 * 1024;
+export const defaultMaxMemoryBytes = 32 * 1024 * 1024;
 
 const stateFile = 'journal-state.json';
 const stateVersion = 1;
@@ -91,7 +93,9 @@ export class Journal extends EventEmitter<JournalEvents> {
   private hardLimit: number;
   private readonly segmentMaxAgeMs: number;
   private readonly segmentMaxBytes: number;
-  private readonly maxUnwrittenBytes: number;
+  private readonly maxMemoryBytes: number;
+  /** The spill `written()` started, while it runs. */
+  private spilling: Promise<void> | undefined;
   private readonly logger: Logger;
 
   private constructor(
@@ -108,7 +112,7 @@ export class Journal extends EventEmitter<JournalEvents> {
     this.segmentMaxAgeMs = checkNonNegative('segmentMaxAgeMs', options.segmentMaxAgeMs ?? defaultSegmentMaxAgeMs);
     this.segmentMaxBytes = checkPositive('segmentMaxBytes', options.segmentMaxBytes ?? defaultSegmentMaxBytes);
     this.hardLimit = checkPositive('hardLimitBytes', options.hardLimitBytes ?? defaultJournalHardLimitBytes);
-    this.maxUnwrittenBytes = checkPositive('maxUnwrittenBytes', options.maxUnwrittenBytes ?? defaultMaxUnwrittenBytes);
+    this.maxMemoryBytes = checkPositive('maxMemoryBytes', options.maxMemoryBytes ?? defaultMaxMemoryBytes);
     this.logger = options.logger ?? Logger.silent();
   }
 
@@ -190,8 +194,8 @@ export class Journal extends EventEmitter<JournalEvents> {
   }
 
   /**
-   * Appends a record: copied into memory (the caller keeps its buffer) and written to the
-   * file in the background; see `written` and `sync`.
+   * Appends a record: copied into memory (the caller keeps its buffer). It reaches a file when
+   * `sync` (FLUSH, FUA) or `written` asks, or when the memory it holds is needed (`backlog`).
    */
   append(record: JournalRecord): AppendResult {
     this.checkUsable();
@@ -208,40 +212,74 @@ export class Journal extends EventEmitter<JournalEvents> {
     return { ok: true, seq };
   }
 
-  /**
-   * Undefined while the records not yet in a file hold less than `maxUnwrittenBytes` of
-   * memory; past that, a promise that resolves once they are written. Writers wait for it,
-   * so a disk slower than the VM's writes cannot fill memory.
-   */
-  backlog(): Promise<void> | undefined {
+  /** Bytes of records held in memory: appended and not yet written, or sealed and not yet spilled. */
+  get memoryBytes(): number {
     let bytes = this.open.unwrittenBytes;
     for (const r of this.rotating) bytes += r.unwrittenBytes;
-    return bytes < this.maxUnwrittenBytes ? undefined : this.written();
+    for (const s of this.sealed) bytes += s.memoryBytes;
+    return bytes;
   }
 
-  /** Resolves once every record appended so far is in the file (not yet durable: see `sync`). */
+  /**
+   * Undefined while the journal holds less than `maxMemoryBytes` of records in memory; past
+   * that, a promise that resolves once they are written to files. Writers wait for it, so a
+   * shipper slower than the VM's writes cannot fill memory.
+   */
+  backlog(): Promise<void> | undefined {
+    return this.memoryBytes < this.maxMemoryBytes ? undefined : this.written();
+  }
+
+  /** Writes every record held in memory to its file (not yet durable: see `sync`). */
   written(): Promise<void> {
-    // Usually nothing is being rotated out: one segment, one promise.
-    if (this.rotating.length === 0) return this.open.writeQueued();
-    return Promise.all([this.open, ...this.rotating].map((s) => s.writeQueued())).then(() => {});
+    this.spilling ??= (async () => {
+      try {
+        await Promise.all([this.open, ...this.rotating].map((s) => s.writeQueued()));
+        for (const segment of this.sealed) await segment.spill();
+      } finally {
+        this.spilling = undefined;
+      }
+    })();
+    return this.spilling;
   }
 
   /** Makes every record appended so far durable (FLUSH and FUA wait for this). */
   async sync(): Promise<void> {
     this.checkUsable();
     try {
+      await this.sealsQueued();
       await this.syncAll();
     } catch (err) {
       throw asFerryError(err, 'io');
     }
   }
 
-  /** Syncs the open, rotating and unsynced sealed segments; closes the sealed ones after. */
+  /**
+   * Waits for every seal queued so far, and for any queued meanwhile (seals are quick). Then,
+   * until the next await, each record is in the open segment or a sealed one, none in between.
+   */
+  private async sealsQueued(): Promise<void> {
+    for (let chain = this.sealChain; ; chain = this.sealChain) {
+      await chain;
+      if (chain === this.sealChain) return;
+    }
+  }
+
+  /**
+   * Syncs the open and rotating segments and the sealed files not yet synced (closing their
+   * writers after), and spills the sealed segments held in memory, durably.
+   */
   private async syncAll(): Promise<void> {
-    const sealed = [...this.unsynced];
-    await Promise.all([this.open, ...this.rotating, ...sealed.map(([, segment]) => segment)].map((s) => s.sync()));
-    for (const [key, segment] of sealed) {
-      if (this.unsynced.delete(key)) await segment.close();
+    const unsynced = [...this.unsynced];
+    const inMemory = this.sealed.filter((s) => s.memoryBytes > 0);
+    // Synchronously from here: each sync() marks its segment, so that a seal starting now
+    // goes through the file this sync is making durable.
+    await Promise.all([
+      ...[this.open, ...this.rotating, ...unsynced.map(([, writer]) => writer)].map((s) => s.sync()),
+      ...inMemory.map((s) => s.spill()),
+    ]);
+    if (inMemory.length > 0) await fsyncDirectory(this.dir);
+    for (const [key, writer] of unsynced) {
+      if (this.unsynced.delete(key)) await writer.close();
     }
   }
 
@@ -278,6 +316,7 @@ export class Journal extends EventEmitter<JournalEvents> {
     }
     this.sealed.splice(index, 1);
     segment.retired = 'released';
+    await segment.settled();
     await this.dropUnsynced(segment);
     // The sealed file's name carried the seq floor; once it is gone the state file must.
     await this.persistNextSeq(segment.lastSeq + 1);
@@ -306,6 +345,7 @@ export class Journal extends EventEmitter<JournalEvents> {
       for (const segment of sealed) {
         const ranges = await segment.readRanges();
         segment.retired = 'discarded';
+        await segment.settled();
         await this.dropUnsynced(segment);
         for (const range of ranges) onRange(range);
         await unlink(segment.path).catch(() => {});

@@ -1,11 +1,11 @@
 /**
  * The open journal segment: the file raw records are appended to, in seq order, as the VM
- * writes. An append is synchronous: the record is copied into an in-memory batch (so the
- * caller may reuse its buffer at once) and the batch is written in the background, one
- * positioned writev per turn of the event loop (group commit: all the records of a burst
- * share one syscall, on the threadpool, off the event loop). `writeQueued` resolves once
- * everything appended is in the file, `sync` adds fdatasync. Sealing renames the file: the
- * sealed file is the open file, its records written once.
+ * writes. An append is synchronous: the record is copied into memory (so the caller may reuse
+ * its buffer at once). The file is written only when asked: `writeQueued` hands everything
+ * appended to the kernel in one positioned writev (group commit) on the threadpool, `sync`
+ * adds fdatasync. Sealing a segment that never had to be written keeps it in memory (the
+ * delta shipper usually ships it before anything asks for it on disk); otherwise it renames
+ * the file: the sealed file is the open file, its records written once.
  *
  * An index of the records (not their data) stays in memory: a fall back to the bitmap marks
  * its ranges dirty, and the journal counts its bytes.
@@ -52,7 +52,8 @@ export class OpenSegment {
   private slab: Buffer = Buffer.allocUnsafe(0);
   private slabStart = 0;
   private slabUsed = 0;
-  private writeScheduled = false;
+  /** Syncs in progress: while any, sealing goes through the file (they wait for its records). */
+  private syncing = 0;
   /** The batch being written: settles once its bytes are in the file. */
   private writing: Promise<void> | undefined;
   /** For callers that queued while a batch was being written: settled by the next batch. */
@@ -174,10 +175,7 @@ export class OpenSegment {
     }
   }
 
-  /**
-   * Appends a record: copies it into the current batch (the caller keeps its buffer) and
-   * schedules the batch's write for the end of this turn of the event loop.
-   */
+  /** Appends a record: copies it into memory (the caller keeps its buffer). */
   append(seq: number, kind: RecordKind, offset: number, length: number, data?: Uint8Array): void {
     if (this.destroyed || this.sealedAs !== undefined) throw new FerryError('internal', `journal: append to retired segment ${this.path}`);
     const write = kind === 'write' && data !== undefined;
@@ -185,14 +183,6 @@ export class OpenSegment {
     encodeEntryInto(this.reserve(bytes), seq, kind, offset, length, write ? data : undefined);
     this.logicalBytes += bytes;
     this.records.push({ seq, kind, offset, length });
-    if (!this.writeScheduled) {
-      this.writeScheduled = true;
-      // A failure is kept in writeFailure and reported by the next writeQueued, sync or seal.
-      setImmediate(() => {
-        this.writeScheduled = false;
-        if (!this.destroyed) this.writeQueued().catch(() => {});
-      });
-    }
   }
 
   /** A buffer of exactly `bytes` for the next record, at the end of the unwritten bytes. */
@@ -282,10 +272,11 @@ export class OpenSegment {
 
   /** Makes every record appended so far durable. */
   async sync(): Promise<void> {
-    await this.writeQueued();
-    if (this.destroyed) return; // closed: synced before, or its records were discarded
-    const h = await this.handle;
+    this.syncing++;
     try {
+      await this.writeQueued();
+      if (this.destroyed) return; // closed: synced before, or its records were discarded
+      const h = await this.handle;
       await h.datasync();
       if (!this.dirSynced) {
         await fsyncDirectory(this.dir);
@@ -293,21 +284,33 @@ export class OpenSegment {
       }
     } catch (err) {
       if (!this.destroyed) throw err;
+    } finally {
+      this.syncing--;
     }
   }
 
   /**
-   * Seals the segment (which must hold at least one record): writes what is queued and
-   * renames the file to its sealed name. The file keeps its records as they are (readers
-   * coalesce them) and stays open: `sync` makes it durable, under its new name, until the
-   * journal closes it. A crash before the rename leaves an open segment, which the next
-   * open recovers and seals again.
+   * Seals the segment (which must hold at least one record). If none of its records has been
+   * written yet and no sync waits for them, the sealed segment keeps them in memory and the
+   * open file (just a header) is deleted. Otherwise what is queued is written and the file
+   * renamed to its sealed name; it stays open so that `sync` can make it durable under its
+   * new name, until the journal closes it. A crash before the rename leaves an open segment,
+   * which the next open recovers and seals again.
    */
   async seal(): Promise<SealedSegment> {
     const first = this.records[0];
     const last = this.records[this.records.length - 1];
     if (first === undefined || last === undefined) throw new FerryError('internal', `journal: sealing empty segment ${this.path}`);
     this.sealedAs = join(this.dir, sealedSegmentName(first.seq, last.seq));
+    if (this.writtenBytes === segmentHeaderBytes && this.writing === undefined && this.syncing === 0 && this.writeFailure === undefined) {
+      this.cutSlab();
+      const image = [encodeSegmentHeader({ kind: 'records', firstSeq: this.firstSeq, lastSeq: 0, entryCount: 0 }), ...this.queue];
+      this.queue = [];
+      this.writtenBytes = this.logicalBytes; // the bytes are the sealed segment's now: nothing left to write here
+      const sealed = SealedSegment.inMemory(this.sealedAs, first.seq, last.seq, image);
+      await this.destroy();
+      return sealed;
+    }
     await this.writeQueued();
     await rename(this.path, this.sealedAs);
     this.dirSynced = false;

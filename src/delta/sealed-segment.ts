@@ -1,18 +1,22 @@
 /**
- * A sealed journal segment: an immutable file holding the records firstSeq..lastSeq (the open
- * segment, renamed; see segment-codec.ts). This is what the delta shipper reads. Reading
- * coalesces the records (last write wins, trim as zero) into non-overlapping extents in
- * offset order, and every byte yielded comes from a record whose checksum was verified;
- * any damage is an error naming the file.
+ * A sealed journal segment: the records firstSeq..lastSeq (the open segment's, unchanged;
+ * see segment-codec.ts), in memory or in an immutable file. This is what the delta shipper
+ * reads. Reading coalesces the records (last write wins, trim as zero) into non-overlapping
+ * extents in offset order, and every byte yielded comes from a record whose checksum was
+ * verified; any damage is an error naming the file.
+ *
+ * A segment sealed in memory is written to its file (`spill`) only when the journal needs
+ * the memory back or a FLUSH needs it durable; one shipped and released before never touches
+ * the disk.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FerryError } from '../core/index.js';
 import type { Extent } from './dirty-bitmap.js';
 import { ExtentMap } from './extent-map.js';
 import { decodeEntryHeader, decodeSegmentHeader, entryHeaderBytes, headerCrcStart, parseSegmentName, segmentHeaderBytes, type SegmentHeader } from './segment-codec.js';
-import { readAt } from './segment-file.js';
+import { readAt, writeAllAt } from './segment-file.js';
 
 /** One coalesced extent: bytes to write, or a range that reads as zeros (zero or trim). */
 export interface SealedExtent {
@@ -42,6 +46,9 @@ interface Entry {
 export class SealedSegment {
   /** Set by the journal when the segment is released or discarded; reading it is then an error. */
   retired: 'released' | 'discarded' | undefined;
+  /** The file's bytes while the segment lives in memory (a record never spans two buffers). */
+  private image: Buffer[] | undefined;
+  private spilling: Promise<void> | undefined;
 
   constructor(
     readonly path: string,
@@ -50,6 +57,52 @@ export class SealedSegment {
     /** Size of the sealed file: what shipping it costs, at most. */
     readonly sizeBytes: number,
   ) {}
+
+  /** A segment whose bytes (`image`, the file it would be) are in memory, not yet in its file. */
+  static inMemory(path: string, firstSeq: number, lastSeq: number, image: Buffer[]): SealedSegment {
+    const segment = new SealedSegment(path, firstSeq, lastSeq, image.reduce((sum, b) => sum + b.length, 0));
+    segment.image = image;
+    return segment;
+  }
+
+  /** Bytes held in memory (0 once in its file). */
+  get memoryBytes(): number {
+    return this.image === undefined ? 0 : this.sizeBytes;
+  }
+
+  /**
+   * Writes an in-memory segment to its file (a temporary name, fdatasync, rename; the caller
+   * syncs the directory) and frees the memory. Does nothing for a segment already in its
+   * file, or released meanwhile.
+   */
+  spill(): Promise<void> {
+    this.spilling ??= this.writeImage().finally(() => (this.spilling = undefined));
+    return this.spilling;
+  }
+
+  /** Resolves once no spill is running (the journal waits for this before deleting the file). */
+  async settled(): Promise<void> {
+    await this.spilling?.catch(() => {});
+  }
+
+  private async writeImage(): Promise<void> {
+    const image = this.image;
+    if (image === undefined || this.retired) return;
+    const tmp = `${this.path}.tmp`;
+    const handle = await open(tmp, 'w');
+    try {
+      await writeAllAt(handle, image, 0);
+      await handle.datasync();
+    } catch (err) {
+      await handle.close();
+      await unlink(tmp).catch(() => {});
+      throw err;
+    }
+    await handle.close();
+    if (this.retired) return unlink(tmp);
+    await rename(tmp, this.path);
+    this.image = undefined;
+  }
 
   get name(): string {
     return basename(this.path);
@@ -160,6 +213,7 @@ export class SealedSegment {
 
   private async openFile(): Promise<SegmentFile> {
     if (this.retired) throw new FerryError('invalid-state', `journal segment ${this.path} was ${this.retired}`);
+    if (this.image !== undefined) return SegmentFile.fromImage(this.image);
     try {
       return await SegmentFile.open(this.path);
     } catch (err) {
@@ -181,36 +235,63 @@ function checkHeader(header: SegmentHeader, firstSeq: number, lastSeq: number, p
   if (!ok) throw new FerryError('checksum-mismatch', `journal segment ${path}: header (version ${header.version}, ${header.kind}, first seq ${header.firstSeq}) does not match its name`);
 }
 
-/** A segment file for reading: whole in memory when small, else read where asked. */
+/** A segment file for reading: whole in memory (read at once when small), or read where asked. */
 class SegmentFile {
   private constructor(
-    private readonly handle: FileHandle,
+    private readonly handle: FileHandle | undefined,
     readonly size: number,
-    private readonly bytes: Buffer | undefined,
+    /** The bytes, in pieces, and where each piece starts. */
+    private readonly pieces: Buffer[] | undefined,
+    private readonly starts: number[] = [],
   ) {}
 
   static async open(path: string): Promise<SegmentFile> {
     const handle = await open(path, 'r');
     try {
       const { size } = await handle.stat();
-      return new SegmentFile(handle, size, size <= readWholeBytes ? await readAt(handle, 0, size) : undefined);
+      if (size > readWholeBytes) return new SegmentFile(handle, size, undefined);
+      const bytes = await readAt(handle, 0, size);
+      await handle.close();
+      return new SegmentFile(undefined, size, [bytes], [0]);
     } catch (err) {
       await handle.close();
       throw err;
     }
   }
 
+  static fromImage(image: Buffer[]): SegmentFile {
+    const starts: number[] = [];
+    let size = 0;
+    for (const piece of image) {
+      starts.push(size);
+      size += piece.length;
+    }
+    return new SegmentFile(undefined, size, image, starts);
+  }
+
   get whole(): boolean {
-    return this.bytes !== undefined;
+    return this.pieces !== undefined;
   }
 
   /** `length` bytes at `pos`, fewer at the end of the file. Callers must not change them. */
   async read(pos: number, length: number): Promise<Buffer> {
-    if (this.bytes !== undefined) return this.bytes.subarray(pos, Math.min(pos + length, this.bytes.length));
-    return readAt(this.handle, pos, length);
+    const pieces = this.pieces;
+    if (pieces === undefined) return readAt(this.handle!, pos, length);
+    // The piece holding `pos` (binary search); a record and its header lie in one piece.
+    let lo = 0;
+    let hi = pieces.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.starts[mid]! <= pos) lo = mid;
+      else hi = mid - 1;
+    }
+    const at = pos - this.starts[lo]!;
+    const piece = pieces[lo]!;
+    if (at + length <= piece.length || lo === pieces.length - 1) return piece.subarray(at, at + length);
+    return Buffer.concat(pieces.slice(lo)).subarray(at, at + length); // spans pieces: never for well-formed images
   }
 
-  close(): Promise<void> {
-    return this.handle.close();
+  async close(): Promise<void> {
+    await this.handle?.close();
   }
 }

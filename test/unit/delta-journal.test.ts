@@ -233,15 +233,22 @@ describe('Journal: append, seal, coalesce', () => {
     await journal.close();
   });
 
-  it('bounds the records held in memory: backlog() waits once maxUnwrittenBytes are unwritten', async () => {
-    const journal = await Journal.open(dir, { segmentMaxAgeMs: 0, maxUnwrittenBytes: 64 * K });
+  it('bounds the records held in memory: backlog() writes them to files once they pass maxMemoryBytes', async () => {
+    const journal = await Journal.open(dir, { segmentMaxAgeMs: 0, segmentMaxBytes: 40 * K, maxMemoryBytes: 64 * K });
     appendOk(journal, { kind: 'write', offset: 0, data: new Uint8Array(32 * K) });
     expect(journal.backlog()).toBeUndefined();
-    appendOk(journal, { kind: 'write', offset: 0, data: new Uint8Array(32 * K) });
+    const sealedEvent = new Promise((resolve) => journal.once('sealed', resolve));
+    appendOk(journal, { kind: 'write', offset: 0, data: new Uint8Array(32 * K) }); // rotates and seals (in memory)
+    await sealedEvent;
+    expect(journal.sealedSegments()).toHaveLength(1);
+    const [sealed] = journal.sealedSegments();
+    await expect(stat(sealed!.path)).rejects.toThrow(); // in memory: no file yet
     const backlog = journal.backlog();
     expect(backlog).toBeInstanceOf(Promise);
     await backlog;
+    expect(journal.memoryBytes).toBe(0);
     expect(journal.backlog()).toBeUndefined();
+    expect((await stat(sealed!.path)).size).toBe(sealed!.sizeBytes);
     await journal.close();
   });
 
@@ -284,6 +291,7 @@ describe('Journal: append, seal, coalesce', () => {
     appendOk(journal, { kind: 'write', offset: 0, data: new Uint8Array(8 * K).fill(7) });
     appendOk(journal, { kind: 'write', offset: 64 * K, data: new Uint8Array(8 * K).fill(8) });
     const segment = (await journal.seal())!;
+    await journal.sync(); // sealed in memory until now
     const handle = await open(segment.path, 'r+');
     const at = segment.sizeBytes - 100; // inside the second extent's data
     const byte = Buffer.alloc(1);
