@@ -317,6 +317,7 @@ export class Journal extends EventEmitter<JournalEvents> {
     this.sealed.splice(index, 1);
     segment.retired = 'released';
     await segment.settled();
+    segment.recycle();
     await this.dropUnsynced(segment);
     // The sealed file's name carried the seq floor; once it is gone the state file must.
     await this.persistNextSeq(segment.lastSeq + 1);

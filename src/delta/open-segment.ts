@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FerryError, Logger } from '../core/index.js';
 import {
+  checksumEntry,
   decodeEntryHeader,
   decodeSegmentHeader,
   encodeEntryInto,
@@ -28,6 +29,7 @@ import {
   type RecordKind,
 } from './segment-codec.js';
 import { SealedSegment } from './sealed-segment.js';
+import { journalSlabs } from './slab-pool.js';
 import { fsyncDirectory, readAt, writeAllAt, writevAllAt } from './segment-file.js';
 
 export interface RecordIndexEntry {
@@ -39,8 +41,8 @@ export interface RecordIndexEntry {
 
 const verifyChunkBytes = 1024 * 1024;
 const resolved: Promise<void> = Promise.resolve();
-/** Records are copied into slabs of this size; a record over a quarter of it gets its own buffer. */
-const slabBytes = 1024 * 1024;
+/** Records are copied into slabs (see slab-pool.ts); one over a quarter of a slab gets its own buffer. */
+const slabBytes = journalSlabs.slabBytes;
 
 export class OpenSegment {
   readonly records: RecordIndexEntry[] = [];
@@ -50,6 +52,13 @@ export class OpenSegment {
   /** Appended bytes not yet handed to a batch: `queue`, then the slab from `slabStart`. */
   private queue: Buffer[] = [];
   private slab: Buffer = Buffer.allocUnsafe(0);
+  /**
+   * Entries appended without their crc yet: it is computed when they go to the file (crc
+   * protects bytes at rest; a segment shipped from memory never needs it).
+   */
+  private unchecksummed: Buffer[] = [];
+  /** Every slab this segment took from the pool: a segment sealed in memory hands them on. */
+  private readonly slabs: Buffer[] = [];
   private slabStart = 0;
   private slabUsed = 0;
   /** Syncs in progress: while any, sealing goes through the file (they wait for its records). */
@@ -180,7 +189,9 @@ export class OpenSegment {
     if (this.destroyed || this.sealedAs !== undefined) throw new FerryError('internal', `journal: append to retired segment ${this.path}`);
     const write = kind === 'write' && data !== undefined;
     const bytes = entryBytes(kind, length);
-    encodeEntryInto(this.reserve(bytes), seq, kind, offset, length, write ? data : undefined);
+    const entry = this.reserve(bytes);
+    encodeEntryInto(entry, seq, kind, offset, length, write ? data : undefined);
+    this.unchecksummed.push(entry);
     this.logicalBytes += bytes;
     this.records.push({ seq, kind, offset, length });
   }
@@ -195,8 +206,9 @@ export class OpenSegment {
     }
     if (this.slabUsed + bytes > this.slab.length) {
       this.cutSlab();
-      // The old slab is not reused: its bytes may still be in a batch being written.
-      this.slab = Buffer.allocUnsafe(slabBytes);
+      // The old slab is not reused here: its bytes may still be in a batch being written.
+      this.slab = journalSlabs.take();
+      this.slabs.push(this.slab);
       this.slabStart = this.slabUsed = 0;
     }
     const out = this.slab.subarray(this.slabUsed, this.slabUsed + bytes);
@@ -232,6 +244,8 @@ export class OpenSegment {
   /** Writes everything appended now as one batch; at most one batch is in flight. */
   private startBatch(): Promise<void> {
     this.cutSlab();
+    for (const entry of this.unchecksummed) checksumEntry(entry);
+    this.unchecksummed = [];
     const buffers = this.queue;
     const at = this.writtenBytes;
     const bytes = this.logicalBytes - at;
@@ -307,7 +321,8 @@ export class OpenSegment {
       const image = [encodeSegmentHeader({ kind: 'records', firstSeq: this.firstSeq, lastSeq: 0, entryCount: 0 }), ...this.queue];
       this.queue = [];
       this.writtenBytes = this.logicalBytes; // the bytes are the sealed segment's now: nothing left to write here
-      const sealed = SealedSegment.inMemory(this.sealedAs, first.seq, last.seq, image);
+      const sealed = SealedSegment.inMemory(this.sealedAs, first.seq, last.seq, image, this.slabs, this.unchecksummed);
+      this.unchecksummed = [];
       await this.destroy();
       return sealed;
     }

@@ -15,8 +15,9 @@ import { crc32 } from 'node:zlib';
 import { FerryError } from '../core/index.js';
 import type { Extent } from './dirty-bitmap.js';
 import { ExtentMap } from './extent-map.js';
-import { decodeEntryHeader, decodeSegmentHeader, entryHeaderBytes, headerCrcStart, parseSegmentName, segmentHeaderBytes, type SegmentHeader } from './segment-codec.js';
+import { checksumEntry, decodeEntryHeader, decodeSegmentHeader, entryHeaderBytes, headerCrcStart, parseSegmentName, segmentHeaderBytes, type SegmentHeader } from './segment-codec.js';
 import { readAt, writeAllAt } from './segment-file.js';
+import { journalSlabs } from './slab-pool.js';
 
 /** One coalesced extent: bytes to write, or a range that reads as zeros (zero or trim). */
 export interface SealedExtent {
@@ -49,6 +50,8 @@ export class SealedSegment {
   /** The file's bytes while the segment lives in memory (a record never spans two buffers). */
   private image: Buffer[] | undefined;
   private spilling: Promise<void> | undefined;
+  private slabs: Buffer[] = [];
+  private unchecksummed: Buffer[] = [];
 
   constructor(
     readonly path: string,
@@ -58,11 +61,27 @@ export class SealedSegment {
     readonly sizeBytes: number,
   ) {}
 
-  /** A segment whose bytes (`image`, the file it would be) are in memory, not yet in its file. */
-  static inMemory(path: string, firstSeq: number, lastSeq: number, image: Buffer[]): SealedSegment {
+  /**
+   * A segment whose bytes (`image`, the file it would be) are in memory, not yet in its file;
+   * `slabs` are the pool's slabs the image lies in, given back by `recycle`, and `unchecksummed`
+   * the entries whose crc is computed only if the image goes to its file.
+   */
+  static inMemory(path: string, firstSeq: number, lastSeq: number, image: Buffer[], slabs: Buffer[], unchecksummed: Buffer[]): SealedSegment {
     const segment = new SealedSegment(path, firstSeq, lastSeq, image.reduce((sum, b) => sum + b.length, 0));
     segment.image = image;
+    segment.slabs = slabs;
+    segment.unchecksummed = unchecksummed;
     return segment;
+  }
+
+  /**
+   * Gives the slabs of a segment released from memory back to the pool. Only for a segment
+   * whose readers are done (the shipper releases a segment once its delta is stored).
+   */
+  recycle(): void {
+    if (this.image === undefined || this.retired !== 'released') return;
+    this.image = undefined;
+    for (const slab of this.slabs.splice(0)) journalSlabs.give(slab);
   }
 
   /** Bytes held in memory (0 once in its file). */
@@ -88,6 +107,7 @@ export class SealedSegment {
   private async writeImage(): Promise<void> {
     const image = this.image;
     if (image === undefined || this.retired) return;
+    for (const entry of this.unchecksummed.splice(0)) checksumEntry(entry);
     const tmp = `${this.path}.tmp`;
     const handle = await open(tmp, 'w');
     try {
@@ -138,8 +158,9 @@ export class SealedSegment {
         if (record?.index !== piece.entry) {
           const data = await file.read(entry.dataPos, entry.length);
           // A record split by later writes yields several pieces: with the whole file in
-          // memory its bytes cannot change between them, so it is checked once.
-          if (!(file.whole && verified.has(piece.entry))) {
+          // memory its bytes cannot change between them, so it is checked once. Bytes that
+          // never left memory have nothing to be checked against.
+          if (!file.trusted && !(file.whole && verified.has(piece.entry))) {
             if (data.length !== entry.length || crc32(data, entry.crcStart) >>> 0 !== entry.crc) {
               throw this.damaged(`record at disk offset ${entry.offset}: checksum mismatch`);
             }
@@ -200,7 +221,7 @@ export class SealedSegment {
       const dataBytes = e.kind === 'write' ? e.length : 0;
       if (pos + entryHeaderBytes + dataBytes > file.size) throw this.damaged(`entry #${n} (disk offset ${e.offset}): truncated`);
       const crcStart = headerCrcStart(headerBuf);
-      if (dataBytes === 0 && crc32(Buffer.alloc(0), crcStart) >>> 0 !== e.crc) throw this.damaged(`entry #${n} (disk offset ${e.offset}): checksum mismatch`);
+      if (dataBytes === 0 && !file.trusted && crc32(Buffer.alloc(0), crcStart) >>> 0 !== e.crc) throw this.damaged(`entry #${n} (disk offset ${e.offset}): checksum mismatch`);
       const kind = e.kind === 'write' ? 'write' : 'zero';
       entries.push({ kind, offset: e.offset, length: e.length, dataPos: pos + entryHeaderBytes, crcStart, crc: e.crc });
       map.put({ offset: e.offset, length: e.length, kind, seq: e.seq, entry: n });
@@ -243,6 +264,8 @@ class SegmentFile {
     /** The bytes, in pieces, and where each piece starts. */
     private readonly pieces: Buffer[] | undefined,
     private readonly starts: number[] = [],
+    /** The bytes never left memory (a segment sealed in memory): crcs are not checked. */
+    readonly trusted = false,
   ) {}
 
   static async open(path: string): Promise<SegmentFile> {
@@ -266,7 +289,7 @@ class SegmentFile {
       starts.push(size);
       size += piece.length;
     }
-    return new SegmentFile(undefined, size, image, starts);
+    return new SegmentFile(undefined, size, image, starts, true);
   }
 
   get whole(): boolean {

@@ -88,17 +88,19 @@ export function decodeSegmentHeader(buf: Buffer, file: string): SegmentHeader {
 }
 
 /**
- * Writes a whole entry into `target` (exactly entryBytes long): the header, whose crc covers
- * the header prefix and then `data`, followed by `data` for a write.
+ * Writes a whole entry into `target` (exactly entryBytes long): the header and, for a write,
+ * `data`. The crc is left to `checksumEntry`, which must run before the entry leaves memory.
  */
 export function encodeEntryInto(target: Buffer, seq: number, kind: RecordKind, offset: number, length: number, data?: Uint8Array): void {
   writeEntryPrefix(target, seq, kind, offset, length);
-  let crc = crc32(target.subarray(0, 28));
-  if (data !== undefined) {
-    crc = crc32(data, crc);
-    target.set(data, entryHeaderBytes);
-  }
-  target.writeUInt32BE(crc >>> 0, 28);
+  if (data !== undefined) target.set(data, entryHeaderBytes);
+}
+
+/** Computes and stores the crc of a whole entry (header prefix, then data). */
+export function checksumEntry(entry: Buffer): void {
+  let crc = crc32(entry.subarray(0, 28));
+  if (entry.length > entryHeaderBytes) crc = crc32(entry.subarray(entryHeaderBytes), crc);
+  entry.writeUInt32BE(crc >>> 0, 28);
 }
 
 /**
