@@ -43,6 +43,7 @@ import {
   writeStructuredReplyHeader,
 } from './protocol.js';
 import type { StatsCounters } from './stats.js';
+import { ReplySlabs, type ReplySlab } from './reply-slabs.js';
 
 export interface TransmissionLimits {
   /** Requests one connection may have in flight before the server stops reading from it. */
@@ -70,7 +71,7 @@ const STOPPED = 3;
 
 const fuaOptions: WriteOptions = Object.freeze({ fua: true });
 
-/** READ replies up to this size are carved from a per-connection slab of replySlabBytes. */
+/** READ replies up to this size are carved from per-connection slabs of replySlabBytes (reply-slabs.ts). */
 const maxSlabReplyBytes = 64 * 1024 + 64;
 const replySlabBytes = 256 * 1024;
 /** Simple replies gathered per slab (16 bytes each). */
@@ -99,9 +100,8 @@ export class Transmission {
   private pendingLength = 0;
   private discardLeft = 0;
 
-  // Reply buffers (see replyBuffer and sendSimple).
-  private slab: Buffer = Buffer.allocUnsafe(0);
-  private slabUsed = 0;
+  // Reply buffers (see read and sendSimple).
+  private readonly replySlabs = new ReplySlabs(replySlabBytes);
   private small: Buffer = Buffer.allocUnsafe(smallReplySlabBytes);
   private smallStart = 0;
   private smallUsed = 0;
@@ -308,7 +308,9 @@ export class Transmission {
   private read(cookieHi: number, cookieLo: number, offsetHi: number, offsetLo: number, offset: number, length: number): void {
     // Read straight into the reply buffer behind its header: no copy.
     const headerBytes = this.structured ? offsetDataPrefixBytes : simpleReplyHeaderBytes;
-    const reply = this.replyBuffer(headerBytes + length);
+    const bytes = headerBytes + length;
+    const slab: ReplySlab | undefined = bytes <= maxSlabReplyBytes ? this.replySlabs.take(bytes) : undefined;
+    const reply = slab === undefined ? Buffer.allocUnsafe(bytes) : slab.buf.subarray(slab.start, slab.start + bytes);
     this.begin(length);
     let op: Promise<void>;
     try {
@@ -330,10 +332,11 @@ export class Transmission {
         stats.reads++;
         stats.bytesRead += length;
         stats.requests++;
-        this.send(reply);
+        this.send(reply, slab?.release);
         this.finish(length);
       },
       (err: unknown) => {
+        slab?.release();
         this.deviceError(NBD_CMD_READ, cookieHi, cookieLo, err);
         this.finish(length);
       },
@@ -395,26 +398,6 @@ export class Transmission {
     else if (this.paused) this.pump();
   }
 
-  /**
-   * A buffer for a READ reply. Small ones are carved from a shared slab rather than each
-   * getting its own ArrayBuffer (Buffer's own pool takes only up to 4 KiB, and a 4 KiB read's
-   * reply is 4 KiB plus its header). A slab is dropped, not reused, when full: the views still
-   * in flight or queued on the socket keep it alive until they are written. So beyond the
-   * in-flight limits, a connection pins at most one slab per request in flight (256 KiB each;
-   * 32 MiB with the default 128 requests) in the worst case, and usually one or two slabs.
-   */
-  private replyBuffer(bytes: number): Buffer {
-    if (bytes > maxSlabReplyBytes) return Buffer.allocUnsafe(bytes);
-    if (this.slabUsed + bytes > this.slab.length) {
-      this.slab = Buffer.allocUnsafe(replySlabBytes);
-      this.slabUsed = 0;
-    }
-    const start = this.slabUsed;
-    // Keep views 8-byte aligned.
-    this.slabUsed = (start + bytes + 7) & ~7;
-    return this.slab.subarray(start, start + bytes);
-  }
-
   private deviceError(type: number, cookieHi: number, cookieLo: number, err: unknown): void {
     const error = nbdErrorFor(err);
     this.logger.warn('nbd request failed', { command: commandNames[type], error: nbdErrorName(error), reason: (err as Error)?.message });
@@ -469,11 +452,11 @@ export class Transmission {
    * writev at the end of the turn: fewer syscalls and packets at high queue depth, and no
    * added latency at queue depth 1.
    */
-  private send(reply: Buffer): void {
+  private send(reply: Buffer, written?: () => void): void {
     const socket = this.socket;
-    if (this.ended || socket.destroyed) return;
+    if (this.ended || socket.destroyed) return written?.();
     this.scheduleUncork();
-    socket.write(reply);
+    socket.write(reply, written);
   }
 
   private scheduleUncork(): void {

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { ReplySlabs } from '../../src/delta/nbd/reply-slabs.js';
+
+describe('ReplySlabs', () => {
+  it('carves replies side by side, 8-byte aligned, and moves to another slab when one is full', () => {
+    const slabs = new ReplySlabs(1024);
+    const a = slabs.take(100);
+    expect(a.start).toBe(0);
+    const b = slabs.take(100);
+    expect(b).toBe(a);
+    expect(b.start).toBe(104);
+    const c = slabs.take(900);
+    expect(c).not.toBe(a);
+    expect(c.start).toBe(0);
+  });
+
+  it('reuses a full slab only once every reply carved from it is released', () => {
+    const slabs = new ReplySlabs(256);
+    const first = slabs.take(200);
+    const second = slabs.take(200); // first is full: a new slab
+    expect(second).not.toBe(first);
+    expect(slabs.take(200)).not.toBe(first); // second full, first still outstanding: a third
+    first.release();
+    const next = slabs.take(200); // the third is full: the first is free again
+    expect(next).toBe(first);
+    expect(next.start).toBe(0);
+  });
+});
