@@ -389,7 +389,7 @@ export class Journal extends EventEmitter<JournalEvents> {
       try {
         const sealed = await segment.seal();
         this.sealed.push(sealed);
-        this.unsynced.set(sealed, segment);
+        if (sealed.memoryBytes === 0) this.unsynced.set(sealed, segment); // in its file, renamed, not yet synced
         this.rotating.splice(this.rotating.indexOf(segment), 1);
         this.logger.debug('journal segment sealed', { segment: sealed.name, records: segment.records.length, sizeBytes: sealed.sizeBytes });
         this.emit('sealed', sealed);

@@ -310,8 +310,15 @@ class SegmentFile {
     }
     const at = pos - this.starts[lo]!;
     const piece = pieces[lo]!;
-    if (at + length <= piece.length || lo === pieces.length - 1) return piece.subarray(at, at + length);
-    return Buffer.concat(pieces.slice(lo)).subarray(at, at + length); // spans pieces: never for well-formed images
+    if (at + length <= piece.length) return piece.subarray(at, at + length);
+    // Spans pieces (only a damaged image could ask for that): copy what there is.
+    const out: Buffer[] = [piece.subarray(at)];
+    let have = piece.length - at;
+    for (let i = lo + 1; i < pieces.length && have < length; i++) {
+      out.push(pieces[i]!);
+      have += pieces[i]!.length;
+    }
+    return Buffer.concat(out).subarray(0, length);
   }
 
   async close(): Promise<void> {
