@@ -1,11 +1,21 @@
 /**
  * `file:<dir>`: a store in a local directory. Writes are atomic and durable: a temp file in
- * the target folder, fsync, rename over the final name, fsync of the folder. A crash leaves
- * either the old state or the whole new object, never a torn one. A batched put leaves the
- * folder's fsync to the next `flush()`, which syncs each folder touched once: a copy's
- * chunks then cost one sync each instead of two, the folders' going together at the end.
- */
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+ * the target folder, fdatasync, rename over the final name, fsync of the folder. A crash
+ * leaves either the old state or the whole new object, never a torn one, and an object gets
+ * its final name only once its bytes are durable: whoever finds the name (a reader, a resumed
+ * copy that skips the chunks the store has) may rely on the bytes behind it.
+ *
+ * A batched put leaves the folder's fsync to the next `flush()`, which syncs each folder
+ * touched once: a copy's chunks then cost one sync each instead of two, the folders' going
+ * together at the end. `flush()` also syncs the folders of objects that `stat` found, since
+ * their names may come from an interrupted process whose renames no fsync covered yet.
+ *
+ * The caller's buffer is released (PutOptions.onDataReleased) once written, before the sync.
+ * The data path uses callback `fs` calls on raw fds (one small promise each) rather than
+ * FileHandle, and creates each folder once.
+  */
+import { mkdir, open as openHandle, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { close, constants, fdatasync, open, rename, write } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FerryError, throwIfAborted } from '../core/index.js';
@@ -13,13 +23,31 @@ import { isValidKey, type ObjectInfo, type ObjectStore, type PutOptions } from '
 
 const tempMarker = '.tmp-';
 
+export interface FileStoreOptions {
+  /**
+   * Puts whose data may be synced (fdatasync) at once; default 4. Each sync holds one of
+   * libuv's threadpool threads (4 unless UV_THREADPOOL_SIZE says more) until the disk
+   * answers: the limit keeps syncs queued here rather than in front of other IO (a copy's
+   * reads of its disk) in the threadpool's queue, now that a copy starts the next chunks
+   * while the last ones sync.
+   */
+  syncConcurrency?: number;
+}
+
 export class FileStore implements ObjectStore {
   readonly location: string;
   /** Folders holding renames of batched puts that no fsync has covered yet. */
   private unsyncedFolders = new Set<string>();
+  /** Folders this store has created or written in: no mkdir for them. */
+  private readonly knownFolders = new Set<string>();
+  private readonly syncSlots: Slots;
 
-  constructor(readonly root: string) {
+  constructor(
+    readonly root: string,
+    options: FileStoreOptions = {},
+  ) {
     this.location = `file:${root}`;
+    this.syncSlots = new Slots(options.syncConcurrency ?? 4);
   }
 
   async put(key: string, data: Uint8Array, signal?: AbortSignal, options?: PutOptions): Promise<void> {
@@ -27,23 +55,34 @@ export class FileStore implements ObjectStore {
     const path = this.pathOf(key);
     const folder = dirname(path);
     const temp = `${path}${tempMarker}${randomBytes(6).toString('hex')}`;
-    await this.io(key, async () => {
-      await mkdir(folder, { recursive: true });
-      const handle = await open(temp, 'wx', 0o644);
-      try {
-        // One write call per object (writeFile would cut it into 512 KiB pieces).
-        for (let done = 0; done < data.byteLength; ) done += (await handle.write(data, done)).bytesWritten;
-        await handle.datasync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, path);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      options?.onDataReleased?.();
+    };
+    let fd = -1;
+    try {
+      fd = await this.createTemp(folder, temp);
+      // One write call per object (writeFile would cut it into 512 KiB pieces).
+      for (let done = 0; done < data.byteLength; ) done += await fsCall<number>((cb) => write(fd, data, done, data.byteLength - done, null, cb));
+      release(); // the bytes are in the page cache: the caller may reuse its buffer while we sync
+      await this.syncSlots.run(() => fsCall((cb) => fdatasync(fd, cb)));
+      await fsCall((cb) => close(fd, cb));
+      fd = -1;
+      // Only now, with its bytes durable, does the object get its name: whoever finds the
+      // name (a reader, a resumed copy that skips what the store has) finds it whole.
+      await fsCall((cb) => rename(temp, path, cb));
       if (options?.batch) this.unsyncedFolders.add(folder);
       else await syncFolder(folder);
-    }).catch(async (err) => {
-      await rm(temp, { force: true }).catch(() => {}); // the put's error is the one to report
-      throw err;
-    });
+    } catch (err) {
+      // The put's error is the one to report.
+      if (fd >= 0) await fsCall((cb) => close(fd, cb)).catch(() => {});
+      await rm(temp, { force: true }).catch(() => {});
+      throw this.translate(key, err);
+    } finally {
+      release();
+    }
   }
 
   async get(key: string, signal?: AbortSignal): Promise<Buffer> {
@@ -53,7 +92,13 @@ export class FileStore implements ObjectStore {
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
     try {
-      const info = await this.io(key, () => stat(this.pathOf(key)));
+      const path = this.pathOf(key);
+      const info = await this.io(key, () => stat(path));
+      // Found, but maybe under a name that an interrupted process renamed into place and no
+      // fsync of its folder has covered yet: a caller that relies on it (a resumed copy that
+      // skips a chunk the store has) gets that folder synced by the next flush, before its
+      // manifest. Its bytes are durable already: objects get their names only once they are.
+      this.unsyncedFolders.add(dirname(path));
       return { sizeBytes: info.size };
     } catch (err) {
       if (err instanceof FerryError && err.code === 'not-found') return undefined;
@@ -85,6 +130,22 @@ export class FileStore implements ObjectStore {
   }
 
   async close(): Promise<void> {}
+
+  /** Creates `temp` for writing (and its folder, the first time this store writes there). */
+  private async createTemp(folder: string, temp: string): Promise<number> {
+    const openTemp = () => fsCall<number>((cb) => open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644, cb));
+    if (this.knownFolders.has(folder)) {
+      try {
+        return await openTemp();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        this.knownFolders.delete(folder); // removed behind our back: create it again
+      }
+    }
+    await mkdir(folder, { recursive: true });
+    this.knownFolders.add(folder);
+    return openTemp();
+  }
 
   private async *walk(folder: string, prefix: string, signal?: AbortSignal): AsyncIterable<string> {
     throwIfAborted(signal);
@@ -127,8 +188,33 @@ export class FileStore implements ObjectStore {
   }
 }
 
+/** One callback-style fs call as a promise: one small promise, no FileHandle machinery. */
+function fsCall<T = void>(start: (callback: (err: NodeJS.ErrnoException | null, result?: T) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => start((err, result) => (err ? reject(err) : resolve(result as T))));
+}
+
+/** Runs at most `limit` actions at once; the others wait their turn, in order. */
+class Slots {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly limit: number) {}
+
+  async run<T>(action: () => Promise<T>): Promise<T> {
+    if (this.active < this.limit) this.active++;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve)); // its slot is handed over
+    try {
+      return await action();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+}
+
 async function syncFolder(folder: string): Promise<void> {
-  const handle = await open(folder, 'r');
+  const handle = await openHandle(folder, 'r');
   try {
     await handle.sync();
   } finally {

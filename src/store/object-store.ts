@@ -15,6 +15,12 @@ export interface PutOptions {
    * before that flush it may be missing.
    */
   batch?: boolean;
+  /**
+   * Called once the store no longer reads `data`, which may be well before `put` settles (a
+   * `file:` store, while it waits for the disk to make the bytes durable): the caller may then
+   * reuse its buffer. A backend may never call it; `data` is free once `put` settles anyway.
+   */
+  onDataReleased?: () => void;
 }
 
 export interface ObjectStore {

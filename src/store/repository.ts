@@ -86,9 +86,12 @@ export class Repository {
     return (await this.store.stat(chunkKey(hash), signal)) !== undefined;
   }
 
-  /** Stores a chunk as part of a batch: `putManifest` makes it durable before the manifest. */
-  async putChunk(hash: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
-    await this.store.put(chunkKey(hash), data, signal, { batch: true });
+  /**
+   * Stores a chunk as part of a batch: `putManifest` makes it durable before the manifest.
+   * `onDataReleased`: see PutOptions (the buffer may be reused before the put settles).
+   */
+  async putChunk(hash: string, data: Uint8Array, signal?: AbortSignal, options?: { onDataReleased?: () => void }): Promise<void> {
+    await this.store.put(chunkKey(hash), data, signal, { batch: true, onDataReleased: options?.onDataReleased });
   }
 
   /** Reads a chunk and checks its SHA-256 against its name. */
