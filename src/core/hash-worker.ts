@@ -3,7 +3,7 @@
  * hold up the event loop, and with it every read and write of a copy or seed export:
  *
  * - ChunkHasher: the SHA-256 of one chunk, answered asynchronously (several may be asked at
- *   once; answers come in order);
+ *   once); it may spread chunks over several workers, so that a copy hashes on every core;
  * - VolumeHasher: the SHA-256 of a stream of pieces (a volume), with a count of bytes hashed.
  *
  * Bytes in a SharedArrayBuffer (a copy's or export's chunk buffers) are shared, not copied; other
@@ -75,13 +75,17 @@ abstract class HashWorker {
   }
 }
 
-export class ChunkHasher extends HashWorker {
+/** One worker hashing whole chunks; its answers come in the order it was asked. */
+class ChunkWorker extends HashWorker {
   private readonly waiting: Array<{ resolve: (hex: string) => void; reject: (err: Error) => void }> = [];
 
-  /** The SHA-256 of `data` (hex); shared memory is hashed on the worker, anything else here. */
+  /** Chunks asked and not yet answered. */
+  get pending(): number {
+    return this.waiting.length;
+  }
+
   hash(data: Uint8Array): Promise<string> {
     if (this.failure) return Promise.reject(this.error());
-    if (!(data.buffer instanceof SharedArrayBuffer)) return Promise.resolve(sha256Hex(data));
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
       this.post('chunk', data);
@@ -94,6 +98,32 @@ export class ChunkHasher extends HashWorker {
 
   protected onFailure(): void {
     for (const w of this.waiting.splice(0)) w.reject(this.error());
+  }
+}
+
+/**
+ * The SHA-256 of whole chunks on `workers` worker threads (default 1): each chunk goes to the
+ * worker with the fewest chunks waiting. A copy that hashes about 1.7 GB/s on one worker and
+ * reads faster than that gains from a second one on a machine with a core to spare.
+ */
+export class ChunkHasher {
+  private readonly workers: ChunkWorker[];
+
+  constructor(workers = 1) {
+    if (!Number.isSafeInteger(workers) || workers < 1) throw new FerryError('bad-input', `hash workers: expected a positive integer, received ${workers}`);
+    this.workers = Array.from({ length: workers }, () => new ChunkWorker());
+  }
+
+  /** The SHA-256 of `data` (hex); shared memory is hashed on a worker, anything else here. */
+  hash(data: Uint8Array): Promise<string> {
+    if (!(data.buffer instanceof SharedArrayBuffer)) return Promise.resolve(sha256Hex(data));
+    let idlest = this.workers[0]!;
+    for (const worker of this.workers) if (worker.pending < idlest.pending) idlest = worker;
+    return idlest.hash(data);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((worker) => worker.close()));
   }
 }
 

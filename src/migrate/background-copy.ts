@@ -6,10 +6,15 @@
  * the commit point, is written last.
  *
  * Each chunk is one task (read, zero check, hash, look up, upload) and `concurrency` tasks
- * run at once, so the reads and uploads of some chunks overlap the hashing of others, which
- * runs on a worker thread (the buffers are shared with it, not copied). The tasks share a fixed pool of chunk buffers: memory is
- * `concurrency` chunks whatever the disk's size, and no garbage is made per chunk.
+ * hold a chunk buffer at once, so the reads and uploads of some chunks overlap the hashing
+ * of others, which runs on worker threads, one per core (the buffers are shared with them, not
+ * copied). The buffers are a fixed pool: memory is `concurrency` chunks whatever the disk's
+ * size, and no garbage is made per chunk. A task gives its buffer back as soon as the store
+ * has taken the bytes (a `file:` store: once they are in the page cache), not when the upload
+ * settles, so the disk's syncs of some chunks overlap the reading and hashing of the next
+ * ones; up to `4 * concurrency` tasks are under way, the others waiting only for their syncs.
  */
+import { availableParallelism } from 'node:os';
 import PQueue from 'p-queue';
 import { ChunkHasher, FerryError, isAllZero, throwIfAborted, type BlockDevice, ProgressMeter, everyMs, type Progress } from '../core/index.js';
 import { chunkCount, type Manifest, type Repository } from '../store/index.js';
@@ -22,8 +27,14 @@ export interface CopyOptions {
   diskName: string;
   /** Defaults to the repository's chunk size. */
   chunkSizeBytes?: number;
-  /** Chunks in flight at once (read, hashed or uploaded); default 8. */
+  /**
+   * Chunks read, hashed or uploaded at once, each holding a chunk buffer; default 8. Uploads
+   * that have handed their bytes to the store and wait only for it to make them durable do
+   * not count, up to 4 * concurrency chunks under way in all.
+   */
   concurrency?: number;
+  /** Worker threads hashing chunks; default one per core, at most 4. */
+  hashWorkers?: number;
   throttle?: Throttle;
   /** Journal seq at which this copy began (DESIGN.md invariant 1); 0 without capture. */
   epoch?: number;
@@ -79,15 +90,28 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
     report({ ...snapshot, stats: { ...stats, elapsedMs: snapshot.elapsedMs } }, final);
   };
 
-  // One buffer per task slot: a task takes one when it starts and gives it back when done.
-  const buffers = Array.from({ length: concurrency }, () => Buffer.from(new SharedArrayBuffer(chunkSizeBytes)));
-  const hasher = new ChunkHasher();
+  // The buffer pool: a task takes one before it reads, and gives it back once its bytes are
+  // no longer needed (its upload has taken them), possibly before the task ends.
+  const free: Buffer[] = Array.from({ length: concurrency }, () => Buffer.from(new SharedArrayBuffer(chunkSizeBytes)));
+  const waitingForBuffer: Array<(buffer: Buffer) => void> = [];
+  const takeBuffer = (): Buffer | Promise<Buffer> => free.pop() ?? new Promise((resolve) => waitingForBuffer.push(resolve));
+  const giveBack = (buffer: Buffer) => {
+    const next = waitingForBuffer.shift();
+    if (next) next(buffer);
+    else free.push(buffer);
+  };
+  const hasher = new ChunkHasher(options.hashWorkers ?? Math.min(4, availableParallelism()));
   /** Uploads of this copy by hash, so a chunk that repeats within the disk is stored once. */
   const uploads = new Map<string, Promise<void>>();
   const hashes: Array<string | undefined> = new Array(total);
 
   const copyChunk = async (index: number) => {
-    const buffer = buffers.pop()!;
+    const buffer = await takeBuffer();
+    let held = true;
+    const release = () => {
+      if (held) giveBack(buffer);
+      held = false;
+    };
     try {
       const offset = index * chunkSizeBytes;
       const data = buffer.subarray(0, Math.min(chunkSizeBytes, disk.sizeBytes - offset));
@@ -99,10 +123,11 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
         hashes[index] = hash;
         const earlier = uploads.get(hash);
         if (earlier) {
+          release();
           await earlier;
           stats.chunksDeduplicated++;
         } else {
-          const upload = uploadChunk(hash, data);
+          const upload = uploadChunk(hash, data, release);
           uploads.set(hash, upload);
           await upload;
         }
@@ -110,28 +135,28 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
       meter.add(data.byteLength);
       progress();
     } finally {
-      buffers.push(buffer);
+      release();
     }
   };
 
-  const uploadChunk = async (hash: string, data: Buffer) => {
+  const uploadChunk = async (hash: string, data: Buffer, release: () => void) => {
     if (await repo.hasChunk(hash, signal)) {
       stats.chunksDeduplicated++;
       return;
     }
     await options.throttle?.take(data.byteLength, 'background', signal);
-    await repo.putChunk(hash, data, signal);
+    await repo.putChunk(hash, data, signal, { onDataReleased: release });
     stats.chunksUploaded++;
     stats.bytesUploaded += data.byteLength;
   };
 
-  const queue = new PQueue({ concurrency });
+  const queue = new PQueue({ concurrency: 4 * concurrency });
   let failure: unknown;
   try {
     for (let index = 0; index < total && failure === undefined; index++) {
       throwIfAborted(signal);
       queue.add(() => copyChunk(index)).catch((err: unknown) => (failure ??= err));
-      await queue.onSizeLessThan(1); // start the next chunk only when a slot (and buffer) is free
+      await queue.onSizeLessThan(1); // start the next chunk only when a slot is free
     }
   } finally {
     await queue.onIdle(); // chunks under way finish (or fail) before their hasher goes
