@@ -4,11 +4,12 @@
  * A 4 KiB pread or pwrite that the page cache serves takes 2-3 µs. Handing it to the
  * threadpool costs about 20 µs of CPU around it (a worker's futex wake-up, the event loop's
  * async handle, an epoll round), several times the syscall itself: at 4 KiB that is most of
- * an NBD request's cost. So small IO runs inline while it stays fast. When an inline call is
- * slow (a page-cache miss down to real media, the kernel throttling a writer of dirty pages),
- * the event loop was blocked meanwhile and other requests could not overlap with it: IO then
- * goes to the threadpool for a while (where it can overlap) before inline is tried again.
- * So a blocked loop costs at most one slow call per `threadpoolMs`.
+ * an NBD request's cost. So small IO runs inline while it stays fast. When inline calls keep
+ * being slow (page-cache misses down to real media, the kernel throttling a writer of dirty
+ * pages), the event loop is blocked meanwhile and other requests cannot overlap with them: IO
+ * then goes to the threadpool for a while (where it can overlap) before inline is tried again.
+ * One slow call alone does not count: on a busy host the thread may simply have been
+ * descheduled in the middle of a fast one.
  *
  * One policy per file (or per group of files on the same storage): slowness is a property of
  * the storage underneath.
@@ -17,27 +18,36 @@
 export interface InlineIoOptions {
   /** Calls of more bytes always use the threadpool (the hop is cheap next to the copy). Default 128 KiB. */
   maxInlineBytes?: number;
-  /** An inline call that took longer than this sends IO to the threadpool. Default 1 ms. */
+  /** An inline call that took longer than this is slow. Default 1 ms. */
   slowCallMs?: number;
-  /** How long IO stays on the threadpool after a slow inline call. Default 1 s. */
+  /** This many slow calls within `slowWindowMs` send IO to the threadpool. Default 4 in 1 s. */
+  slowCallsToSwitch?: number;
+  slowWindowMs?: number;
+  /** How long IO stays on the threadpool once switched. Default 1 s. */
   threadpoolMs?: number;
 }
 
 export class InlineIo {
   private readonly maxInlineBytes: number;
   private readonly slowCallMs: number;
+  private readonly slowWindowMs: number;
   private readonly threadpoolMs: number;
   /** performance.now() until which IO uses the threadpool; 0 when inline is allowed. */
   private threadpoolUntil = 0;
+  /** When the latest slow calls ended, oldest first (at most slowCallsToSwitch). */
+  private readonly recentSlow: number[] = [];
+  private readonly slowCallsToSwitch: number;
   private slowCalls = 0;
 
   constructor(options: InlineIoOptions = {}) {
     this.maxInlineBytes = options.maxInlineBytes ?? 128 * 1024;
     this.slowCallMs = options.slowCallMs ?? 1;
+    this.slowCallsToSwitch = Math.max(1, options.slowCallsToSwitch ?? 4);
+    this.slowWindowMs = options.slowWindowMs ?? 1000;
     this.threadpoolMs = options.threadpoolMs ?? 1000;
   }
 
-  /** Inline calls that were slow so far (each sent IO to the threadpool for a while). */
+  /** Inline calls that were slow so far. */
   get slowInlineCalls(): number {
     return this.slowCalls;
   }
@@ -59,10 +69,18 @@ export class InlineIo {
       return call();
     } finally {
       const now = performance.now();
-      if (now - started > this.slowCallMs) {
-        this.slowCalls++;
-        this.threadpoolUntil = now + this.threadpoolMs;
-      }
+      if (now - started > this.slowCallMs) this.slow(now);
+    }
+  }
+
+  private slow(now: number): void {
+    this.slowCalls++;
+    const recent = this.recentSlow;
+    recent.push(now);
+    if (recent.length > this.slowCallsToSwitch) recent.shift();
+    if (recent.length === this.slowCallsToSwitch && now - recent[0]! <= this.slowWindowMs) {
+      this.threadpoolUntil = now + this.threadpoolMs;
+      recent.length = 0;
     }
   }
 }

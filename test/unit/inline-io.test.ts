@@ -17,12 +17,23 @@ describe('InlineIo', () => {
     expect(called).toBe(false);
   });
 
-  it('after a slow inline call, sends IO to the threadpool for threadpoolMs, then tries inline again', async () => {
-    const io = new InlineIo({ slowCallMs: 1, threadpoolMs: 50 });
-    io.tryInline(512, () => busy(5));
-    expect(io.slowInlineCalls).toBe(1);
+  it('after slow inline calls in a row, sends IO to the threadpool for threadpoolMs, then tries inline again', async () => {
+    const io = new InlineIo({ slowCallMs: 1, slowCallsToSwitch: 3, threadpoolMs: 50 });
+    io.tryInline(512, () => busy(3));
+    io.tryInline(512, () => busy(3));
+    expect(io.tryInline(512, () => 'inline')).toBe('inline'); // two slow calls may be the scheduler's doing
+    io.tryInline(512, () => busy(3));
+    expect(io.slowInlineCalls).toBe(3);
     expect(io.tryInline(512, () => 'inline')).toBeUndefined();
     await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(io.tryInline(512, () => 'inline')).toBe('inline');
+  });
+
+  it('slow calls spread wider than slowWindowMs do not switch', async () => {
+    const io = new InlineIo({ slowCallMs: 1, slowCallsToSwitch: 2, slowWindowMs: 20 });
+    io.tryInline(512, () => busy(3));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    io.tryInline(512, () => busy(3));
     expect(io.tryInline(512, () => 'inline')).toBe('inline');
   });
 
