@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FerryError, Logger } from '../core/index.js';
 import {
-  checksumEntry,
+  checksumEntries,
   decodeEntryHeader,
   decodeSegmentHeader,
   encodeEntryInto,
@@ -52,11 +52,6 @@ export class OpenSegment {
   /** Appended bytes not yet handed to a batch: `queue`, then the slab from `slabStart`. */
   private queue: Buffer[] = [];
   private slab: Buffer = Buffer.allocUnsafe(0);
-  /**
-   * Entries appended without their crc yet: it is computed when they go to the file (crc
-   * protects bytes at rest; a segment shipped from memory never needs it).
-   */
-  private unchecksummed: Buffer[] = [];
   /** Every slab this segment took from the pool: a segment sealed in memory hands them on. */
   private readonly slabs: Buffer[] = [];
   private slabStart = 0;
@@ -189,31 +184,28 @@ export class OpenSegment {
     if (this.destroyed || this.sealedAs !== undefined) throw new FerryError('internal', `journal: append to retired segment ${this.path}`);
     const write = kind === 'write' && data !== undefined;
     const bytes = entryBytes(kind, length);
-    const entry = this.reserve(bytes);
-    encodeEntryInto(entry, seq, kind, offset, length, write ? data : undefined);
-    this.unchecksummed.push(entry);
+    // The crc is computed when the entry goes to a file (checksumEntries): crc protects bytes
+    // at rest, and a segment shipped from memory never needs it.
+    if (bytes > slabBytes / 4) {
+      this.cutSlab();
+      const own = Buffer.allocUnsafe(bytes);
+      encodeEntryInto(own, 0, seq, kind, offset, length, write ? data : undefined);
+      this.queue.push(own);
+    } else {
+      if (this.slabUsed + bytes > this.slab.length) this.nextSlab();
+      encodeEntryInto(this.slab, this.slabUsed, seq, kind, offset, length, write ? data : undefined);
+      this.slabUsed += bytes;
+    }
     this.logicalBytes += bytes;
     this.records.push({ seq, kind, offset, length });
   }
 
-  /** A buffer of exactly `bytes` for the next record, at the end of the unwritten bytes. */
-  private reserve(bytes: number): Buffer {
-    if (bytes > slabBytes / 4) {
-      this.cutSlab();
-      const own = Buffer.allocUnsafe(bytes);
-      this.queue.push(own);
-      return own;
-    }
-    if (this.slabUsed + bytes > this.slab.length) {
-      this.cutSlab();
-      // The old slab is not reused here: its bytes may still be in a batch being written.
-      this.slab = journalSlabs.take();
-      this.slabs.push(this.slab);
-      this.slabStart = this.slabUsed = 0;
-    }
-    const out = this.slab.subarray(this.slabUsed, this.slabUsed + bytes);
-    this.slabUsed += bytes;
-    return out;
+  private nextSlab(): void {
+    this.cutSlab();
+    // The old slab is not reused here: its bytes may still be in a batch being written.
+    this.slab = journalSlabs.take();
+    this.slabs.push(this.slab);
+    this.slabStart = this.slabUsed = 0;
   }
 
   /** Moves the slab's unqueued bytes to the queue. */
@@ -244,9 +236,8 @@ export class OpenSegment {
   /** Writes everything appended now as one batch; at most one batch is in flight. */
   private startBatch(): Promise<void> {
     this.cutSlab();
-    for (const entry of this.unchecksummed) checksumEntry(entry);
-    this.unchecksummed = [];
     const buffers = this.queue;
+    for (const buffer of buffers) checksumEntries(buffer);
     const at = this.writtenBytes;
     const bytes = this.logicalBytes - at;
     this.queue = [];
@@ -321,8 +312,7 @@ export class OpenSegment {
       const image = [encodeSegmentHeader({ kind: 'records', firstSeq: this.firstSeq, lastSeq: 0, entryCount: 0 }), ...this.queue];
       this.queue = [];
       this.writtenBytes = this.logicalBytes; // the bytes are the sealed segment's now: nothing left to write here
-      const sealed = SealedSegment.inMemory(this.sealedAs, first.seq, last.seq, image, this.slabs, this.unchecksummed);
-      this.unchecksummed = [];
+      const sealed = SealedSegment.inMemory(this.sealedAs, first.seq, last.seq, image, this.slabs);
       await this.destroy();
       return sealed;
     }

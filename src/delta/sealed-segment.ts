@@ -15,7 +15,7 @@ import { crc32 } from 'node:zlib';
 import { FerryError } from '../core/index.js';
 import type { Extent } from './dirty-bitmap.js';
 import { ExtentMap } from './extent-map.js';
-import { checksumEntry, decodeEntryHeader, decodeSegmentHeader, entryHeaderBytes, headerCrcStart, parseSegmentName, segmentHeaderBytes, type SegmentHeader } from './segment-codec.js';
+import { checksumEntries, decodeEntryHeader, decodeSegmentHeader, entryHeaderBytes, headerCrcStart, parseSegmentName, segmentHeaderBytes, type SegmentHeader } from './segment-codec.js';
 import { readAt, writeAllAt } from './segment-file.js';
 import { journalSlabs } from './slab-pool.js';
 
@@ -51,7 +51,6 @@ export class SealedSegment {
   private image: Buffer[] | undefined;
   private spilling: Promise<void> | undefined;
   private slabs: Buffer[] = [];
-  private unchecksummed: Buffer[] = [];
 
   constructor(
     readonly path: string,
@@ -63,14 +62,13 @@ export class SealedSegment {
 
   /**
    * A segment whose bytes (`image`, the file it would be) are in memory, not yet in its file;
-   * `slabs` are the pool's slabs the image lies in, given back by `recycle`, and `unchecksummed`
-   * the entries whose crc is computed only if the image goes to its file.
+   * `slabs` are the pool's slabs the image lies in, given back by `recycle`. Its entries'
+   * crcs are computed only if the image goes to its file.
    */
-  static inMemory(path: string, firstSeq: number, lastSeq: number, image: Buffer[], slabs: Buffer[], unchecksummed: Buffer[]): SealedSegment {
+  static inMemory(path: string, firstSeq: number, lastSeq: number, image: Buffer[], slabs: Buffer[]): SealedSegment {
     const segment = new SealedSegment(path, firstSeq, lastSeq, image.reduce((sum, b) => sum + b.length, 0));
     segment.image = image;
     segment.slabs = slabs;
-    segment.unchecksummed = unchecksummed;
     return segment;
   }
 
@@ -107,7 +105,7 @@ export class SealedSegment {
   private async writeImage(): Promise<void> {
     const image = this.image;
     if (image === undefined || this.retired) return;
-    for (const entry of this.unchecksummed.splice(0)) checksumEntry(entry);
+    for (const entries of image.slice(1)) checksumEntries(entries); // [0] is the segment header
     const tmp = `${this.path}.tmp`;
     const handle = await open(tmp, 'w');
     try {

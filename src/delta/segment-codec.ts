@@ -88,19 +88,24 @@ export function decodeSegmentHeader(buf: Buffer, file: string): SegmentHeader {
 }
 
 /**
- * Writes a whole entry into `target` (exactly entryBytes long): the header and, for a write,
- * `data`. The crc is left to `checksumEntry`, which must run before the entry leaves memory.
+ * Writes a whole entry into `target` at `at` (entryBytes long): the header and, for a write,
+ * `data`. The crc is left to `checksumEntries`, which must run before the entry leaves memory.
  */
-export function encodeEntryInto(target: Buffer, seq: number, kind: RecordKind, offset: number, length: number, data?: Uint8Array): void {
-  writeEntryPrefix(target, seq, kind, offset, length);
-  if (data !== undefined) target.set(data, entryHeaderBytes);
+export function encodeEntryInto(target: Buffer, at: number, seq: number, kind: RecordKind, offset: number, length: number, data?: Uint8Array): void {
+  writeEntryPrefix(target, at, seq, kind, offset, length);
+  if (data !== undefined) target.set(data, at + entryHeaderBytes);
 }
 
-/** Computes and stores the crc of a whole entry (header prefix, then data). */
-export function checksumEntry(entry: Buffer): void {
-  let crc = crc32(entry.subarray(0, 28));
-  if (entry.length > entryHeaderBytes) crc = crc32(entry.subarray(entryHeaderBytes), crc);
-  entry.writeUInt32BE(crc >>> 0, 28);
+/** Computes and stores the crc of every entry in `buf`, which holds whole entries end to end. */
+export function checksumEntries(buf: Buffer): void {
+  for (let at = 0; at + entryHeaderBytes <= buf.length; ) {
+    const length = buf.readUInt32BE(at + 16) * 0x1_0000_0000 + buf.readUInt32BE(at + 20);
+    const end = at + entryHeaderBytes + (buf[at + 24] === recordKindCode.write ? length : 0);
+    let crc = crc32(buf.subarray(at, at + 28));
+    if (end > at + entryHeaderBytes) crc = crc32(buf.subarray(at + entryHeaderBytes, end), crc);
+    buf.writeUInt32BE(crc >>> 0, at + 28);
+    at = end;
+  }
 }
 
 /**
@@ -130,11 +135,11 @@ export function entryBytes(kind: RecordKind, length: number): number {
 }
 
 /** Writes the header's first 28 bytes (reserved bytes zeroed); integers as two 32-bit halves, no BigInt. */
-function writeEntryPrefix(buf: Buffer, seq: number, kind: RecordKind, offset: number, length: number): void {
-  writeUInt64BE(buf, seq, 0);
-  writeUInt64BE(buf, offset, 8);
-  writeUInt64BE(buf, length, 16);
-  buf.writeUInt32BE(recordKindCode[kind] * 0x100_0000, 24); // kind u8, then reserved[3] = 0
+function writeEntryPrefix(buf: Buffer, at: number, seq: number, kind: RecordKind, offset: number, length: number): void {
+  writeUInt64BE(buf, seq, at);
+  writeUInt64BE(buf, offset, at + 8);
+  writeUInt64BE(buf, length, at + 16);
+  buf.writeUInt32BE(recordKindCode[kind] * 0x100_0000, at + 24); // kind u8, then reserved[3] = 0
 }
 
 /** A safe integer as a big-endian u64; out-of-range values are refused like writeBigUInt64BE's. */
