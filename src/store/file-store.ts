@@ -13,10 +13,11 @@
  * The caller's buffer is released (PutOptions.onDataReleased) once written, before the sync.
  * The data path uses callback `fs` calls on raw fds (one small promise each) rather than
  * FileHandle, and creates each folder once.
-  */
+ */
 import { mkdir, open as openHandle, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { close, constants, fdatasync, open, rename, write } from 'node:fs';
 import { dirname, join } from 'node:path';
+import PQueue from 'p-queue';
 import { randomBytes } from 'node:crypto';
 import { FerryError, throwIfAborted } from '../core/index.js';
 import { isValidKey, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
@@ -42,14 +43,14 @@ export class FileStore implements ObjectStore {
   private unsyncedFolders = new Set<string>();
   /** Folders this store has created or written in: no mkdir for them. */
   private readonly knownFolders = new Set<string>();
-  private readonly syncSlots: Slots;
+  private readonly syncs: PQueue;
 
   constructor(
     readonly root: string,
     options: FileStoreOptions = {},
   ) {
     this.location = `file:${root}`;
-    this.syncSlots = new Slots(options.syncConcurrency ?? 4);
+    this.syncs = new PQueue({ concurrency: options.syncConcurrency ?? 4 });
   }
 
   async put(key: string, data: Uint8Array, signal?: AbortSignal, options?: PutOptions): Promise<void> {
@@ -75,7 +76,7 @@ export class FileStore implements ObjectStore {
         done += await fsCall<number>((cb) => write(fd, data, done, length, null, cb));
       }
       release(); // the bytes are in the page cache: the caller may reuse its buffer while we sync
-      await this.syncSlots.run(() => fsCall((cb) => fdatasync(fd, cb)));
+      await this.syncs.add(() => fsCall((cb) => fdatasync(fd, cb)));
       await fsCall((cb) => close(fd, cb));
       fd = -1;
       // Only now, with its bytes durable, does the object get its name: whoever finds the
@@ -199,26 +200,6 @@ export class FileStore implements ObjectStore {
 /** One callback-style fs call as a promise: one small promise, no FileHandle machinery. */
 function fsCall<T = void>(start: (callback: (err: NodeJS.ErrnoException | null, result?: T) => void) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => start((err, result) => (err ? reject(err) : resolve(result as T))));
-}
-
-/** Runs at most `limit` actions at once; the others wait their turn, in order. */
-class Slots {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
-
-  constructor(private readonly limit: number) {}
-
-  async run<T>(action: () => Promise<T>): Promise<T> {
-    if (this.active < this.limit) this.active++;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve)); // its slot is handed over
-    try {
-      return await action();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    }
-  }
 }
 
 async function syncFolder(folder: string): Promise<void> {
