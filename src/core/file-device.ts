@@ -226,3 +226,13 @@ export async function pathExists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+/** Makes a directory's entries durable: a new or renamed file survives power loss only once its directory is synced. */
+export async function fsyncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -21,10 +21,9 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, Logger, asFerryError, badInput } from '../core/index.js';
+import { FerryError, Logger, asFerryError, badInput, fsyncDirectory } from '../core/index.js';
 import { DirtyBitmap, defaultBlockSizeBytes } from './dirty-bitmap.js';
 import { Journal, type JournalOptions, type RecordKind } from './journal.js';
-import { fsyncDirectory } from './segment-file.js';
 
 export type TrackingMode = 'streaming' | 'bitmap';
 

@@ -25,12 +25,11 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, Logger, asFerryError, badInput } from '../core/index.js';
+import { FerryError, Logger, asFerryError, badInput, fsyncDirectory } from '../core/index.js';
 import type { Extent } from './dirty-bitmap.js';
 import { OpenSegment } from './open-segment.js';
 import { SealedSegment } from './sealed-segment.js';
 import { entryBytes, parseSegmentName } from './segment-codec.js';
-import { fsyncDirectory } from './segment-file.js';
 
 export type { SealedExtent } from './sealed-segment.js';
 export { SealedSegment } from './sealed-segment.js';

@@ -13,7 +13,7 @@
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { FerryError, Logger } from '../core/index.js';
+import { FerryError, Logger, fsyncDirectory } from '../core/index.js';
 import {
   checksumEntries,
   decodeEntryHeader,
@@ -30,7 +30,7 @@ import {
 } from './segment-codec.js';
 import { SealedSegment } from './sealed-segment.js';
 import { journalSlabs } from './slab-pool.js';
-import { fsyncDirectory, readAt, writeAllAt, writevAllAt } from './segment-file.js';
+import { readAt, writeAllAt, writevAllAt } from './segment-file.js';
 
 export interface RecordIndexEntry {
   seq: number;

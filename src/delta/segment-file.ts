@@ -1,10 +1,9 @@
 /**
  * Small file helpers the journal's segment files share: whole positioned reads and writes
- * (the OS may return short counts), and making a directory entry durable (a new or renamed
- * file survives power loss only once its directory is synced).
+ * (the OS may return short counts).
  */
 import { writev } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 
 /** Reads exactly `length` bytes at `position`, or fewer only at the end of the file. */
 export async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
@@ -70,12 +69,3 @@ export function writevAllAt(fd: number, buffers: Buffer[], position: number): Pr
 
 /** Buffers per writev call: well under IOV_MAX (1024 on Linux). */
 const maxIovecs = 512;
-
-export async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}

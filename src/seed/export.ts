@@ -21,7 +21,7 @@ import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'nod
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ChunkHasher, FerryError, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
+import { ChunkHasher, FerryError, fsyncDirectory, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
 import { checkDiskId, chunkCount, chunkKey, defaultChunkSizeBytes, type Manifest } from '../store/index.js';
 import {
   decodeSeedManifest,
@@ -37,7 +37,7 @@ import {
 } from './device-manifest.js';
 import { SeedProgressMeter, type SeedProgress } from './progress.js';
 import { ChunkCipher, type SeedKey } from './seed-crypto.js';
-import { VolumeSeries, removeVolume, syncDir } from './volume-writer.js';
+import { VolumeSeries, removeVolume } from './volume-writer.js';
 
 export const defaultVolumeSizeBytes = 1024 ** 3;
 
@@ -191,7 +191,7 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
       disks: options.disks.map((d) => ({ id: d.id, name: d.name ?? d.id, sizeBytes: d.device.sizeBytes, epoch: d.epoch })),
     };
     await writeFile(progressPath, `${JSON.stringify(start)}\n`, { flush: true });
-    await syncDir(deviceDir);
+    await fsyncDirectory(deviceDir);
   }
   // Volumes after the last complete one were being written when the export stopped.
   for (const name of await readdir(deviceDir)) {
@@ -358,9 +358,9 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
   const temp = `${manifestPath}.tmp`;
   await writeFile(temp, bytes, { flush: true });
   await rename(temp, manifestPath);
-  await syncDir(deviceDir);
+  await fsyncDirectory(deviceDir);
   await rm(progressPath, { force: true });
-  await syncDir(deviceDir);
+  await fsyncDirectory(deviceDir);
   meter.flush();
   stats.elapsedMs = meter.snapshot().elapsedMs;
   return { manifest: decodeSeedManifest(bytes, manifestPath), resumed: lines !== undefined, alreadyComplete: false, stats };

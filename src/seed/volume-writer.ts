@@ -12,7 +12,7 @@
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import tar from 'tar-stream';
-import { FerryError, VolumeHasher } from '../core/index.js';
+import { FerryError, VolumeHasher, fsyncDirectory } from '../core/index.js';
 import { seedVersion, volumeLabelName, volumeName, type SeedVolumeEntry, type VolumeLabel } from './device-manifest.js';
 
 const block = 512;
@@ -176,17 +176,8 @@ export class VolumeSeries {
     }
     const final = join(this.options.dir, volume.name);
     await rename(volume.path, final);
-    await syncDir(this.options.dir);
+    await fsyncDirectory(this.options.dir);
     await this.options.onVolumeClosed({ name: volume.name, sizeBytes: volume.written, sha256, chunks: volume.chunks });
-  }
-}
-
-export async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 

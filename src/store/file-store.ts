@@ -14,12 +14,12 @@
  * The data path uses callback `fs` calls on raw fds (one small promise each) rather than
  * FileHandle, and creates each folder once.
  */
-import { mkdir, open as openHandle, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { close, constants, fdatasync, open, rename, write } from 'node:fs';
 import { dirname, join } from 'node:path';
 import PQueue from 'p-queue';
 import { randomBytes } from 'node:crypto';
-import { FerryError, throwIfAborted } from '../core/index.js';
+import { FerryError, fsyncDirectory, throwIfAborted } from '../core/index.js';
 import { isValidKey, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
 
 const tempMarker = '.tmp-';
@@ -83,7 +83,7 @@ export class FileStore implements ObjectStore {
       // name (a reader, a resumed copy that skips what the store has) finds it whole.
       await fsCall((cb) => rename(temp, path, cb));
       if (options?.batch) this.unsyncedFolders.add(folder);
-      else await syncFolder(folder);
+      else await fsyncDirectory(folder);
     } catch (err) {
       // The put's error is the one to report.
       if (fd >= 0) await fsCall((cb) => close(fd, cb)).catch(() => {});
@@ -131,7 +131,7 @@ export class FileStore implements ObjectStore {
     const folders = [...this.unsyncedFolders];
     this.unsyncedFolders = new Set();
     try {
-      await Promise.all(folders.map((folder) => syncFolder(folder)));
+      await Promise.all(folders.map((folder) => fsyncDirectory(folder)));
     } catch (err) {
       for (const folder of folders) this.unsyncedFolders.add(folder); // not known durable
       throw this.translate('(flush)', err);
@@ -200,13 +200,4 @@ export class FileStore implements ObjectStore {
 /** One callback-style fs call as a promise: one small promise, no FileHandle machinery. */
 function fsCall<T = void>(start: (callback: (err: NodeJS.ErrnoException | null, result?: T) => void) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => start((err, result) => (err ? reject(err) : resolve(result as T))));
-}
-
-async function syncFolder(folder: string): Promise<void> {
-  const handle = await openHandle(folder, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
