@@ -12,6 +12,7 @@ export const storeOptions = {
   store: { type: 'string' },
   's3-endpoint': { type: 'string' },
   's3-region': { type: 'string' },
+  's3-profile': { type: 'string' },
 } satisfies OptionSpec;
 
 export const commonOptions = {
@@ -58,7 +59,7 @@ export function intOption(value: string | undefined, flag: string, min: number, 
 }
 
 /** Opens the store named by --store, with S3 settings from flags, then AWS_* variables. */
-export function storeFromFlags(values: { store?: string; 's3-endpoint'?: string; 's3-region'?: string }): ObjectStore {
+export function storeFromFlags(values: { store?: string; 's3-endpoint'?: string; 's3-region'?: string; 's3-profile'?: string }): ObjectStore {
   const env = process.env;
   return openStore(required(values.store, '--store'), {
     endpoint: values['s3-endpoint'] ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL,
@@ -66,6 +67,8 @@ export function storeFromFlags(values: { store?: string; 's3-endpoint'?: string;
     accessKeyId: env.AWS_ACCESS_KEY_ID,
     secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
     sessionToken: env.AWS_SESSION_TOKEN,
+    // Without one, the SDK reads AWS_PROFILE itself.
+    profile: values['s3-profile'],
   });
 }
 
@@ -73,4 +76,6 @@ export const storeHelp = `Store:
   --store URL          file:<dir> or s3://bucket[/prefix]
   --s3-endpoint URL    S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)
   --s3-region NAME     region (default: $AWS_REGION, or us-east-1)
-  Credentials come from $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY.`;
+  --s3-profile NAME    credentials of a profile in ~/.aws/credentials (default: $AWS_PROFILE)
+  Credentials come from $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY when set, else from the
+  profile; they are never taken on the command line.`;

@@ -16,6 +16,8 @@ export interface S3StoreOptions {
   accessKeyId?: string;
   secretAccessKey?: string;
   sessionToken?: string;
+  /** A named profile of the shared AWS config files (~/.aws/credentials), as AWS_PROFILE. */
+  profile?: string;
 }
 
 type Sdk = typeof import('@aws-sdk/client-s3');
@@ -38,6 +40,7 @@ export class S3Store implements ObjectStore {
       responseChecksumValidation: 'WHEN_REQUIRED',
     };
     if (options.endpoint) config.endpoint = options.endpoint;
+    if (options.profile) config.profile = options.profile;
     if (options.accessKeyId && options.secretAccessKey) {
       config.credentials = {
         accessKeyId: options.accessKeyId,
@@ -156,6 +159,10 @@ export class S3Store implements ObjectStore {
     if (signal?.aborted) return new FerryError('aborted', 'operation aborted', { cause: err });
     const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
     const status = e.$metadata?.httpStatusCode;
+    if (e.name === 'CredentialsProviderError') {
+      const hint = 'set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a profile of ~/.aws/credentials with --s3-profile or AWS_PROFILE';
+      return new FerryError('store-unavailable', `${this.location}: no S3 credentials (${e.message ?? 'none found'}): ${hint}`, { cause: err });
+    }
     if (e.name === 'NoSuchKey' || e.name === 'NotFound' || status === 404) {
       if (e.name === 'NoSuchBucket') {
         return new FerryError('store-unavailable', `${this.location}: bucket ${this.options.bucket} does not exist`, { cause: err });
