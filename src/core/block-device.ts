@@ -3,6 +3,34 @@
  * stacked over them (as decorators) and replicas all speak this interface.
  */
 
+/**
+ * The bytes of a write: one buffer, or pieces that follow one another. The NBD server hands a
+ * payload over in the pieces it arrived in (a 64 KiB write straddles two socket reads), so the
+ * disk (one pwritev) and the journal each copy it once and nothing assembles it first.
+ */
+export type WriteData = Uint8Array | readonly Uint8Array[];
+
+/** Bytes in `data`. */
+export function writeDataBytes(data: WriteData): number {
+  if (data instanceof Uint8Array) return data.byteLength;
+  let bytes = 0;
+  for (const piece of data) bytes += piece.byteLength;
+  return bytes;
+}
+
+/** The pieces of `data` after its first `skip` bytes (views, no copy). */
+export function writeDataAfter(data: WriteData, skip: number): Uint8Array[] {
+  const rest: Uint8Array[] = [];
+  for (const piece of data instanceof Uint8Array ? [data] : data) {
+    if (skip >= piece.byteLength) skip -= piece.byteLength;
+    else {
+      rest.push(skip === 0 ? piece : piece.subarray(skip));
+      skip = 0;
+    }
+  }
+  return rest;
+}
+
 export interface WriteOptions {
   /** Force unit access: the write is durable before the promise resolves. */
   fua?: boolean;
@@ -14,7 +42,8 @@ export interface BlockDevice {
   readonly readOnly: boolean;
   /** Fills `buf` with the bytes at `offset`. Reading past the end is an error. */
   read(buf: Uint8Array, offset: number): Promise<void>;
-  write(data: Uint8Array, offset: number, options?: WriteOptions): Promise<void>;
+  /** Writes `data` at `offset`; the device reads `data` only until the promise settles. */
+  write(data: WriteData, offset: number, options?: WriteOptions): Promise<void>;
   /** Makes `length` bytes at `offset` read as zeros. */
   writeZeroes(offset: number, length: number, options?: WriteOptions): Promise<void>;
   /**

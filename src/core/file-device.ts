@@ -10,8 +10,8 @@
  * a pread/pwrite the page cache serves.
  */
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
-import { constants, fdatasync, read as fsRead, readSync, write as fsWrite, writeSync } from 'node:fs';
-import type { BlockDevice, WriteOptions } from './block-device.js';
+import { constants, fdatasync, read as fsRead, readSync, write as fsWrite, writeSync, writev as fsWritev, writevSync } from 'node:fs';
+import { writeDataAfter, writeDataBytes, type BlockDevice, type WriteData, type WriteOptions } from './block-device.js';
 import { zeros } from './bytes.js';
 import { FerryError, badInput } from './errors.js';
 import { InlineIo } from './inline-io.js';
@@ -104,19 +104,19 @@ export class FileDevice implements BlockDevice {
     });
   }
 
-  write(data: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
+  write(data: WriteData, offset: number, options?: WriteOptions): Promise<void> {
+    const total = writeDataBytes(data);
     try {
       this.checkWritable();
-      this.checkRange(offset, data.byteLength);
+      this.checkRange(offset, total);
     } catch (err) {
       return Promise.reject(err);
     }
-    const total = data.byteLength;
     const fua = options?.fua === true;
     const fd = this.fd;
     if (fd < 0) return Promise.reject(closedError('write'));
     try {
-      if (total > 0 && !fua && this.inlineIo.tryInline(total, () => writeInline(fd, data, offset))) return Promise.resolve();
+      if (total > 0 && !fua && this.inlineIo.tryInline(total, () => writeInline(fd, data, offset, total))) return Promise.resolve();
     } catch (err) {
       return Promise.reject(err as Error);
     }
@@ -127,13 +127,13 @@ export class FileDevice implements BlockDevice {
       const step = (err: NodeJS.ErrnoException | null, bytesWritten: number): void => {
         if (err !== null) return reject(err);
         done += bytesWritten;
-        if (done < total) fsWrite(fd, data, done, total - done, offset + done, step);
+        if (done < total) fsWritev(fd, writeDataAfter(data, done), offset + done, step);
         else if (fua) fdatasync(fd, synced);
         else resolve();
       };
-      if (total > 0) fsWrite(fd, data, 0, total, offset, step);
-      else if (fua) fdatasync(fd, synced);
-      else resolve();
+      if (total === 0) step(null, 0);
+      else if (data instanceof Uint8Array) fsWrite(fd, data, 0, total, offset, step);
+      else fsWritev(fd, data, offset, step);
     });
   }
 
@@ -188,8 +188,9 @@ export class FileDevice implements BlockDevice {
   }
 }
 
-function writeInline(fd: number, data: Uint8Array, offset: number): true {
-  for (let done = 0; done < data.byteLength; ) done += writeSync(fd, data, done, data.byteLength - done, offset + done);
+function writeInline(fd: number, data: WriteData, offset: number, total: number): true {
+  let done = data instanceof Uint8Array ? writeSync(fd, data, 0, total, offset) : writevSync(fd, data, offset);
+  while (done < total) done += writevSync(fd, writeDataAfter(data, done), offset + done);
   return true;
 }
 

@@ -14,7 +14,7 @@
  *
  * The filter does not own the tracker: closing it closes the disk only.
  */
-import { FerryError, type BlockDevice, type WriteOptions } from '../core/index.js';
+import { FerryError, writeDataBytes, type BlockDevice, type WriteData, type WriteOptions } from '../core/index.js';
 import type { Backpressure } from './backpressure.js';
 import type { ChangeTracker } from './change-tracker.js';
 import type { RecordKind } from './journal.js';
@@ -74,8 +74,8 @@ export class CaptureFilter implements BlockDevice {
     return op.then(this.leaveOk, this.leaveFailed);
   }
 
-  write(data: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
-    return this.mutate('write', offset, data.byteLength, data, options);
+  write(data: WriteData, offset: number, options?: WriteOptions): Promise<void> {
+    return this.mutate('write', offset, writeDataBytes(data), data, options);
   }
 
   writeZeroes(offset: number, length: number, options?: WriteOptions): Promise<void> {
@@ -125,7 +125,7 @@ export class CaptureFilter implements BlockDevice {
     kind: RecordKind,
     offset: number,
     length: number,
-    data: Uint8Array | undefined,
+    data: WriteData | undefined,
     options: WriteOptions | undefined,
   ): Promise<void> {
     if (this.inner.readOnly) throw new FerryError('invalid-state', 'capture filter: the disk is read-only');

@@ -21,7 +21,7 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, Logger, asFerryError, badInput, fsyncDirectory } from '../core/index.js';
+import { FerryError, Logger, asFerryError, badInput, fsyncDirectory, writeDataBytes, type WriteData } from '../core/index.js';
 import { DirtyBitmap, defaultBlockSizeBytes } from './dirty-bitmap.js';
 import { Journal, type JournalOptions, type RecordKind } from './journal.js';
 
@@ -193,9 +193,9 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
    * back to the bitmap. The record is in the journal (in memory, written in the background)
    * when this resolves; `sync` makes it durable.
    */
-  async record(kind: RecordKind, offset: number, dataOrLength: Uint8Array | number): Promise<void> {
+  async record(kind: RecordKind, offset: number, dataOrLength: WriteData | number): Promise<void> {
     this.checkOpen();
-    const length = typeof dataOrLength === 'number' ? dataOrLength : dataOrLength.byteLength;
+    const length = typeof dataOrLength === 'number' ? dataOrLength : writeDataBytes(dataOrLength);
     if (kind === 'write' && typeof dataOrLength === 'number') throw badInput('data', dataOrLength, 'the written bytes for a write record');
     if (length === 0) return;
     if (this.modeValue === 'bitmap') {
@@ -204,7 +204,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     }
     try {
       const result =
-        kind === 'write' ? this.journal.append({ kind, offset, data: dataOrLength as Uint8Array }) : this.journal.append({ kind, offset, length });
+        kind === 'write' ? this.journal.append({ kind, offset, data: dataOrLength as WriteData }) : this.journal.append({ kind, offset, length });
       if (!result.ok) {
         this.fallBack(`journal reached its hard limit (${result.unshippedBytes} unshipped bytes, limit ${result.hardLimitBytes})`);
         this.bitmap.mark(offset, length);

@@ -25,7 +25,7 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, Logger, asFerryError, badInput, fsyncDirectory } from '../core/index.js';
+import { FerryError, Logger, asFerryError, badInput, fsyncDirectory, writeDataBytes, type WriteData } from '../core/index.js';
 import type { Extent } from './dirty-bitmap.js';
 import { OpenSegment } from './open-segment.js';
 import { SealedSegment } from './sealed-segment.js';
@@ -48,7 +48,7 @@ export interface JournalOptions {
 }
 
 export type JournalRecord =
-  | { kind: 'write'; offset: number; data: Uint8Array }
+  | { kind: 'write'; offset: number; data: WriteData }
   | { kind: 'zero' | 'trim'; offset: number; length: number };
 
 export type AppendResult =
@@ -198,7 +198,7 @@ export class Journal extends EventEmitter<JournalEvents> {
    */
   append(record: JournalRecord): AppendResult {
     this.checkUsable();
-    const length = record.kind === 'write' ? record.data.byteLength : record.length;
+    const length = record.kind === 'write' ? writeDataBytes(record.data) : record.length;
     if (!Number.isSafeInteger(record.offset) || record.offset < 0) throw badInput('offset', record.offset, 'a non-negative whole number of bytes');
     if (!Number.isSafeInteger(length) || length < 0) throw badInput('length', length, 'a non-negative whole number of bytes');
     const bytes = entryBytes(record.kind, length);

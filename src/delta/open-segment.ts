@@ -13,7 +13,7 @@
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { FerryError, Logger, fsyncDirectory } from '../core/index.js';
+import { FerryError, Logger, fsyncDirectory, type WriteData } from '../core/index.js';
 import {
   checksumEntries,
   decodeEntryHeader,
@@ -180,7 +180,7 @@ export class OpenSegment {
   }
 
   /** Appends a record: copies it into memory (the caller keeps its buffer). */
-  append(seq: number, kind: RecordKind, offset: number, length: number, data?: Uint8Array): void {
+  append(seq: number, kind: RecordKind, offset: number, length: number, data?: WriteData): void {
     if (this.destroyed || this.sealedAs !== undefined) throw new FerryError('internal', `journal: append to retired segment ${this.path}`);
     const write = kind === 'write' && data !== undefined;
     const bytes = entryBytes(kind, length);

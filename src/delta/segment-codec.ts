@@ -18,7 +18,7 @@
  * recovery tell a torn tail from a complete record, and readers detect corruption.
  */
 import { crc32 } from 'node:zlib';
-import { FerryError } from '../core/index.js';
+import { FerryError, type WriteData } from '../core/index.js';
 
 export const segmentFormatVersion = 2;
 /** Versions this build reads: 1 differs only in how it sealed (kind 2, coalesced). */
@@ -91,9 +91,16 @@ export function decodeSegmentHeader(buf: Buffer, file: string): SegmentHeader {
  * Writes a whole entry into `target` at `at` (entryBytes long): the header and, for a write,
  * `data`. The crc is left to `checksumEntries`, which must run before the entry leaves memory.
  */
-export function encodeEntryInto(target: Buffer, at: number, seq: number, kind: RecordKind, offset: number, length: number, data?: Uint8Array): void {
+export function encodeEntryInto(target: Buffer, at: number, seq: number, kind: RecordKind, offset: number, length: number, data?: WriteData): void {
   writeEntryPrefix(target, at, seq, kind, offset, length);
-  if (data !== undefined) target.set(data, at + entryHeaderBytes);
+  if (data instanceof Uint8Array) target.set(data, at + entryHeaderBytes);
+  else if (data !== undefined) {
+    let to = at + entryHeaderBytes;
+    for (const piece of data) {
+      target.set(piece, to);
+      to += piece.byteLength;
+    }
+  }
 }
 
 /** Computes and stores the crc of every entry in `buf`, which holds whole entries end to end. */

@@ -36,6 +36,11 @@ export class NbdTestClient {
   private nextCookie = 1n;
   private readonly pending = new Map<bigint, { resolve: (r: Reply) => void; length: number; reject: (e: Error) => void }>();
   private readLoop: Promise<void> | null = null;
+  /**
+   * How a request's bytes reach the socket; by default one write. A test may replace it to
+   * deliver requests in pieces (the server must cope with any split).
+   */
+  send: (bytes: Buffer) => void = (bytes) => void this.socket.write(bytes);
 
   private constructor(readonly socket: Socket, readonly structured: boolean) {
     socket.on('data', (chunk: Buffer) => {
@@ -84,7 +89,7 @@ export class NbdTestClient {
     const header = encodeRequest(type, flags, cookie, BigInt(offset), length);
     return new Promise<Reply>((resolve, reject) => {
       this.pending.set(cookie, { resolve, reject, length: type === CMD.READ ? length : 0 });
-      this.socket.write(payload ? Buffer.concat([header, payload]) : header);
+      this.send(payload ? Buffer.concat([header, payload]) : header);
     });
   }
 

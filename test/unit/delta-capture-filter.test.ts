@@ -3,7 +3,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { FileDevice, type BlockDevice, type WriteOptions } from '../../src/core/index.js';
+import { FileDevice, type BlockDevice, type WriteData, type WriteOptions } from '../../src/core/index.js';
 import { CaptureFilter } from '../../src/delta/capture-filter.js';
 import { ChangeTracker, type ModeChange } from '../../src/delta/change-tracker.js';
 import { Journal, type SealedSegment } from '../../src/delta/journal.js';
@@ -50,7 +50,7 @@ class JitterDevice implements BlockDevice {
     await this.jitter();
     await this.inner.read(buf, offset);
   }
-  async write(data: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
+  async write(data: WriteData, offset: number, options?: WriteOptions): Promise<void> {
     await this.jitter();
     await this.inner.write(data, offset, options);
   }
@@ -93,7 +93,7 @@ class GateDevice implements BlockDevice {
   read(buf: Uint8Array, offset: number): Promise<void> {
     return this.inner.read(buf, offset);
   }
-  async write(data: Uint8Array, offset: number, options?: WriteOptions): Promise<void> {
+  async write(data: WriteData, offset: number, options?: WriteOptions): Promise<void> {
     await this.gate();
     await this.inner.write(data, offset, options);
   }

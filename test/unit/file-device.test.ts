@@ -49,3 +49,19 @@ it('refuses sizes that are not a multiple of 512, a wrong expected size, and wri
   const missing = await FileDevice.open(join(dir.path, 'nope.img')).catch((e: unknown) => e);
   expect(isFerryError(missing, 'not-found')).toBe(true);
 });
+
+it('writes data given in pieces as one run of bytes, inline and with FUA (threadpool)', async () => {
+  const path = join(dir.path, 'pieces.img');
+  const dev = await FileDevice.open(path, { createSizeBytes: 1024 * 1024 });
+  const whole = Buffer.from(Array.from({ length: 300 * 1024 }, (_, i) => (i * 31 + 7) & 0xff));
+  const cuts = [0, 1, 4096, 4100, 65536, 200 * 1024, whole.length];
+  const pieces = cuts.slice(1).map((end, i) => whole.subarray(cuts[i], end));
+  expect(pieces.some((p) => p.length === 1)).toBe(true);
+  await dev.write(pieces.slice(0, 3), 512); // small: inline
+  await dev.write(pieces, 400 * 1024, { fua: true }); // FUA: through the threadpool, then fdatasync
+  await dev.close();
+  const file = await readFile(path);
+  expect(file.subarray(512, 512 + cuts[3]!).equals(whole.subarray(0, cuts[3]))).toBe(true);
+  expect(file.subarray(400 * 1024, 400 * 1024 + whole.length).equals(whole)).toBe(true);
+  expect(file.subarray(0, 512).equals(Buffer.alloc(512))).toBe(true);
+});

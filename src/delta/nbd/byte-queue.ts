@@ -1,7 +1,8 @@
 /**
  * The bytes received on a socket and not yet parsed: a list of the chunks Node handed us.
- * Taking bytes that lie inside one chunk returns a view (no copy), which is how a WRITE's
- * payload usually reaches the device; only bytes spanning chunks are copied.
+ * Taking bytes returns views of those chunks (no copy) where it can: one view for bytes inside
+ * one chunk, one per chunk for a WRITE's payload (`takePieces`); `take` copies bytes that span
+ * chunks.
  */
 export class ByteQueue {
   private chunks: Buffer[] = [];
@@ -31,6 +32,29 @@ export class ByteQueue {
     const out = Buffer.allocUnsafe(n);
     this.copyInto(out, 0, n);
     return out;
+  }
+
+  /** Received chunks holding unconsumed bytes. */
+  get chunkCount(): number {
+    return this.chunks.length;
+  }
+
+  /**
+   * Consumes `n` bytes (n <= length) as views of the chunks they lie in, in order: one view
+   * when they lie in one chunk. The same caveats as `take` apply.
+   */
+  takePieces(n: number): Buffer | Buffer[] {
+    const first = this.chunks[0];
+    if (first !== undefined && first.length - this.offset >= n) return this.take(n);
+    const pieces: Buffer[] = [];
+    while (n > 0) {
+      const chunk = this.chunks[0]!;
+      const count = Math.min(n, chunk.length - this.offset);
+      pieces.push(chunk.subarray(this.offset, this.offset + count));
+      this.advance(count);
+      n -= count;
+    }
+    return pieces;
   }
 
   /** Where the bytes `peek` returned start in its result. */

@@ -10,7 +10,7 @@
  * maxInflightBytes + one maximal request.
  */
 import type { Socket } from 'node:net';
-import type { Logger, WriteOptions } from '../../core/index.js';
+import type { Logger, WriteData, WriteOptions } from '../../core/index.js';
 import type { BlockDevice } from '../../core/index.js';
 import type { ByteQueue } from './byte-queue.js';
 import { nbdErrorFor, nbdErrorName } from './errors.js';
@@ -74,6 +74,8 @@ const fuaOptions: WriteOptions = Object.freeze({ fua: true });
 /** READ replies up to this size are carved from per-connection slabs of replySlabBytes (reply-slabs.ts). */
 const maxSlabReplyBytes = 64 * 1024 + 64;
 const replySlabBytes = 256 * 1024;
+/** A WRITE payload arriving in more chunks than this is copied together as it comes (receivePayload). */
+const maxPayloadPieces = 16;
 /** Simple replies gathered per slab (16 bytes each). */
 const smallReplySlabBytes = 16 * 1024;
 
@@ -258,14 +260,22 @@ export class Transmission {
     }
   }
 
-  /** Collects the current WRITE's payload; true when it is complete and has been started. */
+  /**
+   * Collects the current WRITE's payload; true when it is complete and has been started.
+   *
+   * The payload goes to the device as the pieces it arrived in, with no copy: a 64 KiB write
+   * straddles two of Node's 64 KiB socket reads, and assembling it cost a fifth of the
+   * server's time per request. While it arrives, its chunks wait in the queue; only a payload
+   * that comes in more than maxPayloadPieces chunks (a client trickling bytes) is copied into
+   * one buffer as it arrives, so a trickle cannot pile up chunks (or iovecs) without bound.
+   */
   private receivePayload(): boolean {
     const queue = this.queue;
     const length = this.pendingLength;
-    let payload = this.pendingPayload;
+    let payload: Buffer | Buffer[] | null = this.pendingPayload;
     if (payload === null) {
-      // Common case: the whole payload has arrived; take it without copying when possible.
-      if (queue.length >= length) payload = queue.take(length);
+      if (queue.length >= length) payload = queue.takePieces(length);
+      else if (queue.chunkCount < maxPayloadPieces) return false;
       else {
         payload = Buffer.allocUnsafe(length);
         this.pendingPayload = payload;
@@ -344,7 +354,7 @@ export class Transmission {
   }
 
   /** Starts a WRITE (with its payload), WRITE_ZEROES, TRIM or FLUSH: requests with a simple reply. */
-  private simple(type: number, cookieHi: number, cookieLo: number, offset: number, length: number, payload: Buffer | undefined, options: WriteOptions | undefined): void {
+  private simple(type: number, cookieHi: number, cookieLo: number, offset: number, length: number, payload: WriteData | undefined, options: WriteOptions | undefined): void {
     // A write's payload counts against the in-flight bytes until it is done; the others hold none.
     const bytes = payload !== undefined ? length : 0;
     this.begin(bytes);
