@@ -74,7 +74,7 @@ const fuaOptions: WriteOptions = Object.freeze({ fua: true });
 /** READ replies up to this size are carved from per-connection slabs of replySlabBytes (reply-slabs.ts). */
 const maxSlabReplyBytes = 64 * 1024 + 64;
 const replySlabBytes = 256 * 1024;
-/** A WRITE payload arriving in more chunks than this is copied together as it comes (receivePayload). */
+/** A WRITE payload still incomplete after this many chunks is copied together as it comes (receivePayload). */
 const maxPayloadPieces = 16;
 /** Simple replies gathered per slab (16 bytes each). */
 const smallReplySlabBytes = 16 * 1024;
@@ -265,9 +265,9 @@ export class Transmission {
    *
    * The payload goes to the device as the pieces it arrived in, with no copy: a 64 KiB write
    * straddles two of Node's 64 KiB socket reads, and assembling it cost a fifth of the
-   * server's time per request. While it arrives, its chunks wait in the queue; only a payload
-   * that comes in more than maxPayloadPieces chunks (a client trickling bytes) is copied into
-   * one buffer as it arrives, so a trickle cannot pile up chunks (or iovecs) without bound.
+   * server's time per request. While it arrives, its chunks wait in the queue; once a payload
+   * still incomplete fills maxPayloadPieces chunks (a client trickling bytes), it is copied
+   * into one buffer as it comes, so a trickle cannot pile up chunks (or iovecs) without bound.
    */
   private receivePayload(): boolean {
     const queue = this.queue;
