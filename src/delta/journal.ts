@@ -85,6 +85,9 @@ export class Journal extends EventEmitter<JournalEvents> {
   private readonly unsynced = new Map<SealedSegment, OpenSegment>();
   private nextSeqValue: number;
   private persistedNextSeq: number;
+  /** The highest floor persistNextSeq was asked for, and the write in progress (or the last one). */
+  private requestedNextSeq = 0;
+  private persisting: Promise<void> = Promise.resolve();
   private sealChain: Promise<unknown> = Promise.resolve();
   private ageTimer: NodeJS.Timeout | undefined;
   private failure: FerryError | undefined;
@@ -431,13 +434,23 @@ export class Journal extends EventEmitter<JournalEvents> {
    * in the open segment carry their own seqs, and if a crash tears them off, seqs continue
    * right after the last complete record.
    */
-  private async persistNextSeq(floor: number): Promise<void> {
-    if (floor <= this.persistedNextSeq) return;
-    const path = join(this.dir, stateFile);
-    await writeFile(`${path}.tmp`, `${JSON.stringify({ version: stateVersion, nextSeq: floor })}\n`, { flush: true });
-    await rename(`${path}.tmp`, path);
-    await fsyncDirectory(this.dir);
-    this.persistedNextSeq = floor;
+  private persistNextSeq(floor: number): Promise<void> {
+    if (floor > this.requestedNextSeq) this.requestedNextSeq = floor;
+    // One write at a time: they share a temp file, and a write that started earlier with a
+    // lower floor must not land after a higher one (seqs would go back after a restart).
+    // Each writes the highest floor asked for so far, so a burst of releases costs one or
+    // two writes, not one each.
+    const run = this.persisting.then(async () => {
+      const floorNow = this.requestedNextSeq;
+      if (floorNow <= this.persistedNextSeq) return;
+      const path = join(this.dir, stateFile);
+      await writeFile(`${path}.tmp`, `${JSON.stringify({ version: stateVersion, nextSeq: floorNow })}\n`, { flush: true });
+      await rename(`${path}.tmp`, path);
+      await fsyncDirectory(this.dir);
+      this.persistedNextSeq = floorNow;
+    });
+    this.persisting = run.catch(() => {}); // a failed write fails its callers; the next one tries again
+    return run;
   }
 
   private checkUsable(): void {

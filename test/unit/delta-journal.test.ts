@@ -219,6 +219,24 @@ describe('Journal: append, seal, coalesce', () => {
     await journal.close();
   });
 
+  it('releases many segments at once (as a shipper does): all succeed, none left on disk, seqs never go back', async () => {
+    let journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+    const segments: SealedSegment[] = [];
+    for (let s = 0; s < 12; s++) {
+      for (let i = 0; i < 3; i++) appendOk(journal, { kind: 'write', offset: i * 4 * K, data: new Uint8Array(4 * K).fill(s) });
+      await journal.written(); // on disk, so release has a file to delete
+      segments.push((await journal.seal())!);
+    }
+    // Released together, newest first: each one persists a seq floor, all at once.
+    await Promise.all(segments.reverse().map((segment) => journal.release(segment)));
+    expect(journal.sealedSegments()).toEqual([]);
+    for (const segment of segments) await expect(stat(segment.path)).rejects.toThrow();
+    await journal.close();
+    journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
+    expect(journal.nextSeq).toBe(37);
+    await journal.close();
+  });
+
   it('copies appended data: the caller may reuse its buffer at once', async () => {
     const journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
     const buffer = new Uint8Array(8 * K).fill(1);
