@@ -64,8 +64,10 @@ describe('NBD server with qemu tools', () => {
 
     expect((await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', served.uri, source])).code).toBe(0);
     // And compare must notice a one-byte difference through the server.
-    await run('qemu-io', ['-f', 'raw', served.uri, '-c', `write -P 0x5a ${20 * MiB + 7} 1`]);
-    sourceBytes[20 * MiB + 7] = sourceBytes[20 * MiB + 7] === 0x5a ? 0x5b : sourceBytes[20 * MiB + 7]!;
+    // The pattern must differ from the source's byte there (random data holds 0x5a one time in 256).
+    const flipAt = 20 * MiB + 7;
+    const flipped = sourceBytes[flipAt]! ^ 0xff;
+    await run('qemu-io', ['-f', 'raw', served.uri, '-c', `write -P ${flipped} ${flipAt} 1`]);
     const result = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', served.uri, source], { allowFailure: true });
     expect(result.code).toBe(1);
   });
