@@ -56,13 +56,12 @@ describe('Backpressure', () => {
     const tracker = await ChangeTracker.open({ dir: join(dir, 'tracker'), sizeBytes: disk.sizeBytes, journal: { segmentMaxAgeMs: 0, hardLimitBytes: 4 * M } });
     const bp = new Backpressure(tracker, { highWaterBytes: 1 * M, maxDelayMs: 200 });
     const filter = new CaptureFilter(disk, tracker, { backpressure: bp });
-    let started = performance.now();
     await filter.write(new Uint8Array(512 * K), 0);
-    expect(performance.now() - started).toBeLessThan(150);
+    expect(bp.currentDelayMs).toBe(0); // below the mark: acknowledged without a delay (not timed: CI may be slow)
     await filter.write(new Uint8Array(2 * M), M); // now about 2.5 MiB unshipped: half-way
     expect(bp.currentDelayMs).toBeGreaterThan(90);
     const expected = bp.currentDelayMs;
-    started = performance.now();
+    const started = performance.now();
     await filter.write(new Uint8Array(512), 0);
     expect(performance.now() - started).toBeGreaterThanOrEqual(expected - 5);
     await tracker.close();
