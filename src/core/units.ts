@@ -1,6 +1,6 @@
 /**
- * Sizes and rates in human units at the edges (`64K`, `4M`, `1G`, `50M/s`), plain numbers of
- * bytes inside. Suffixes are binary (K = 1024) for sizes, as disk tools use them; a rate's
+ * Sizes, rates and durations in human units at the edges (`64K`, `4M`, `1G`, `50M/s`, `30s`),
+ * plain numbers of bytes and milliseconds inside. Suffixes are binary (K = 1024) for sizes, as disk tools use them; a rate's
  * suffix is decimal (M/s = 10^6 bytes per second), as links are sold.
  */
 import { badInput } from './errors.js';
@@ -32,6 +32,16 @@ export function parseRate(text: string, field = 'rate'): number {
   let bytes = Number(match[1]) * decimal[match[2]!.toUpperCase()]!;
   if (match[3]?.toLowerCase() === 'bit') bytes /= 8;
   return Math.round(bytes);
+}
+
+const durationPattern = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/i;
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses `500ms`, `30s`, `5m`, `1h` into milliseconds. */
+export function parseDuration(text: string, field = 'duration'): number {
+  const match = durationPattern.exec(text);
+  if (!match) throw badInput(field, text, 'a duration such as 500ms, 30s, 5m or 1h');
+  return Math.round(Number(match[1]) * durationUnits[match[2]!.toLowerCase()]!);
 }
 
 /** 1536 -> "1.5 KiB". */
