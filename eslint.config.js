@@ -1,4 +1,4 @@
-// Lint rules that encode ../shared/DESIGN.md's layering: who may import whom, that other
+// Lint rules that encode docs/DESIGN.md's layering: who may import whom, that other
 // folders are reached only through their index.ts, and that only the CLI touches the
 // terminal, the environment and the process's exit.
 import js from '@eslint/js';
@@ -23,7 +23,7 @@ function layering(folder) {
   if (forbidden.length > 0) {
     patterns.push({
       group: forbidden.flatMap((f) => [`../${f}`, `../${f}/*`, `../../${f}`, `../../${f}/*`, `../../../${f}/*`]),
-      message: `src/${folder} may import only ${['itself', ...allowed[folder]].join(', ')} (see DESIGN.md, "The house").`,
+      message: `src/${folder} may import only ${['itself', ...allowed[folder]].join(', ')} (see docs/DESIGN.md, "Rooms").`,
     });
   }
   const others = allowed[folder];

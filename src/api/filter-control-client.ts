@@ -2,12 +2,12 @@
  * Client of a `ferry filter` control socket (HTTP on a unix socket, node:http with
  * socketPath). Errors come back as the FerryError the filter raised. `cutoverSource(id)`
  * is the CutoverSource port of one disk, so a cutover can run in another process than the
- * filter (see migrate/disk-cutover.ts).
+ * filter (see migrate/disk-cutover.ts); it renews its quiesce's lease while it holds it.
  */
 import { request as httpRequest } from 'node:http';
 import { FerryError } from '../core/index.js';
 import type { TrackingMode } from '../delta/index.js';
-import type { BaseCopyStatus, CutoverSource, FilterDiskStatus, SeedExportStatus } from '../migrate/index.js';
+import type { BaseCopyStatus, CutoverSource, FenceRecord, FilterDiskStatus, QuiesceStatus, SeedExportStatus } from '../migrate/index.js';
 import { errorFromResponse } from './http-errors.js';
 
 export interface FilterDiskList {
@@ -38,17 +38,34 @@ export class FilterControlClient {
     return this.request('GET', `/v1/disks/${encodeURIComponent(id)}`, undefined, options);
   }
 
-  async quiesce(id: string, options?: RequestOptions): Promise<void> {
-    await this.request('POST', `/v1/disks/${encodeURIComponent(id)}/quiesce`, undefined, options);
+  /** Quiesces the disk for `owner`; waits for the IO in flight, so no timeout by default. */
+  quiesce(id: string, owner: string, leaseMs?: number, options: RequestOptions = {}): Promise<QuiesceStatus> {
+    return this.request('POST', `/v1/disks/${encodeURIComponent(id)}/quiesce`, { owner, leaseMs }, { timeoutMs: 0, ...options });
   }
 
-  async resume(id: string, options?: RequestOptions): Promise<void> {
-    await this.request('POST', `/v1/disks/${encodeURIComponent(id)}/resume`, undefined, options);
+  renew(id: string, owner: string, leaseMs?: number, options?: RequestOptions): Promise<QuiesceStatus> {
+    return this.request('POST', `/v1/disks/${encodeURIComponent(id)}/quiesce/renew`, { owner, leaseMs }, options);
   }
 
-  async drain(id: string, options: RequestOptions = {}): Promise<number> {
-    const reply = await this.request<{ finalSeq: number }>('POST', `/v1/disks/${encodeURIComponent(id)}/drain`, undefined, { timeoutMs: 0, ...options });
+  /** Resumes the disk as its quiesce's owner, or with `{ force: true }` as an operator. */
+  async resume(id: string, by: { owner: string } | { force: true }, options?: RequestOptions): Promise<void> {
+    await this.request('POST', `/v1/disks/${encodeURIComponent(id)}/resume`, by, options);
+  }
+
+  async drain(id: string, owner: string, options: RequestOptions = {}): Promise<number> {
+    const reply = await this.request<{ finalSeq: number }>('POST', `/v1/disks/${encodeURIComponent(id)}/drain`, { owner }, { timeoutMs: 0, ...options });
     return reply.finalSeq;
+  }
+
+  async fence(id: string, owner: string, finalSeq: number, options?: RequestOptions): Promise<FenceRecord> {
+    const reply = await this.request<{ fence: FenceRecord }>('POST', `/v1/disks/${encodeURIComponent(id)}/fence`, { owner, finalSeq }, options);
+    return reply.fence;
+  }
+
+  /** Releases a fenced disk; resolves with its new replication's id. */
+  async releaseFence(id: string, reason?: string, options?: RequestOptions): Promise<string> {
+    const reply = await this.request<{ replication: string }>('DELETE', `/v1/disks/${encodeURIComponent(id)}/fence`, { reason }, options);
+    return reply.replication;
   }
 
   hash(id: string, options: RequestOptions = {}): Promise<DiskHash> {
@@ -82,19 +99,55 @@ export class FilterControlClient {
     return reply.rateBytesPerSec;
   }
 
-  /** One disk's source side, as the cutover sees it, over this socket. */
-  cutoverSource(id: string): CutoverSource {
+  /**
+   * One disk's source side, as the cutover `owner` sees it, over this socket. From the
+   * quiesce until the resume or the fence, the lease is renewed every third of `leaseMs`;
+   * once a renewal is refused (the lease ran out: the disk resumed), every later call fails
+   * with that refusal, so the cutover can never commit on a source that ran meanwhile.
+   */
+  cutoverSource(id: string, owner: string, leaseMs?: number): CutoverSource {
+    let renewing: NodeJS.Timeout | undefined;
+    let lost: FerryError | undefined;
+    const stopRenewing = () => clearInterval(renewing);
+    const check = () => {
+      if (lost) throw lost;
+    };
     return {
-      quiesce: () => this.quiesce(id, { timeoutMs: 0 }),
+      quiesce: async () => {
+        const status = await this.quiesce(id, owner, leaseMs);
+        renewing = setInterval(() => {
+          this.renew(id, owner, status.leaseMs, { timeoutMs: status.leaseMs / 3 }).catch((err: unknown) => {
+            // A refusal is final; a renewal that did not get through is tried again next time.
+            if (err instanceof FerryError && (err.code === 'conflict' || err.code === 'invalid-state')) {
+              lost = new FerryError('conflict', `disk ${id}: the cutover lost its quiesce: ${err.message}`, { cause: err });
+              stopRenewing();
+            }
+          });
+        }, status.leaseMs / 3);
+        renewing.unref();
+      },
       resume: async () => {
+        stopRenewing();
         try {
-          await this.resume(id);
+          await this.resume(id, { owner });
         } catch (err) {
           const reason = err instanceof Error ? err.message : String(err);
-          throw new FerryError('io', `disk ${id}: resuming the source failed, it may still be paused (resume it with POST /v1/disks/${id}/resume): ${reason}`, { cause: err });
+          throw new FerryError(
+            'io',
+            `disk ${id}: resuming the source failed, it may still be paused until its lease runs out (or resume it now: POST /v1/disks/${id}/resume {"force":true}): ${reason}`,
+            { cause: err },
+          );
         }
       },
-      drainFinal: (signal) => this.drain(id, { signal }),
+      drainFinal: async (signal) => {
+        check();
+        return this.drain(id, owner, { signal });
+      },
+      fence: async (finalSeq, signal) => {
+        check();
+        await this.fence(id, owner, finalSeq, { signal });
+        stopRenewing();
+      },
     };
   }
 

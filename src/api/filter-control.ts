@@ -4,9 +4,17 @@
  *
  *   GET  /v1/disks                  every disk's status, and the link's rate
  *   GET  /v1/disks/:id              one disk: figures, tracker state, shipper, NBD stats, base copy
- *   POST /v1/disks/:id/quiesce      hold new IO; replies once the IO in flight is done
- *   POST /v1/disks/:id/resume       let IO through again
- *   POST /v1/disks/:id/drain        quiesced only: seal and ship everything -> { finalSeq }
+ *   POST /v1/disks/:id/quiesce      { owner, leaseMs? }: hold new IO for a cutover; replies once
+ *                                   the IO in flight is done; the disk resumes when the lease
+ *                                   (default 30 s) runs out unless renewed; 409 while another
+ *                                   owner holds it
+ *   POST /v1/disks/:id/quiesce/renew  { owner, leaseMs? }: extend the lease; 409 once it ran out
+ *   POST /v1/disks/:id/resume       { owner } or { force: true }: let IO through again
+ *   POST /v1/disks/:id/drain        { owner }: quiesced only: seal and ship everything -> { finalSeq }
+ *   POST /v1/disks/:id/fence        { owner, finalSeq }: the cutover's commit: refuse the disk's IO
+ *                                   durably, also after a restart
+ *   DELETE /v1/disks/:id/fence      { reason? }: an operator's release (failback): the disk serves
+ *                                   IO again, as a new replication -> { replication }
  *   POST /v1/disks/:id/hash         SHA-256 of the source disk (for a full verify at cutover)
  *   POST /v1/disks/:id/base-copy    start a base copy in the background ({ concurrency? }) -> 202
  *   GET  /v1/disks/:id/base-copy    its progress and, when done, the manifest id
@@ -36,17 +44,40 @@ export function filterControlApp(service: FilterService): Hono {
 
   app.post('/v1/disks/:id/quiesce', async (c) => {
     const id = c.req.param('id');
-    await service.quiesce(id);
-    return c.json({ id, quiesced: true });
+    const body = await jsonBody(c);
+    return c.json({ id, quiesced: true, ...(await service.quiesce(id, owner(body), optionalInt(body, 'leaseMs', 100, 600_000))) });
   });
-  app.post('/v1/disks/:id/resume', (c) => {
+  app.post('/v1/disks/:id/quiesce/renew', async (c) => {
     const id = c.req.param('id');
-    service.resume(id);
+    const body = await jsonBody(c);
+    return c.json({ id, quiesced: true, ...service.renew(id, owner(body), optionalInt(body, 'leaseMs', 100, 600_000)) });
+  });
+  app.post('/v1/disks/:id/resume', async (c) => {
+    const id = c.req.param('id');
+    const body = await jsonBody(c);
+    if (body.force !== undefined && body.force !== true) throw badInput('force', body.force, 'true, or no "force"');
+    if (body.force !== true && body.owner === undefined) throw badInput('owner', undefined, 'the quiesce\'s owner, or "force": true');
+    service.resume(id, { owner: body.owner === undefined ? undefined : owner(body), force: body.force === true });
     return c.json({ id, quiesced: false });
   });
   app.post('/v1/disks/:id/drain', async (c) => {
     const id = c.req.param('id');
-    return c.json({ id, finalSeq: await service.drainFinal(id, c.req.raw.signal) });
+    const body = await jsonBody(c);
+    return c.json({ id, finalSeq: await service.drainFinal(id, owner(body), c.req.raw.signal) });
+  });
+  app.post('/v1/disks/:id/fence', async (c) => {
+    const id = c.req.param('id');
+    const body = await jsonBody(c);
+    const finalSeq = body.finalSeq;
+    if (typeof finalSeq !== 'number' || !Number.isSafeInteger(finalSeq) || finalSeq < 0) throw badInput('finalSeq', finalSeq, 'the seq the final drain reported');
+    return c.json({ id, fence: await service.fence(id, owner(body), finalSeq) });
+  });
+  app.delete('/v1/disks/:id/fence', async (c) => {
+    const id = c.req.param('id');
+    const body = await jsonBody(c);
+    const reason = body.reason ?? 'operator request';
+    if (typeof reason !== 'string' || reason === '') throw badInput('reason', reason, 'a string');
+    return c.json({ id, fenced: false, replication: await service.releaseFence(id, reason) });
   });
   app.post('/v1/disks/:id/hash', async (c) => {
     const id = c.req.param('id');
@@ -122,6 +153,15 @@ async function jsonBody(c: Context): Promise<Record<string, unknown>> {
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badInput('body', value, 'a JSON object');
   return value as Record<string, unknown>;
+}
+
+/** A quiesce's owner: who asks, as the cutover names itself. */
+function owner(body: Record<string, unknown>): string {
+  const value = body.owner;
+  if (typeof value !== 'string' || value.length === 0 || value.length > 200 || [...value].some((ch) => ch < ' ')) {
+    throw badInput('owner', value, 'a name of 1 to 200 printable characters for the cutover that holds the disk');
+  }
+  return value;
 }
 
 function optionalInt(body: Record<string, unknown>, field: string, min: number, max: number): number | undefined {

@@ -17,7 +17,8 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
   { name: 'filter', summary: 'serve disks to VMs over NBD, capturing every write and shipping it to a store', load: async () => (await import('./commands/filter.js')).filterCommand },
   { name: 'base-copy', summary: "copy a live disk's existing data into the store, through its running filter", load: async () => (await import('./commands/base-copy.js')).baseCopyCommand },
   { name: 'replica', summary: 'build a replica from a base copy and keep it warm by applying deltas', load: async () => (await import('./commands/replica.js')).replicaCommand },
-  { name: 'cutover', summary: "switch one disk over: pause the filter's source, drain, apply, verify", load: async () => (await import('./commands/cutover.js')).cutoverCommand },
+  { name: 'cutover', summary: "switch one disk over: pause the filter's source, drain, apply, verify, fence the source", load: async () => (await import('./commands/cutover.js')).cutoverCommand },
+  { name: 'fence', summary: 'release a source disk fenced by its cutover (failback), on purpose', load: async () => (await import('./commands/fence.js')).fenceCommand },
   { name: 'status', summary: "show a running filter's disks: mode, lag, backlog, rates, predicted pause", load: async () => (await import('./commands/status.js')).statusCommand },
   { name: 'seed', summary: 'offline seeding: export disks to a portable device, verify it, import it into a store', load: async () => (await import('./commands/seed.js')).seedCommand },
 ];

@@ -3,7 +3,7 @@
  * settings from flags and the usual AWS_* environment variables.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { FerryError, parseSize, parseRate } from '../core/index.js';
+import { FerryError, parseDuration, parseSize, parseRate } from '../core/index.js';
 import { openStore, type ObjectStore } from '../store/index.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
@@ -47,6 +47,13 @@ export function sizeOption(value: string | undefined, flag: string): number | un
 
 export function rateOption(value: string | undefined, flag: string): number | undefined {
   return value === undefined ? undefined : parseRate(value, flag);
+}
+
+export function durationOption(value: string | undefined, flag: string, minMs: number, maxMs: number): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = parseDuration(value, flag);
+  if (ms < minMs || ms > maxMs) throw new FerryError('bad-input', `${flag}: expected a duration from ${minMs} ms to ${maxMs / 1000} s, received ${JSON.stringify(value)}`);
+  return ms;
 }
 
 export function intOption(value: string | undefined, flag: string, min: number, max: number): number | undefined {

@@ -1,5 +1,5 @@
 /**
- * Write backpressure (DESIGN.md, "Throttles and backpressure"): when the journal holds more
+ * Write backpressure (docs/DESIGN.md, "Throttles and backpressure"): when the journal holds more
  * unshipped bytes than the high-water mark, the capture filter delays acknowledging each
  * write, in proportion to how far above the mark the journal is:
  *

@@ -1,7 +1,7 @@
 /**
  * The capture filter: a BlockDevice decorator over the disk that tells the change tracker
  * about every write, like an nbdkit filter changes only what it must. For each write, zero
- * and trim (DESIGN.md invariants 2 and 3):
+ * and trim (docs/DESIGN.md invariants 2 and 3):
  *
  *   1. wait until no earlier overlapping IO is in flight (journal order = disk order);
  *   2. do the disk op (with FUA if asked);
@@ -11,6 +11,8 @@
  *
  * `flush()` flushes the disk and syncs the journal. Reads pass through. `quiesce()` holds new
  * IO and resolves once in-flight IO is done (like nbdkit's pause filter), for cutover.
+ * `fence()` refuses all IO but flushes, held IO included: after a cutover, the source must
+ * never run beside the destination (invariant 7).
  *
  * The filter does not own the tracker: closing it closes the disk only.
  */
@@ -30,6 +32,7 @@ export class CaptureFilter implements BlockDevice {
   private inFlightCount = 0;
   private paused: { resumed: Promise<void>; resume: () => void } | undefined;
   private drainWaiters: (() => void)[] = [];
+  private fenceError: FerryError | undefined;
   private readonly backpressure: Backpressure | undefined;
 
   constructor(
@@ -60,8 +63,12 @@ export class CaptureFilter implements BlockDevice {
     return this.paused !== undefined;
   }
 
+  get fenced(): boolean {
+    return this.fenceError !== undefined;
+  }
+
   read(buf: Uint8Array, offset: number): Promise<void> {
-    if (this.paused !== undefined) return this.heldRead(buf, offset);
+    if (this.paused !== undefined || this.fenceError !== undefined) return this.heldRead(buf, offset);
     // Not quiesced (the usual case): straight through, one promise, no async frame.
     this.inFlightCount++;
     let op: Promise<void>;
@@ -117,6 +124,20 @@ export class CaptureFilter implements BlockDevice {
     paused?.resume();
   }
 
+  /**
+   * Refuses every IO but FLUSH from now on, held IO included, with 'invalid-state' and
+   * `message` (which should say why and how to release the disk). Call it quiesced, so that
+   * no IO is in flight.
+   */
+  fence(message: string): void {
+    this.fenceError = new FerryError('invalid-state', message);
+    this.resume(); // held IO wakes up, and is refused
+  }
+
+  unfence(): void {
+    this.fenceError = undefined;
+  }
+
   async close(): Promise<void> {
     await this.inner.close();
   }
@@ -136,7 +157,7 @@ export class CaptureFilter implements BlockDevice {
     // which the VM's requests reached us is the order overlapping ones hit the disk.
     const ticket = this.overlaps.enqueue(offset, length);
     // Not quiesced (the usual case): admitted at once, without a promise hop.
-    if (this.paused === undefined) this.inFlightCount++;
+    if (this.paused === undefined && this.fenceError === undefined) this.inFlightCount++;
     else {
       try {
         await this.enter();
@@ -186,6 +207,7 @@ export class CaptureFilter implements BlockDevice {
 
   private async enter(): Promise<void> {
     while (this.paused !== undefined) await this.paused.resumed;
+    if (this.fenceError !== undefined) throw this.fenceError;
     this.inFlightCount++;
   }
 

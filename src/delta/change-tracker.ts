@@ -1,6 +1,6 @@
 /**
  * The change tracker of one disk: what changed since the replica's base, in one of two modes
- * (DESIGN.md, "Two ways to track, one replay"):
+ * (docs/DESIGN.md, "Two ways to track, one replay"):
  *
  * - 'streaming': every write is journaled, in order, with a seq. The replica replays sealed
  *   segments; every segment boundary is a crash-consistent point.
@@ -13,15 +13,20 @@
  * drains the bitmap with `bitmap.takeRuns` (the resync) and calls `resyncComplete()`.
  * Replay = base + resync + journal from S.
  *
+ * The tracker also holds the disk's replication identity (invariant 9): created with the
+ * tracker, kept across restarts, and sent with every delta, base copy and seed, because its
+ * seqs count only within it. `newReplication()` starts another one (a disk released after
+ * a cutover is a new replication: nothing replays its changes onto the old replica).
+ *
  * Files in `dir`: journal/ (see journal.ts), tracker-state.json, dirty-bitmap.bin. The state
  * says whether the tracker was closed cleanly. After an unclean stop, writes may have reached
  * the disk without being recorded (the record follows the disk write), so every block is
  * marked dirty and the tracker starts in bitmap mode, inconsistent.
  */
 import { EventEmitter } from 'node:events';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, Logger, asFerryError, badInput, fsyncDirectory, writeDataBytes, type WriteData } from '../core/index.js';
+import { FerryError, Logger, asFerryError, badInput, isReplicationId, newReplicationId, writeDataBytes, writeFileAtomic, type WriteData } from '../core/index.js';
 import { DirtyBitmap, defaultBlockSizeBytes } from './dirty-bitmap.js';
 import { Journal, type JournalOptions, type RecordKind } from './journal.js';
 
@@ -51,6 +56,7 @@ export interface ChangeTrackerEvents {
 }
 
 export interface ChangeTrackerState {
+  replication: string;
   mode: TrackingMode;
   consistent: boolean;
   dirtyBlocks: number;
@@ -62,7 +68,8 @@ export interface ChangeTrackerState {
 }
 
 interface PersistedState {
-  version: 1;
+  version: 2;
+  replication: string;
   clean: boolean;
   mode: TrackingMode;
   consistent: boolean;
@@ -85,6 +92,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     readonly dir: string,
     readonly bitmap: DirtyBitmap,
     readonly journal: Journal,
+    private replicationValue: string,
     mode: TrackingMode,
     consistent: boolean,
     private readonly logger: Logger,
@@ -125,7 +133,9 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
       mode = 'bitmap';
       consistent = false;
     }
-    const tracker = new ChangeTracker(options.dir, bitmap, journal, mode, consistent, logger);
+    const replication = previous?.replication ?? newReplicationId();
+    if (!previous) logger.info('change tracker created: a new replication', { dir: options.dir, replication });
+    const tracker = new ChangeTracker(options.dir, bitmap, journal, replication, mode, consistent, logger);
     if (!previous?.clean && previous) await journal.discardAll(() => {});
     // From here until close() the state on disk says "not clean".
     await tracker.persist(false);
@@ -134,6 +144,24 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
 
   get mode(): TrackingMode {
     return this.modeValue;
+  }
+
+  /** The replication this tracker's seqs count in. */
+  get replication(): string {
+    return this.replicationValue;
+  }
+
+  /**
+   * Starts a new replication of the disk: deltas from here on carry the new id, and only a
+   * replica built from a base copy or seed made after this follows them.
+   */
+  async newReplication(reason: string): Promise<string> {
+    this.checkOpen();
+    const previous = this.replicationValue;
+    this.replicationValue = newReplicationId();
+    await this.persist(false);
+    this.logger.info('change tracker: a new replication', { dir: this.dir, replication: this.replicationValue, previous, reason });
+    return this.replicationValue;
   }
 
   /** False from a fall back to the bitmap until `resyncComplete()`: the replica lags a resync. */
@@ -176,6 +204,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
 
   state(): ChangeTrackerState {
     return {
+      replication: this.replicationValue,
       mode: this.modeValue,
       consistent: this.consistentValue,
       dirtyBlocks: this.bitmap.dirtyCount,
@@ -277,9 +306,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     this.closed = true;
     await this.switching;
     await this.journal.close();
-    const path = join(this.dir, bitmapFile);
-    await writeFile(`${path}.tmp`, this.bitmap.serialize(), { flush: true });
-    await rename(`${path}.tmp`, path);
+    await writeFileAtomic(join(this.dir, bitmapFile), this.bitmap.serialize());
     await this.persist(true);
   }
 
@@ -321,17 +348,15 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
 
   private async writeState(clean: boolean): Promise<void> {
     const state: PersistedState = {
-      version: 1,
+      version: 2,
+      replication: this.replicationValue,
       clean,
       mode: this.modeValue,
       consistent: this.consistentValue,
       sizeBytes: this.bitmap.sizeBytes,
       blockSizeBytes: this.bitmap.blockSizeBytes,
     };
-    const path = join(this.dir, stateFile);
-    await writeFile(`${path}.tmp`, `${JSON.stringify(state)}\n`, { flush: true });
-    await rename(`${path}.tmp`, path);
-    await fsyncDirectory(this.dir);
+    await writeFileAtomic(join(this.dir, stateFile), `${JSON.stringify(state)}\n`);
   }
 }
 
@@ -344,12 +369,18 @@ async function readState(dir: string): Promise<PersistedState | undefined> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw asFerryError(err, 'io');
   }
-  let state: Partial<PersistedState>;
+  let state: Partial<Omit<PersistedState, 'version'>> & { version?: unknown };
   try {
-    state = JSON.parse(text) as Partial<PersistedState>;
+    state = JSON.parse(text) as typeof state;
   } catch (err) {
     throw new FerryError('checksum-mismatch', `change tracker state ${path} is damaged`, { cause: err });
   }
-  if (state.version !== 1) throw new FerryError('unsupported-version', `change tracker state ${path}: version ${String(state.version)}, this build reads 1`);
+  if (state.version === 1) {
+    // Written before replications had an identity: its seqs go on as a new replication,
+    // which needs a new base copy or seed at the destination.
+    return { ...(state as PersistedState), version: 2, replication: newReplicationId() };
+  }
+  if (state.version !== 2) throw new FerryError('unsupported-version', `change tracker state ${path}: version ${String(state.version)}, this build reads 1 and 2`);
+  if (!isReplicationId(state.replication)) throw new FerryError('checksum-mismatch', `change tracker state ${path} is damaged: replication ${JSON.stringify(state.replication)}`);
   return state as PersistedState;
 }

@@ -2,7 +2,7 @@
  * The dirty bitmap: one bit per tracking block (default 64 KiB) saying "this block changed
  * since it was last taken for shipping". It is the bandwidth-optimal way to track (only the
  * current contents of a block are shipped, however often it was rewritten) and the fallback
- * when the journal overflows (DESIGN.md invariant 8).
+ * when the journal overflows (docs/DESIGN.md invariant 8).
  *
  * Invariant 4: `takeRuns` clears the bits of the runs it returns *before* the caller reads
  * those blocks for shipping, so a write that lands after the clear sets the bit again and is

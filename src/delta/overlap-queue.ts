@@ -1,5 +1,5 @@
 /**
- * Keeps overlapping IOs in arrival order (DESIGN.md invariant 3): an IO that overlaps one
+ * Keeps overlapping IOs in arrival order (docs/DESIGN.md invariant 3): an IO that overlaps one
  * still in flight waits until that one is released, so the order in which the disk sees
  * overlapping writes is the order in which they are recorded in the journal. IOs that do not
  * overlap run concurrently.

@@ -17,7 +17,7 @@
 import { availableParallelism } from 'node:os';
 import PQueue from 'p-queue';
 import { ChunkHasher, FerryError, isAllZero, throwIfAborted, type BlockDevice, ProgressMeter, everyMs, type Progress } from '../core/index.js';
-import { chunkCount, type Manifest, type Repository } from '../store/index.js';
+import { chunkCount, manifestVersion, type Manifest, type Repository } from '../store/index.js';
 import type { Throttle } from './throttle.js';
 
 export interface CopyOptions {
@@ -36,8 +36,10 @@ export interface CopyOptions {
   /** Worker threads hashing chunks; default one per core, at most 4. */
   hashWorkers?: number;
   throttle?: Throttle;
-  /** Journal seq at which this copy began (DESIGN.md invariant 1); 0 without capture. */
+  /** Journal seq at which this copy began (docs/DESIGN.md invariant 1); 0 without capture. */
   epoch?: number;
+  /** The replication `epoch` counts in, for a disk under capture. */
+  replication?: string;
   signal?: AbortSignal;
   onProgress?: (progress: CopyProgress) => void;
   progressIntervalMs?: number;
@@ -169,10 +171,11 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
   hashes.forEach((hash, index) => hash && chunks.push([index, hash]));
   const manifest: Manifest = {
     format: 'ferry-manifest',
-    version: 1,
+    version: manifestVersion,
     disk: { name: options.diskName, sizeBytes: disk.sizeBytes },
     chunkSizeBytes,
     epoch: options.epoch ?? 0,
+    ...(options.replication ? { replication: options.replication } : {}),
     createdAt: new Date().toISOString(),
     chunks,
   };

@@ -19,7 +19,7 @@
  */
 import { Logger, asFerryError, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
 import type { ChangeTracker, SealedSegment } from '../delta/index.js';
-import type { DeltaExtent, Repository } from '../store/index.js';
+import type { Delta, DeltaExtent, Repository } from '../store/index.js';
 import type { Throttle } from './throttle.js';
 
 export interface DeltaShipperOptions {
@@ -219,8 +219,8 @@ export class DeltaShipper {
   }
 
   /** Puts one delta under the link's budget (foreground: deltas go before base copy). */
-  private async put(header: Omit<Parameters<Repository['putDelta']>[1], 'diskSizeBytes' | 'createdAtMs'>, signal?: AbortSignal): Promise<number> {
-    const delta = { ...header, diskSizeBytes: this.options.source.sizeBytes, createdAtMs: Date.now() };
+  private async put(header: Omit<Delta, 'replication' | 'diskSizeBytes' | 'createdAtMs'>, signal?: AbortSignal): Promise<number> {
+    const delta = { ...header, replication: this.options.tracker.replication, diskSizeBytes: this.options.source.sizeBytes, createdAtMs: Date.now() };
     const payload = delta.extents.reduce((sum, e) => sum + (e.kind === 'write' ? e.length : 0), 0);
     await this.options.throttle?.take(payload + 64, 'foreground', signal);
     const started = performance.now();

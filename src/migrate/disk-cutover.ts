@@ -1,9 +1,13 @@
 /**
- * Disk-level cutover (DESIGN.md invariant 7, for one disk): quiesce the source (hold new IO,
- * wait for in-flight IO), seal and ship the final delta, apply it at the replica, verify,
- * and report how long the source was paused. On any failure the source resumes and the
- * error is passed on; on success the source stays paused, since it must never run again
- * beside the destination.
+ * Disk-level cutover (invariant 7, for one disk): quiesce the source (hold new IO, wait for
+ * in-flight IO), seal and ship the final delta, apply it at the replica, verify, then
+ * commit: fence the source durably and mark the replication cut over in the store.
+ *
+ * Before the commit point (the fence) any failure resumes the source and passes the error
+ * on. After it there is no way back but an operator's deliberate release of the fence: the
+ * source refuses IO from then on, so it never runs beside the destination. Marking the store
+ * comes after the fence (a mark must never outlive a rolled-back cutover); if it fails, the
+ * cutover still stands and says so in `warnings`.
  *
  * The cutover sees the two sides through small ports, so the source may be in this process
  * (DiskReplication) or in a `ferry filter` reached over its control socket.
@@ -21,12 +25,16 @@ export interface CutoverSource {
    * Resolves with the seq replay must reach for the replica to equal the source.
    */
   drainFinal(signal?: AbortSignal): Promise<number>;
+  /** The commit point: called quiesced; refuses the disk's IO from now on, durably. */
+  fence(finalSeq: number, signal?: AbortSignal): Promise<void>;
 }
 
 /** The destination side of one disk. */
 export interface CutoverReplica {
   /** Applies deltas until every record below `seq` is applied and the replica is consistent. */
   applyUntil(seq: number, options: { signal?: AbortSignal }): Promise<void>;
+  /** After the fence: marks the replication cut over in the store and tidies its deltas. */
+  commitCutover(finalSeq: number, verified: 'full' | 'deltas', signal?: AbortSignal): Promise<void>;
 }
 
 export interface DiskCutoverParts {
@@ -48,40 +56,74 @@ export interface DiskCutoverOptions {
 
 export interface DiskCutoverResult {
   finalSeq: number;
-  /** Source paused until the replica was applied and verified. */
+  /** Source paused until the commit: from quiesce to fence. */
   pauseMs: number;
-  /** Parts of the pause: shipping the final delta, applying it, verifying. */
+  /** Parts of the pause: shipping the final delta, applying it, verifying, fencing. */
   drainMs: number;
   applyMs: number;
   verifyMs: number;
+  commitMs: number;
   verified: 'full' | 'deltas';
+  /** What went wrong after the commit point (the cutover stands). */
+  warnings: string[];
 }
 
 export async function cutoverDisk(parts: DiskCutoverParts, options: DiskCutoverOptions = {}): Promise<DiskCutoverResult> {
   const verify = options.verify ?? 'deltas';
   if (verify === 'full' && !parts.compare) throw new FerryError('bad-input', 'verify: "full" needs access to both disks');
   const pausedAt = performance.now();
-  await parts.source.quiesce();
+  let finalSeq: number;
+  let applyStarted: number, verifyStarted: number, commitStarted: number;
   try {
-    const finalSeq = await parts.source.drainFinal(options.signal);
-    const applyStarted = performance.now();
+    await parts.source.quiesce();
+  } catch (err) {
+    // Refused (another cutover holds the source, or it is fenced): nothing to undo.
+    if (asFerryError(err).code === 'conflict') throw err;
+    // Anything else may have taken effect half-way: undone below.
+    return rollBack(parts, err);
+  }
+  try {
+    finalSeq = await parts.source.drainFinal(options.signal);
+    applyStarted = performance.now();
     await parts.replica.applyUntil(finalSeq, { signal: options.signal });
-    const verifyStarted = performance.now();
+    verifyStarted = performance.now();
     if (verify === 'full') {
       const result = await parts.compare!(options.signal);
       if (!result.identical) throw new FerryError('checksum-mismatch', `cutover: the replica differs from the source: ${result.reason}`);
     }
-    const done = performance.now();
-    return {
-      finalSeq,
-      pauseMs: done - pausedAt,
-      drainMs: applyStarted - pausedAt,
-      applyMs: verifyStarted - applyStarted,
-      verifyMs: done - verifyStarted,
-      verified: verify,
-    };
+    commitStarted = performance.now();
+    await parts.source.fence(finalSeq, options.signal);
   } catch (err) {
-    await parts.source.resume();
-    throw asFerryError(err);
+    return rollBack(parts, err);
   }
+  const committed = performance.now();
+  const warnings: string[] = [];
+  try {
+    await parts.replica.commitCutover(finalSeq, verify, options.signal);
+  } catch (err) {
+    warnings.push(`the source is fenced and the replica complete, but marking the replication cut over in the store failed: ${asFerryError(err).message}`);
+  }
+  return {
+    finalSeq,
+    pauseMs: committed - pausedAt,
+    drainMs: applyStarted - pausedAt,
+    applyMs: verifyStarted - applyStarted,
+    verifyMs: commitStarted - verifyStarted,
+    commitMs: committed - commitStarted,
+    verified: verify,
+    warnings,
+  };
+}
+
+/** Before the commit point: resumes the source and throws `err`, saying whether it resumed. */
+async function rollBack(parts: DiskCutoverParts, err: unknown): Promise<never> {
+  const error = asFerryError(err);
+  try {
+    await parts.source.resume();
+  } catch (resumeErr) {
+    throw new FerryError(error.code, `cutover failed, and resuming the source failed too (it may still be paused): ${error.message}; resume: ${asFerryError(resumeErr).message}`, {
+      cause: err,
+    });
+  }
+  throw new FerryError(error.code, `cutover failed, the source was resumed: ${error.message}`, { cause: err });
 }

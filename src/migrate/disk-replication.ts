@@ -14,6 +14,7 @@ import { copyDisk, type CopyProgress, type CopyResult } from './background-copy.
 import { DeltaShipper } from './delta-shipper.js';
 import { cutoverDisk, type CutoverSource, type DiskCutoverOptions, type DiskCutoverResult } from './disk-cutover.js';
 import { ReplicaApplier } from './replica-applier.js';
+import { fenceMessage, readFence, removeFence, writeFence, type FenceRecord } from './source-fence.js';
 import type { Throttle } from './throttle.js';
 import { compareDisks } from './verify.js';
 
@@ -64,6 +65,7 @@ interface SourceParts {
   backpressure: Backpressure;
   filter: CaptureFilter;
   shipper: DeltaShipper;
+  fence: FenceRecord | undefined;
 }
 
 const sampleEveryMs = 100;
@@ -86,6 +88,7 @@ export class SourceReplication {
   /** The disk as the VM must see it: serve this over NBD. */
   readonly filter: CaptureFilter;
   private shipperValue: DeltaShipper;
+  private fenceRecord: FenceRecord | undefined;
 
   protected constructor(
     readonly options: SourceReplicationOptions,
@@ -96,6 +99,7 @@ export class SourceReplication {
     this.backpressure = parts.backpressure;
     this.filter = parts.filter;
     this.shipperValue = parts.shipper;
+    this.fenceRecord = parts.fence;
     this.sampler = setInterval(() => this.sample(), sampleEveryMs).unref();
     this.sample();
   }
@@ -109,7 +113,10 @@ export class SourceReplication {
     const logger = options.logger ?? Logger.silent();
     const source = await FileDevice.open(options.sourcePath);
     let tracker: ChangeTracker;
+    let fence: FenceRecord | undefined;
     try {
+      // A disk fenced by its cutover stays fenced: read before anything can serve it.
+      fence = await readFence(options.trackerDir);
       tracker = await ChangeTracker.open({ dir: options.trackerDir, sizeBytes: source.sizeBytes, journal: options.journal, logger });
     } catch (err) {
       await source.close();
@@ -121,9 +128,13 @@ export class SourceReplication {
       maxDelayMs: options.backpressure?.maxDelayMs ?? 100,
     });
     const filter = new CaptureFilter(source, tracker, { backpressure });
+    if (fence) {
+      filter.fence(fenceMessage(fence));
+      logger.warn('disk is fenced since its cutover: IO is refused', { disk: options.diskId, cutOverAt: fence.at, replication: fence.replication });
+    }
     const shipper = SourceReplication.newShipper(options, tracker, source);
     shipper.start();
-    return { source, tracker, backpressure, filter, shipper };
+    return { source, tracker, backpressure, filter, shipper, fence };
   }
 
   private static newShipper(options: SourceReplicationOptions, tracker: ChangeTracker, source: FileDevice): DeltaShipper {
@@ -148,6 +159,40 @@ export class SourceReplication {
     this.shipperValue.start();
   }
 
+  /** Set while the disk is fenced after its cutover. */
+  get fence(): Readonly<FenceRecord> | undefined {
+    return this.fenceRecord;
+  }
+
+  /**
+   * The cutover's commit point at the source (invariant 7): called quiesced, after the final
+   * drain; records the fence durably, then refuses all IO, held IO included.
+   */
+  async fenceSource(owner: string, finalSeq: number): Promise<FenceRecord> {
+    const { diskId } = this.options;
+    if (this.fenceRecord) throw new FerryError('invalid-state', fenceMessage(this.fenceRecord));
+    if (!this.filter.quiesced) throw new FerryError('invalid-state', `disk ${diskId}: fencing needs the source quiesced first`);
+    const record: FenceRecord = { version: 1, disk: diskId, replication: this.tracker.replication, finalSeq, at: new Date().toISOString(), owner };
+    await writeFence(this.options.trackerDir, record);
+    this.filter.fence(fenceMessage(record));
+    this.fenceRecord = record;
+    return record;
+  }
+
+  /**
+   * An operator's deliberate release of the fence: the disk serves IO again, as a new
+   * replication (the cut-over one is finished; its replica follows nothing more).
+   */
+  async releaseFence(reason: string): Promise<string> {
+    const record = this.fenceRecord;
+    if (!record) throw new FerryError('invalid-state', `disk ${this.options.diskId} is not fenced`);
+    await removeFence(this.options.trackerDir);
+    const replication = await this.tracker.newReplication(`fence released: ${reason}`);
+    this.fenceRecord = undefined;
+    this.filter.unfence();
+    return replication;
+  }
+
   /**
    * Copies the disk's existing data into the store. Capture is already on; the epoch is
    * the tracker's seq before the first byte is read (invariant 1).
@@ -164,6 +209,7 @@ export class SourceReplication {
       disk: this.source, // reads need no capture; the filter only sees to writes
       diskName: this.options.diskId,
       epoch,
+      replication: this.tracker.replication,
       throttle: this.options.throttle,
       ...options,
       onProgress: (p) => {
@@ -211,12 +257,15 @@ export class SourceReplication {
     };
   }
 
-  /** The source side as the cutover sees it. */
-  cutoverSource(): CutoverSource {
+  /** The source side as an in-process cutover sees it. */
+  cutoverSource(owner = 'in-process cutover'): CutoverSource {
     return {
       quiesce: () => this.filter.quiesce(),
       resume: async () => this.filter.resume(),
       drainFinal: (signal) => this.drainFinal(signal),
+      fence: async (finalSeq) => {
+        await this.fenceSource(owner, finalSeq);
+      },
     };
   }
 
@@ -293,15 +342,26 @@ export class DiskReplication extends SourceReplication {
 
   /** Builds the replica from a base manifest and keeps applying deltas in the background. */
   async startReplica(manifestId: string, signal?: AbortSignal): Promise<ReplicaApplier> {
-    this.applier = await ReplicaApplier.create({
+    const applier = await ReplicaApplier.create({
       repo: this.options.repo,
       diskId: this.options.diskId,
       manifestId,
       replicaPath: this.options.replicaPath,
       signal,
     });
-    this.applying = this.applyLoop(this.applier);
-    return this.applier;
+    this.applier = applier;
+    const logger = this.options.logger ?? Logger.silent();
+    this.applying = applier
+      .follow({
+        signal: this.stopApplying.signal,
+        pollMs: this.options.applyPollMs ?? 50,
+        onRetry: (error, failures) => logger.warn('applying deltas failed, will retry', { error: error.message, failures }),
+      })
+      .then(
+        () => {},
+        (err: unknown) => logger.error('applying deltas failed', { error: String(err) }),
+      );
+    return applier;
   }
 
   override figures(): ReplicationFigures {
@@ -326,16 +386,7 @@ export class DiskReplication extends SourceReplication {
   override async close(): Promise<void> {
     this.stopApplying.abort();
     await this.applying;
+    await this.applier?.close();
     await super.close();
-  }
-
-  private async applyLoop(applier: ReplicaApplier): Promise<void> {
-    const signal = this.stopApplying.signal;
-    while (!signal.aborted) {
-      await applier.applyAvailable(signal).catch((err: unknown) => {
-        if (!signal.aborted) (this.options.logger ?? Logger.silent()).warn('applying deltas failed, will retry', { error: String(err) });
-      });
-      await new Promise((resolve) => setTimeout(resolve, this.options.applyPollMs ?? 50));
-    }
   }
 }

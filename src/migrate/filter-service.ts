@@ -3,9 +3,15 @@
  * or more disks, each through its own SourceReplication (capture filter, change tracker,
  * delta shipper to the store) and its own NbdServer on `<socketDir>/<disk>.sock` (export
  * name = disk id), and offers the operations a control interface needs: status, quiesce and
- * resume, the final drain, base copies in the background, the link's rate, the mode.
+ * resume, the final drain, the fence, base copies in the background, the link's rate, the mode.
  *
- * QEMU does not reconnect to an NBD server that went away (DESIGN.md, "Real components"),
+ * A quiesce belongs to one cutover (its `owner`) and holds for a lease (default 30 s) that
+ * the owner renews; a lease that runs out resumes the disk (logged), so a cutover client
+ * that died never leaves a VM's IO held. While one owner holds a disk, another is refused
+ * ('conflict'); an owner whose lease ran out cannot drain or fence any more. The fence, the
+ * cutover's commit point, turns the quiesce into a durable refusal of IO (source-fence.ts).
+ *
+ * QEMU does not reconnect to an NBD server that went away (its NBD client gives up on EOF),
  * so this process must outlive restarts of everything else; it holds no state that a
  * restart of the control plane needs.
  *
@@ -22,6 +28,7 @@ import type { SeedKey } from '../seed/index.js';
 import { checkDiskId, type Repository } from '../store/index.js';
 import type { CopyProgress } from './background-copy.js';
 import { SourceReplication, type ReplicationFigures } from './disk-replication.js';
+import { fenceMessage, type FenceRecord } from './source-fence.js';
 import { exportLiveSeed } from './seed-source.js';
 import { hashDisk } from './verify.js';
 import { Throttle } from './throttle.js';
@@ -85,6 +92,29 @@ export interface FilterDiskStatus {
   shipper: ShipperStats;
   nbd: NbdServerStats;
   baseCopy?: BaseCopyStatus;
+  /** Set while a cutover holds the disk quiesced. */
+  quiesce?: QuiesceStatus;
+  /** Set while the disk is fenced after its cutover. */
+  fence?: FenceRecord;
+}
+
+export interface QuiesceStatus {
+  owner: string;
+  since: string;
+  leaseMs: number;
+  /** The disk resumes by itself then, unless the owner renews the lease. */
+  expiresAt: string;
+}
+
+/** How long a quiesce holds unless renewed, by default. */
+export const defaultQuiesceLeaseMs = 30_000;
+
+interface QuiesceLease {
+  owner: string;
+  sinceMs: number;
+  leaseMs: number;
+  expiresAtMs: number;
+  timer: NodeJS.Timeout;
 }
 
 interface ServedDisk {
@@ -93,6 +123,9 @@ interface ServedDisk {
   replication: SourceReplication;
   nbd: NbdServer;
   baseCopy?: { status: BaseCopyStatus; abort: AbortController; done: Promise<void> };
+  lease?: QuiesceLease;
+  /** Owners whose lease ran out (the latest few), with when: they are told so. */
+  expired: Map<string, string>;
 }
 
 export class FilterService {
@@ -133,8 +166,13 @@ export class FilterService {
           backpressure: options.backpressure,
           logger: logger.child({ disk: spec.id }),
         });
-        const nbd = new NbdServer({ exports: new Map([[spec.id, { device: replication.filter, description: `ferry filter: ${spec.path}` }]]), logger: logger.child({ disk: spec.id }) });
-        disks.set(spec.id, { spec, socketPath, replication, nbd });
+        const exportSpec = {
+          device: replication.filter,
+          description: `ferry filter: ${spec.path}`,
+          refusal: () => (replication.fence ? fenceMessage(replication.fence) : undefined),
+        };
+        const nbd = new NbdServer({ exports: new Map([[spec.id, exportSpec]]), logger: logger.child({ disk: spec.id }) });
+        disks.set(spec.id, { spec, socketPath, replication, nbd, expired: new Map() });
         await nbd.listen({ path: socketPath });
       }
     } catch (err) {
@@ -167,29 +205,135 @@ export class FilterService {
       shipper: { ...replication.shipper.figures() },
       nbd: disk.nbd.stats(),
       ...(disk.baseCopy ? { baseCopy: { ...disk.baseCopy.status } } : {}),
+      ...(disk.lease ? { quiesce: quiesceStatus(disk.lease) } : {}),
+      ...(replication.fence ? { fence: { ...replication.fence } } : {}),
     };
   }
 
-  /** Holds new IO and resolves once the IO in flight is done. */
-  async quiesce(id: string): Promise<void> {
+  /**
+   * Holds new IO for `owner` and resolves once the IO in flight is done. The quiesce lasts
+   * `leaseMs` unless renewed; the same owner asking again renews it.
+   */
+  async quiesce(id: string, owner: string, leaseMs = defaultQuiesceLeaseMs): Promise<QuiesceStatus> {
     const disk = this.disk(id);
-    await disk.replication.filter.quiesce();
-    this.logger.info('disk quiesced', { disk: id });
+    if (disk.replication.fence) throw new FerryError('conflict', fenceMessage(disk.replication.fence));
+    if (disk.lease) {
+      if (disk.lease.owner !== owner) throw heldBy(id, disk.lease);
+      return this.renew(id, owner, leaseMs);
+    }
+    const expiredAt = disk.expired.get(owner);
+    if (expiredAt) throw expiredLease(id, owner, expiredAt);
+    // The lease is taken before waiting for IO in flight: a second cutover is refused at once.
+    const lease = this.newLease(disk, owner, leaseMs);
+    try {
+      await disk.replication.filter.quiesce();
+    } catch (err) {
+      if (disk.lease === lease) this.endLease(disk);
+      throw err;
+    }
+    this.logger.info('disk quiesced', { disk: id, owner, leaseMs });
+    return quiesceStatus(lease);
   }
 
-  resume(id: string): void {
+  /** Extends the owner's quiesce by `leaseMs` from now; refused once it has run out. */
+  renew(id: string, owner: string, leaseMs?: number): QuiesceStatus {
     const disk = this.disk(id);
-    const was = disk.replication.filter.quiesced;
-    disk.replication.filter.resume();
-    if (was) this.logger.info('disk resumed', { disk: id });
+    const lease = this.leaseOf(id, disk, owner);
+    clearTimeout(lease.timer);
+    return quiesceStatus(this.newLease(disk, owner, leaseMs ?? lease.leaseMs, lease.sinceMs));
   }
 
-  /** Quiesced only: seals and ships everything; resolves with the final seq. */
-  async drainFinal(id: string, signal?: AbortSignal): Promise<number> {
+  /**
+   * Lets the disk's IO through again: by its quiesce's owner, or by anyone with `force` (an
+   * operator). Resuming a disk that is not quiesced does nothing; a fenced disk is refused.
+   */
+  resume(id: string, by: { owner?: string; force?: boolean } = {}): void {
     const disk = this.disk(id);
+    if (disk.replication.fence) throw new FerryError('invalid-state', fenceMessage(disk.replication.fence));
+    if (disk.lease && disk.lease.owner !== by.owner && !by.force) throw heldBy(id, disk.lease);
+    const owner = disk.lease?.owner;
+    this.endLease(disk);
+    if (owner) this.logger.info('disk resumed', { disk: id, owner, force: by.force === true });
+  }
+
+  /** Quiesced by `owner` only: seals and ships everything; resolves with the final seq. */
+  async drainFinal(id: string, owner: string, signal?: AbortSignal): Promise<number> {
+    const disk = this.disk(id);
+    this.leaseOf(id, disk, owner);
     const seq = await disk.replication.drainFinal(signal);
     this.logger.info('final delta drained', { disk: id, finalSeq: seq });
     return seq;
+  }
+
+  /**
+   * The cutover's commit point at the source: `owner`'s quiesce becomes a durable fence (no
+   * lease runs out on it). `finalSeq` must be the seq the final drain reported: nothing was
+   * written since.
+   */
+  async fence(id: string, owner: string, finalSeq: number): Promise<FenceRecord> {
+    const disk = this.disk(id);
+    const lease = this.leaseOf(id, disk, owner);
+    const seq = disk.replication.tracker.currentSeq;
+    if (finalSeq !== seq) throw new FerryError('conflict', `disk ${id}: fence at seq ${finalSeq} asked, but the disk is at seq ${seq}: drain again`);
+    clearTimeout(lease.timer); // nothing may resume the disk while the fence is written
+    let record: FenceRecord;
+    try {
+      record = await disk.replication.fenceSource(owner, finalSeq);
+    } catch (err) {
+      this.newLease(disk, owner, lease.leaseMs, lease.sinceMs);
+      throw err;
+    }
+    disk.lease = undefined;
+    this.logger.info('disk fenced: cut over', { disk: id, owner, replication: record.replication, finalSeq });
+    return record;
+  }
+
+  /**
+   * An operator's deliberate release of a fenced disk (failback): it serves IO again as a
+   * new replication. Resolves with the new replication's id.
+   */
+  async releaseFence(id: string, reason: string): Promise<string> {
+    const { replication } = this.disk(id);
+    const previous = replication.fence;
+    const next = await replication.releaseFence(reason);
+    this.logger.warn('fence released: the disk serves IO again', { disk: id, reason, cutOverReplication: previous?.replication, replication: next });
+    return next;
+  }
+
+  private leaseOf(id: string, disk: ServedDisk, owner: string): QuiesceLease {
+    if (disk.lease?.owner === owner) return disk.lease;
+    const expiredAt = disk.expired.get(owner);
+    if (expiredAt) throw expiredLease(id, owner, expiredAt);
+    if (disk.lease) throw heldBy(id, disk.lease);
+    throw new FerryError('invalid-state', `disk ${id} is not quiesced by ${JSON.stringify(owner)}`);
+  }
+
+  private newLease(disk: ServedDisk, owner: string, leaseMs: number, sinceMs = Date.now()): QuiesceLease {
+    const lease: QuiesceLease = {
+      owner,
+      sinceMs,
+      leaseMs,
+      expiresAtMs: Date.now() + leaseMs,
+      timer: setTimeout(() => this.expire(disk, lease), leaseMs),
+    };
+    lease.timer.unref();
+    disk.lease = lease;
+    return lease;
+  }
+
+  /** The owner did not renew in time (a cutover client that died): the disk runs again. */
+  private expire(disk: ServedDisk, lease: QuiesceLease): void {
+    if (disk.lease !== lease) return;
+    disk.expired.set(lease.owner, new Date().toISOString());
+    if (disk.expired.size > 16) disk.expired.delete(disk.expired.keys().next().value!);
+    this.endLease(disk);
+    this.logger.warn('quiesce lease ran out: the disk resumes', { disk: disk.spec.id, owner: lease.owner, heldMs: Date.now() - lease.sinceMs });
+  }
+
+  private endLease(disk: ServedDisk): void {
+    if (disk.lease) clearTimeout(disk.lease.timer);
+    disk.lease = undefined;
+    disk.replication.filter.resume();
   }
 
   /** SHA-256 of the source disk as it stands (read directly: works while quiesced). */
@@ -329,8 +473,8 @@ export class FilterService {
 
   private async shutdown(): Promise<void> {
     const disks = [...this.disks.values()];
-    // Held IO must get through for the NBD connections to finish.
-    for (const disk of disks) disk.replication.filter.resume();
+    // Held IO must get through (or, on a fenced disk, be refused) for the NBD connections to finish.
+    for (const disk of disks) this.endLease(disk);
     this.seedExport?.abort.abort(new Error('filter shutting down'));
     await this.seedExport?.done;
     await Promise.all(disks.map((disk) => disk.nbd.close()));
@@ -355,6 +499,21 @@ export class FilterService {
     if (!disk) throw new FerryError('not-found', `no disk ${JSON.stringify(id)} here; this filter serves ${this.diskIds.join(', ') || 'no disks'}`);
     return disk;
   }
+}
+
+function quiesceStatus(lease: QuiesceLease): QuiesceStatus {
+  return { owner: lease.owner, since: new Date(lease.sinceMs).toISOString(), leaseMs: lease.leaseMs, expiresAt: new Date(lease.expiresAtMs).toISOString() };
+}
+
+function heldBy(id: string, lease: QuiesceLease): FerryError {
+  return new FerryError(
+    'conflict',
+    `disk ${id} is quiesced by ${JSON.stringify(lease.owner)} since ${new Date(lease.sinceMs).toISOString()} (a cutover under way); its lease ends at ${new Date(lease.expiresAtMs).toISOString()} unless renewed`,
+  );
+}
+
+function expiredLease(id: string, owner: string, at: string): FerryError {
+  return new FerryError('conflict', `the quiesce of disk ${id} by ${JSON.stringify(owner)} ran out at ${at} and the disk was resumed; start the cutover again`);
 }
 
 /**

@@ -8,7 +8,14 @@
  * contents), so a crash between the flush and the state write only means the delta is
  * applied again.
  *
- * Replay order (DESIGN.md, "Two ways to track, one replay"):
+ * One replication, one applier (invariant 9): the state names the replication the base
+ * belongs to, and only that replication's deltas are listed and applied. An applier holds
+ * the replica's lock (core's ProcessLock) from open to close, so no second process applies
+ * to the same replica; a follower may hand the lock to a cutover and take it back after.
+ * A replication marked cut over in the store is followed up to its final seq, then never
+ * again.
+ *
+ * Replay order (docs/DESIGN.md, "Two ways to track, one replay"):
  * - journal deltas continue from `nextSeq`: one whose seqs end below it is skipped (it is
  *   older than the base or already applied); one that starts at or below it is applied.
  * - a gap before the next journal delta means the source fell back to its bitmap: the
@@ -18,16 +25,20 @@
  * - the replica is consistent (crash-consistent at a segment boundary) except while a
  *   resync is under way and until replay passes the seq at which its last read was made.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
-import { FerryError, FileDevice, Logger, throwIfAborted } from '../core/index.js';
+import { readFile, realpath } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FerryError, FileDevice, Logger, ProcessLock, checkReplicationId, throwIfAborted, writeFileAtomic } from '../core/index.js';
 import { checkDiskId, type DeltaName, type Repository } from '../store/index.js';
 import { restoreDisk, type RestoreOptions } from './restore.js';
 
-const stateVersion = 1;
+const stateVersion = 2;
 
 export interface ReplicaState {
   version: typeof stateVersion;
   diskId: string;
+  /** The replication the base belongs to: only its deltas are applied. */
+  replication: string;
   manifestId: string;
   epoch: number;
   /** Every journal record with a smaller seq is applied (or superseded by a resync). */
@@ -42,6 +53,8 @@ export interface ReplicaState {
   bytesApplied: number;
   /** Source clock of the last delta applied: for the lag figure. */
   lastDeltaCreatedAtMs?: number;
+  /** The replication was cut over and the replica holds everything up to its final seq. */
+  cutover?: { finalSeq: number; at: string };
 }
 
 export interface ResyncId {
@@ -58,10 +71,42 @@ export interface ApplyResult {
   applied: number;
   /** True if a delta is missing (a gap with no resync yet): replay waits for it. */
   waiting: boolean;
+  /** The replication was cut over and every delta up to its final seq is applied. */
+  cutOver: boolean;
+}
+
+export interface ApplierLockOptions {
+  /** Who holds the replica, for the message a second applier gets (default 'ferry replica applier'). */
+  purpose?: string;
+  /** Hand the lock to a process that asks for it (a cutover), and take it back after. */
+  yieldable?: boolean;
+  /** Ask a yieldable holder (a follower) to hand the lock over instead of failing. */
+  takeOver?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface FollowOptions {
+  signal?: AbortSignal;
+  /** How often to look for deltas (default 500 ms). */
+  pollMs?: number;
+  /** Called after each pass that applied something. */
+  onApplied?: (result: ApplyResult) => void;
+  /** Called when a pass fails with a transient error that will be retried. */
+  onRetry?: (error: FerryError, failures: number) => void;
+}
+
+/** Transient: the store or the disk may answer later. Damaged data is not something waiting fixes. */
+function isTransient(err: unknown): err is FerryError {
+  return err instanceof FerryError && (err.code === 'store-unavailable' || err.code === 'io');
 }
 
 export class ReplicaApplier {
   private exclusive: Promise<unknown> = Promise.resolve();
+  private lock: ProcessLock | undefined;
+  /** Aborted when the lock is handed over: the pass under way stops between deltas. */
+  private handover = new AbortController();
+  /** The lock was handed over and taken back: the state file may have moved on. */
+  private stale = false;
 
   /**
    * Delete deltas from the store once they are applied (default). A disk has one replica;
@@ -80,47 +125,103 @@ export class ReplicaApplier {
     return `${replicaPath}.ferry-replica.json`;
   }
 
-  /** Restores the base manifest into `replicaPath` and starts replay at its epoch. */
+  /**
+   * Restores the base manifest into `replicaPath` and starts replay at its epoch, in the
+   * manifest's replication (a base copy or seed of a disk under capture).
+   */
   static async create(
-    options: { repo: Repository; diskId: string; manifestId: string; replicaPath: string; logger?: Logger } & Pick<RestoreOptions, 'signal' | 'onProgress' | 'concurrency'>,
+    options: { repo: Repository; diskId: string; manifestId: string; replicaPath: string; logger?: Logger; lock?: ApplierLockOptions } & Pick<
+      RestoreOptions,
+      'signal' | 'onProgress' | 'concurrency'
+    >,
   ): Promise<ReplicaApplier> {
     checkDiskId(options.diskId);
-    const { manifestId } = await restoreDisk({ ...options, destPath: options.replicaPath });
-    const { manifest } = await options.repo.getManifest(manifestId, options.signal);
-    const state: ReplicaState = {
-      version: stateVersion,
-      diskId: options.diskId,
-      manifestId,
-      epoch: manifest.epoch,
-      nextSeq: manifest.epoch,
-      consistentFromSeq: manifest.epoch,
-      deltasApplied: 0,
-      bytesApplied: 0,
-    };
-    const applier = new ReplicaApplier(options.repo, options.replicaPath, state, options.logger ?? Logger.silent());
-    await applier.persist();
+    const { id, manifest } = await options.repo.getManifest(options.manifestId, options.signal);
+    if (manifest.replication === undefined) {
+      throw new FerryError(
+        'bad-input',
+        `manifest ${id} has no replication: it is a plain copy (ferry copy), not a base copy or seed of a disk under capture, so no deltas follow it; restore it with 'ferry restore'`,
+      );
+    }
+    const lock = await ReplicaApplier.lockReplica(options.replicaPath, { ...options.lock, signal: options.signal });
+    try {
+      await restoreDisk({ ...options, manifestId: id, destPath: options.replicaPath });
+      const state: ReplicaState = {
+        version: stateVersion,
+        diskId: options.diskId,
+        replication: manifest.replication,
+        manifestId: id,
+        epoch: manifest.epoch,
+        nextSeq: manifest.epoch,
+        consistentFromSeq: manifest.epoch,
+        deltasApplied: 0,
+        bytesApplied: 0,
+      };
+      const applier = new ReplicaApplier(options.repo, options.replicaPath, state, options.logger ?? Logger.silent());
+      applier.lock = lock;
+      await applier.persist();
+      return applier;
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+  }
+
+  /** Reopens a replica's applier from its state file, holding the replica's lock. */
+  static async open(repo: Repository, replicaPath: string, options: { logger?: Logger; lock?: ApplierLockOptions } = {}): Promise<ReplicaApplier> {
+    const state = await readReplicaState(replicaPath);
+    const applier = new ReplicaApplier(repo, replicaPath, state, options.logger ?? Logger.silent());
+    applier.lock = await ReplicaApplier.lockReplica(replicaPath, {
+      ...options.lock,
+      ...(options.lock?.yieldable ? { onYield: () => applier.yieldReplica(), onRetaken: () => applier.retaken() } : {}),
+    });
+    try {
+      // Read again under the lock: whoever held it before may have moved replay on.
+      applier.state = await readReplicaState(replicaPath);
+    } catch (err) {
+      await applier.close();
+      throw err;
+    }
     return applier;
   }
 
-  /** Reopens a replica's applier from its state file. */
-  static async open(repo: Repository, replicaPath: string, logger = Logger.silent()): Promise<ReplicaApplier> {
-    const path = ReplicaApplier.statePath(replicaPath);
-    let state: ReplicaState;
-    try {
-      state = JSON.parse(await readFile(path, 'utf8')) as ReplicaState;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new FerryError('not-found', `replica ${replicaPath} has no state file ${path}`, { cause: err });
-      throw new FerryError('checksum-mismatch', `replica state ${path} is damaged: ${(err as Error).message}`, { cause: err });
-    }
-    if (state.version !== stateVersion) {
-      throw new FerryError('unsupported-version', `replica state ${path} has version ${String(state.version)}; this ferry reads ${stateVersion}`);
-    }
-    return new ReplicaApplier(repo, replicaPath, state, logger);
+  private static async lockReplica(
+    replicaPath: string,
+    options: ApplierLockOptions & { onYield?: () => Promise<void>; onRetaken?: () => void },
+  ): Promise<ProcessLock> {
+    // The same file reached by another path is the same replica.
+    const dir = await realpath(dirname(replicaPath)).catch(() => dirname(replicaPath));
+    const path = join(dir, basename(replicaPath));
+    return ProcessLock.acquire(`replica:${path}`, {
+      purpose: options.purpose ?? 'ferry replica applier',
+      description: `replica ${replicaPath}`,
+      takeOver: options.takeOver,
+      onYield: options.onYield,
+      onRetaken: options.onRetaken,
+      signal: options.signal,
+    });
+  }
+
+  /** Releases the replica's lock (a follower that had handed it over takes it back). */
+  async close(): Promise<void> {
+    this.handover.abort();
+    // Handed over: releasing ends the wait of a pass queued for the lock.
+    if (this.lock && !this.lock.held) await this.lock.release();
+    await this.exclusive;
+    await this.lock?.release();
   }
 
   get nextSeq(): number {
     return this.state.nextSeq;
+  }
+
+  get replication(): string {
+    return this.state.replication;
+  }
+
+  /** The replication was cut over and the replica holds its final seq: nothing more comes. */
+  get cutOver(): boolean {
+    return this.state.cutover !== undefined;
   }
 
   get consistent(): boolean {
@@ -137,18 +238,39 @@ export class ReplicaApplier {
    * serialized.
    */
   applyAvailable(signal?: AbortSignal, options: { throughSeq?: number } = {}): Promise<ApplyResult> {
-    const run = this.exclusive.then(() => this.applyReady(signal, options.throughSeq ?? Infinity));
+    const run = this.exclusive.then(async () => {
+      // While the lock is handed over, whoever holds it applies; this one waits, then reads
+      // the state again: the other may have moved replay on, or cut over.
+      await this.lock?.whenHeld(signal);
+      if (this.stale) {
+        this.state = await readReplicaState(this.replicaPath);
+        this.stale = false;
+      }
+      const handover = this.handover.signal;
+      try {
+        return await this.applyReady(AbortSignal.any([handover, ...(signal ? [signal] : [])]), options.throughSeq ?? Infinity);
+      } catch (err) {
+        // Stopped to hand the lock over: not a failure, the next pass carries on.
+        if (handover.aborted && !signal?.aborted) return { applied: 0, waiting: false, cutOver: false };
+        throw err;
+      }
+    });
     this.exclusive = run.catch(() => {});
     return run;
   }
 
-  private async applyReady(signal: AbortSignal | undefined, throughSeq: number): Promise<ApplyResult> {
-    const names = await this.repo.listDeltas(this.state.diskId, signal);
-    await this.endSupersededResync(names);
+  private async applyReady(signal: AbortSignal, throughSeq: number): Promise<ApplyResult> {
+    if (this.state.cutover) return { applied: 0, waiting: false, cutOver: true };
+    const { deltas, cutOver } = await this.repo.listReplication(this.state.diskId, this.state.replication, signal);
+    // Replay of a replication that was cut over ends at its final seq.
+    const mark = cutOver ? await this.repo.getCutoverMark(this.state.diskId, this.state.replication, signal) : undefined;
+    const lastSeq = Math.min(throughSeq, mark ? mark.finalSeq - 1 : Infinity);
+    await this.endSupersededResync(deltas);
     let applied = 0;
+    let waiting = false;
     const device = await FileDevice.open(this.replicaPath);
     try {
-      for (const name of names) {
+      for (const name of deltas) {
         throwIfAborted(signal);
         const step = this.decide(name);
         if (step === 'skip') {
@@ -156,28 +278,104 @@ export class ReplicaApplier {
           if (this.prune) await this.repo.deleteDelta(name, signal);
           continue;
         }
-        if (name.kind === 'journal' && name.seq > throughSeq) break;
-        if (step === 'wait') return { applied, waiting: true };
+        if (name.kind === 'journal' && name.seq > lastSeq) break;
+        if (step === 'wait') {
+          waiting = true;
+          break;
+        }
         await this.apply(device, name, signal);
         applied++;
       }
     } finally {
       await device.close();
     }
-    return { applied, waiting: false };
+    if (mark && this.state.nextSeq >= mark.finalSeq && this.consistent) {
+      await this.recordCutover(mark.finalSeq, mark.at);
+      this.logger.info('replication cut over: replay complete', { disk: this.state.diskId, replication: this.state.replication, finalSeq: mark.finalSeq });
+      return { applied, waiting: false, cutOver: true };
+    }
+    return { applied, waiting, cutOver: false };
   }
 
   /**
    * Applies deltas until replay has reached `seq` (every record below it applied) and the
-   * replica is consistent; polls the store while deltas are still on their way.
+   * replica is consistent; polls the store while deltas are still on their way. Gives up
+   * ('invalid-state') once replay has made no progress for `stallTimeoutMs` (default 60 s):
+   * a cutover waits here with its source paused, and must not wait forever for a delta that
+   * will never come.
    */
-  async applyUntil(seq: number, options: { signal?: AbortSignal; pollMs?: number } = {}): Promise<void> {
+  async applyUntil(seq: number, options: { signal?: AbortSignal; pollMs?: number; stallTimeoutMs?: number } = {}): Promise<void> {
+    const stallTimeoutMs = options.stallTimeoutMs ?? 60_000;
+    let lastProgress = performance.now();
     for (;;) {
-      await this.applyAvailable(options.signal);
+      const result = await this.applyAvailable(options.signal);
       if (this.state.nextSeq >= seq && this.consistent) return;
+      if (result.applied > 0) lastProgress = performance.now();
+      else if (performance.now() - lastProgress > stallTimeoutMs) {
+        throw new FerryError(
+          'invalid-state',
+          `replica ${this.replicaPath}: replay is at seq ${this.state.nextSeq}${result.waiting ? ', waiting for a delta that is not in the store,' : ''} and made no progress for ${Math.round(stallTimeoutMs / 1000)} s; it needs seq ${seq}`,
+        );
+      }
       throwIfAborted(options.signal);
-      await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 20));
+      await sleep(options.pollMs ?? 20);
     }
+  }
+
+  /**
+   * Applies deltas as they arrive until the replication is cut over (resolves true) or the
+   * signal fires (resolves false). Transient failures (store unavailable, IO) are retried
+   * with backoff up to 30 s; anything else (a corrupt delta) is thrown.
+   */
+  async follow(options: FollowOptions = {}): Promise<boolean> {
+    const { signal } = options;
+    const pollMs = options.pollMs ?? 500;
+    let failures = 0;
+    while (!signal?.aborted) {
+      try {
+        const result = await this.applyAvailable(signal);
+        failures = 0;
+        if (result.applied > 0) options.onApplied?.(result);
+        if (result.cutOver) return true;
+      } catch (err) {
+        if (signal?.aborted) break;
+        if (!isTransient(err)) throw err;
+        failures++;
+        options.onRetry?.(err, failures);
+      }
+      await sleep(Math.min(30_000, pollMs * 2 ** Math.min(failures, 6)), undefined, { signal }).catch(() => {});
+    }
+    return false;
+  }
+
+  /**
+   * The cutover's commit at the replica, after the source was fenced: marks the replication
+   * cut over in the store (no applier follows it any more), records it here, and deletes
+   * the replication's deltas, all applied.
+   */
+  async commitCutover(finalSeq: number, verified: 'full' | 'deltas', signal?: AbortSignal): Promise<void> {
+    const at = new Date().toISOString();
+    await this.repo.putCutoverMark({ disk: this.state.diskId, replication: this.state.replication, finalSeq, at, verified }, signal);
+    await this.recordCutover(finalSeq, at);
+    const { deltas } = await this.repo.listReplication(this.state.diskId, this.state.replication, signal);
+    for (const name of deltas) await this.repo.deleteDelta(name, signal);
+  }
+
+  private async recordCutover(finalSeq: number, at: string): Promise<void> {
+    this.state.cutover = { finalSeq, at };
+    await this.persist();
+  }
+
+  /** The lock is being handed over: stop the pass under way (between two deltas). */
+  private async yieldReplica(): Promise<void> {
+    this.handover.abort();
+    await this.exclusive;
+  }
+
+  /** The lock is back: whoever had it may have applied deltas or cut over. */
+  private retaken(): void {
+    this.handover = new AbortController();
+    this.stale = true;
   }
 
   private decide(name: DeltaName): 'apply' | 'skip' | 'wait' {
@@ -254,8 +452,29 @@ export class ReplicaApplier {
   }
 
   private async persist(): Promise<void> {
-    const path = ReplicaApplier.statePath(this.replicaPath);
-    await writeFile(`${path}.tmp`, `${JSON.stringify(this.state, null, 2)}\n`, { flush: true });
-    await rename(`${path}.tmp`, path);
+    await writeFileAtomic(ReplicaApplier.statePath(this.replicaPath), `${JSON.stringify(this.state, null, 2)}\n`);
   }
+}
+
+async function readReplicaState(replicaPath: string): Promise<ReplicaState> {
+  const path = ReplicaApplier.statePath(replicaPath);
+  let state: ReplicaState;
+  try {
+    state = JSON.parse(await readFile(path, 'utf8')) as ReplicaState;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new FerryError('not-found', `replica ${replicaPath} has no state file ${path}`, { cause: err });
+    throw new FerryError('checksum-mismatch', `replica state ${path} is damaged: ${(err as Error).message}`, { cause: err });
+  }
+  if ((state.version as number) === 1) {
+    throw new FerryError(
+      'unsupported-version',
+      `replica state ${path} has version 1, from before replications had an identity: its deltas cannot be told from another replication's; build the replica again ('ferry replica init') from a new base copy or seed`,
+    );
+  }
+  if (state.version !== stateVersion) {
+    throw new FerryError('unsupported-version', `replica state ${path} has version ${String(state.version)}; this ferry reads ${stateVersion}`);
+  }
+  checkReplicationId(state.replication, `replica state ${path}: replication`);
+  return state;
 }

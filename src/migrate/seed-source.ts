@@ -4,7 +4,7 @@
  *
  *   parkForSeed(rep)        the shipper stops resyncing (autoResync = false) and the tracker
  *                           switches to its dirty bitmap BEFORE the first byte is read
- *                           (DESIGN.md invariant 1); the epoch is the tracker's seq then.
+ *                           (docs/DESIGN.md invariant 1); the epoch is the tracker's seq then.
  *   exportLiveSeed(...)     parks every disk and exports them (src/seed exportSeed).
  *   resumeAfterSeed(rep)    once the destination has imported the seed: autoResync = true.
  *                           The shipper restarts the journal at S >= epoch and ships the
@@ -42,7 +42,7 @@ export async function parkForSeed(rep: SourceReplication, signal?: AbortSignal):
   // Wait for any shipment under way (shipments are serialized): none can start a resync now.
   await shipper.shipReady(signal);
   await tracker.switchToBitmap('seed export');
-  return { id, device: rep.source, epoch: tracker.currentSeq, name: id };
+  return { id, device: rep.source, epoch: tracker.currentSeq, replication: tracker.replication, name: id };
 }
 
 /** After the seed is imported at the destination: resync the dirty blocks, then stream. */

@@ -21,8 +21,8 @@ import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'nod
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ChunkHasher, FerryError, fsyncDirectory, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
-import { checkDiskId, chunkCount, chunkKey, defaultChunkSizeBytes, type Manifest } from '../store/index.js';
+import { checkReplicationId, ChunkHasher, FerryError, fsyncDirectory, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
+import { checkDiskId, chunkCount, chunkKey, defaultChunkSizeBytes, manifestVersion, type Manifest } from '../store/index.js';
 import {
   decodeSeedManifest,
   encodeSeedManifest,
@@ -47,6 +47,8 @@ export interface SeedDisk {
   device: BlockDevice;
   /** Journal seq at which capture of this disk began (0 for a disk that is not in use). */
   epoch: number;
+  /** The replication `epoch` counts in (absent for a disk that is not in use). */
+  replication?: string;
   /** Name recorded in the disk's manifest (default: the id). */
   name?: string;
 }
@@ -101,7 +103,7 @@ interface StartLine {
   chunkSizeBytes: number;
   volumeSizeBytes: number;
   encryption: SeedEncryption | null;
-  disks: Array<{ id: string; name: string; sizeBytes: number; epoch: number }>;
+  disks: Array<{ id: string; name: string; sizeBytes: number; epoch: number; replication?: string }>;
 }
 
 interface VolumeLine {
@@ -126,6 +128,7 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
     if (ids.has(disk.id)) throw new FerryError('bad-input', `disk id ${JSON.stringify(disk.id)} is given twice`);
     ids.add(disk.id);
     if (!Number.isSafeInteger(disk.epoch) || disk.epoch < 0) throw new FerryError('bad-input', `disk ${disk.id}: epoch: expected a seq >= 0, received ${disk.epoch}`);
+    if (disk.replication !== undefined) checkReplicationId(disk.replication, `disk ${disk.id}: replication`);
   }
   await mkdir(deviceDir, { recursive: true });
   const manifestPath = join(deviceDir, seedManifestFile);
@@ -188,7 +191,7 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
       chunkSizeBytes,
       volumeSizeBytes: options.volumeSizeBytes ?? defaultVolumeSizeBytes,
       encryption,
-      disks: options.disks.map((d) => ({ id: d.id, name: d.name ?? d.id, sizeBytes: d.device.sizeBytes, epoch: d.epoch })),
+      disks: options.disks.map((d) => ({ id: d.id, name: d.name ?? d.id, sizeBytes: d.device.sizeBytes, epoch: d.epoch, ...(d.replication ? { replication: d.replication } : {}) })),
     };
     await writeFile(progressPath, `${JSON.stringify(start)}\n`, { flush: true });
     await fsyncDirectory(deviceDir);
@@ -334,10 +337,11 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
     const recorded = start.disks[i]!;
     const manifest: Manifest = {
       format: 'ferry-manifest',
-      version: 1,
+      version: manifestVersion,
       disk: { name: recorded.name, sizeBytes: recorded.sizeBytes },
       chunkSizeBytes,
       epoch: recorded.epoch,
+      ...(recorded.replication ? { replication: recorded.replication } : {}),
       createdAt: finishedAt,
       chunks: chunkLists[i]!,
     };

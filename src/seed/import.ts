@@ -1,6 +1,6 @@
 /**
  * `seed import`: a verified copy of a seed device's chunks into a store, then the disks'
- * manifests, the commit point (DESIGN.md invariant 5), written only once every chunk they
+ * manifests, the commit point (docs/DESIGN.md invariant 5), written only once every chunk they
  * name is in the store. Each chunk is checked (decrypted, SHA-256 against its name) before
  * it is stored (invariant 6); chunks the store already holds are skipped, so a re-run after
  * an interruption continues where it stopped.

@@ -6,15 +6,19 @@
  *   the dirty bitmap: current contents of dirty blocks, read after the journal restarted at
  *   S. The last piece of a resync is marked final.
  *
+ * Every delta belongs to one replication (one capture of one disk, from its first journal
+ * seq): its id is in the key and in the header, and a reader checks that the two agree, so
+ * a delta is never replayed into another replication (invariant 9).
+ *
  * The object ends with the SHA-256 of everything before it; a reader verifies it before it
- * uses a byte. docs/FORMAT.md describes version 1 field by field.
+ * uses a byte. docs/FORMAT.md describes version 2 field by field.
  */
 import { createHash } from 'node:crypto';
-import { FerryError } from '../core/index.js';
+import { checkReplicationId, FerryError } from '../core/index.js';
 
-export const deltaVersion = 1;
+export const deltaVersion = 2;
 const magic = Buffer.from('FERRYDLT');
-const headerBytes = 64;
+const headerBytes = 80;
 const extentHeaderBytes = 24;
 const trailerBytes = 32;
 
@@ -30,6 +34,8 @@ export interface DeltaExtent {
 
 export interface DeltaHeader {
   kind: DeltaKind;
+  /** The replication this delta belongs to (32 hex digits). */
+  replication: string;
   diskSizeBytes: number;
   /** journal: first seq covered; resync: S, the seq replay continues from after it. */
   seq: number;
@@ -52,17 +58,24 @@ export interface Delta extends DeltaHeader {
   extents: DeltaExtent[];
 }
 
+/** Where one replication's deltas (and its cutover mark) live: `deltas/<disk>/<replication>/`. */
+export function replicationPrefix(diskId: string, replication: string): string {
+  return `deltas/${diskId}/${checkReplicationId(replication)}/`;
+}
+
 /** Key of a delta: sorts journal deltas by first seq, resync pieces by S then part. */
-export function deltaKey(diskId: string, header: Pick<DeltaHeader, 'kind' | 'seq' | 'endSeq' | 'part' | 'generation'>): string {
+export function deltaKey(diskId: string, header: Pick<DeltaHeader, 'kind' | 'replication' | 'seq' | 'endSeq' | 'part' | 'generation'>): string {
   const seq = String(header.seq).padStart(20, '0');
+  const prefix = replicationPrefix(diskId, header.replication);
   return header.kind === 'journal'
-    ? `deltas/${diskId}/${seq}-${String(header.endSeq).padStart(20, '0')}.journal`
-    : `deltas/${diskId}/${seq}-${String(header.generation).padStart(20, '0')}-${String(header.part).padStart(6, '0')}.resync`;
+    ? `${prefix}${seq}-${String(header.endSeq).padStart(20, '0')}.journal`
+    : `${prefix}${seq}-${String(header.generation).padStart(20, '0')}-${String(header.part).padStart(6, '0')}.resync`;
 }
 
 export interface DeltaName {
   key: string;
   kind: DeltaKind;
+  replication: string;
   seq: number;
   /** resync: its generation; journal: 0. */
   generation: number;
@@ -70,14 +83,14 @@ export interface DeltaName {
   second: number;
 }
 
-const journalPattern = /\/(\d{20})-(\d{20})\.journal$/;
-const resyncPattern = /\/(\d{20})-(\d{20})-(\d{6})\.resync$/;
+const journalPattern = /\/([0-9a-f]{32})\/(\d{20})-(\d{20})\.journal$/;
+const resyncPattern = /\/([0-9a-f]{32})\/(\d{20})-(\d{20})-(\d{6})\.resync$/;
 
 export function parseDeltaKey(key: string): DeltaName | undefined {
   const journal = journalPattern.exec(key);
-  if (journal) return { key, kind: 'journal', seq: Number(journal[1]), generation: 0, second: Number(journal[2]) };
+  if (journal) return { key, kind: 'journal', replication: journal[1]!, seq: Number(journal[2]), generation: 0, second: Number(journal[3]) };
   const resync = resyncPattern.exec(key);
-  if (resync) return { key, kind: 'resync', seq: Number(resync[1]), generation: Number(resync[2]), second: Number(resync[3]) };
+  if (resync) return { key, kind: 'resync', replication: resync[1]!, seq: Number(resync[2]), generation: Number(resync[3]), second: Number(resync[4]) };
   return undefined;
 }
 
@@ -97,6 +110,7 @@ export function encodeDelta(delta: Delta): Buffer {
   out.writeUInt32LE(0, 44);
   out.writeBigUInt64LE(BigInt(delta.createdAtMs), 48);
   out.writeBigUInt64LE(BigInt(delta.generation), 56);
+  out.write(checkReplicationId(delta.replication), 64, 16, 'hex');
   let at = headerBytes;
   for (const e of delta.extents) {
     if (e.kind === 'write' && e.data?.byteLength !== e.length) {
@@ -119,7 +133,7 @@ export function encodeDelta(delta: Delta): Buffer {
 /** Verifies and decodes a delta; `name` is the object, for messages. Data is not copied. */
 export function decodeDelta(bytes: Buffer, name: string): Delta {
   const corrupt = (what: string) => new FerryError('checksum-mismatch', `delta ${name} is corrupt: ${what}`);
-  if (bytes.length < headerBytes + trailerBytes) throw corrupt(`${bytes.length} bytes is shorter than any delta (truncated?)`);
+  if (bytes.length < 16 + trailerBytes) throw corrupt(`${bytes.length} bytes is shorter than any delta (truncated?)`);
   if (!bytes.subarray(0, 8).equals(magic)) throw corrupt('bad magic');
   const body = bytes.subarray(0, bytes.length - trailerBytes);
   const expected = bytes.subarray(bytes.length - trailerBytes);
@@ -128,6 +142,7 @@ export function decodeDelta(bytes: Buffer, name: string): Delta {
   if (version !== deltaVersion) {
     throw new FerryError('unsupported-version', `delta ${name} has format version ${version}; this ferry reads version ${deltaVersion}`);
   }
+  if (bytes.length < headerBytes + trailerBytes) throw corrupt(`${bytes.length} bytes is shorter than any delta (truncated?)`);
   const kindByte = bytes.readUInt8(10);
   if (kindByte !== 1 && kindByte !== 2) throw corrupt(`unknown kind ${kindByte}`);
   const header: DeltaHeader = {
@@ -139,6 +154,7 @@ export function decodeDelta(bytes: Buffer, name: string): Delta {
     part: bytes.readUInt32LE(40),
     createdAtMs: Number(bytes.readBigUInt64LE(48)),
     generation: Number(bytes.readBigUInt64LE(56)),
+    replication: bytes.toString('hex', 64, 80),
   };
   const count = bytes.readUInt32LE(12);
   const extents: DeltaExtent[] = [];

@@ -1,18 +1,21 @@
 /**
  * The manifest codec: which chunks make up a disk. A manifest is JSON, named by the SHA-256
- * of its bytes, so reading it back verifies it. docs/FORMAT.md describes version 1.
+ * of its bytes, so reading it back verifies it. docs/FORMAT.md describes version 2 (version 1,
+ * the same without `replication`, is still read).
  */
-import { FerryError } from '../core/index.js';
+import { FerryError, isReplicationId } from '../core/index.js';
 
-export const manifestVersion = 1;
+export const manifestVersion = 2;
 
 export interface Manifest {
   format: 'ferry-manifest';
-  version: typeof manifestVersion;
+  version: typeof manifestVersion | 1;
   disk: { name: string; sizeBytes: number };
   chunkSizeBytes: number;
   /** Journal seq at which the copy began; replay of deltas starts here (0 without capture). */
   epoch: number;
+  /** The replication `epoch` counts in: a copy of a disk under capture. Absent for a plain copy. */
+  replication?: string;
   createdAt: string;
   /** Non-zero chunks as [index, sha256]; an index that is absent is all zeros. */
   chunks: Array<[number, string]>;
@@ -39,7 +42,7 @@ export function decodeManifest(bytes: Uint8Array, name: string): Manifest {
   const m = value as Partial<Manifest> | null;
   const bad = (what: string) => new FerryError('bad-input', `manifest ${name}: ${what}`);
   if (!m || typeof m !== 'object' || m.format !== 'ferry-manifest') throw bad(`format is ${JSON.stringify(m?.format)}, expected "ferry-manifest"`);
-  if (m.version !== manifestVersion) {
+  if (m.version !== manifestVersion && m.version !== 1) {
     throw new FerryError(
       'unsupported-version',
       `manifest ${name} has format version ${JSON.stringify(m.version)}; this ferry reads version ${manifestVersion}`,
@@ -50,6 +53,7 @@ export function decodeManifest(bytes: Uint8Array, name: string): Manifest {
   }
   if (!Number.isSafeInteger(m.chunkSizeBytes) || m.chunkSizeBytes! <= 0) throw bad(`chunkSizeBytes is ${m.chunkSizeBytes}`);
   if (!Number.isSafeInteger(m.epoch) || m.epoch! < 0) throw bad(`epoch is ${m.epoch}`);
+  if (m.replication !== undefined && !isReplicationId(m.replication)) throw bad(`replication is ${JSON.stringify(m.replication)}, expected 32 hex digits`);
   if (!Array.isArray(m.chunks)) throw bad('chunks is not a list');
   const count = chunkCount(m as Manifest);
   let previous = -1;

@@ -4,18 +4,35 @@
  *   config                 JSON: format, version, repository id, default chunk size
  *   chunks/<hh>/<sha256>   raw chunk bytes, named by their SHA-256 (hh = first two hex digits)
  *   manifests/<sha256>     JSON manifest, named by the SHA-256 of its bytes
- *   deltas/<disk>/<seq>-…  captured changes of one disk (delta.ts), checksummed inside
+ *   deltas/<disk>/<replication>/<seq>-…   captured changes of one replication of a disk
+ *                          (delta.ts), checksummed inside
+ *   deltas/<disk>/<replication>/cutover.json   the mark of a replication that was cut over
  *
  * Every object is verified against its name when read. Chunks must be durable before a
  * manifest that names them is written: the manifest is the commit point.
  */
 import { randomBytes } from 'node:crypto';
 import { FerryError, sha256Hex } from '../core/index.js';
-import { decodeDelta, deltaKey, encodeDelta, parseDeltaKey, type Delta, type DeltaName } from './delta.js';
+import { decodeDelta, deltaKey, encodeDelta, parseDeltaKey, replicationPrefix, type Delta, type DeltaName } from './delta.js';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest.js';
 import type { ObjectStore } from './object-store.js';
 
 export const repositoryVersion = 1;
+export const cutoverMarkVersion = 1;
+const cutoverMarkName = 'cutover.json';
+
+/** `deltas/<disk>/<replication>/cutover.json`: the replication was cut over (docs/FORMAT.md). */
+export interface CutoverMark {
+  format: 'ferry-cutover';
+  version: typeof cutoverMarkVersion;
+  disk: string;
+  replication: string;
+  /** Replay ends here: every record below it is in the replica, none after it exists. */
+  finalSeq: number;
+  /** When the source was fenced, ISO 8601 UTC. */
+  at: string;
+  verified: 'full' | 'deltas';
+}
 export const defaultChunkSizeBytes = 4 * 1024 * 1024;
 
 export interface RepositoryConfig {
@@ -130,7 +147,7 @@ export class Repository {
     for await (const key of this.store.list('manifests/', signal)) yield key.slice('manifests/'.length);
   }
 
-  /** Writes a delta: the commit point of the changes it carries. Returns its key. */
+  /** Writes a delta of `delta.replication`: the commit point of the changes it carries. Returns its key. */
   async putDelta(diskId: string, delta: Delta, signal?: AbortSignal): Promise<{ key: string; sizeBytes: number }> {
     const key = deltaKey(checkDiskId(diskId), delta);
     const bytes = encodeDelta(delta);
@@ -142,24 +159,67 @@ export class Repository {
   async getDelta(name: DeltaName, signal?: AbortSignal): Promise<Delta> {
     const delta = decodeDelta(await this.store.get(name.key, signal), name.key);
     const second = delta.kind === 'journal' ? delta.endSeq : delta.part;
-    if (delta.kind !== name.kind || delta.seq !== name.seq || delta.generation !== name.generation || second !== name.second) {
-      throw new FerryError('checksum-mismatch', `delta ${name.key} is corrupt: its header (${delta.kind} ${delta.seq}/${second}) does not match its name`);
+    if (delta.kind !== name.kind || delta.replication !== name.replication || delta.seq !== name.seq || delta.generation !== name.generation || second !== name.second) {
+      throw new FerryError(
+        'checksum-mismatch',
+        `delta ${name.key} is corrupt: its header (${delta.kind} ${delta.seq}/${second} of replication ${delta.replication}) does not match its name`,
+      );
     }
     return delta;
   }
 
   /**
-   * The deltas of a disk in replay order: by seq; at the same seq resyncs (by generation,
-   * then pieces in part order) come before the journal delta that continues from them.
+   * One replication's deltas in replay order (by seq; at the same seq resyncs, by generation
+   * then part, come before the journal delta that continues from them), and whether the
+   * replication carries a cutover mark: one listing, so a follower's poll costs one request.
    */
-  async listDeltas(diskId: string, signal?: AbortSignal): Promise<DeltaName[]> {
-    const names: DeltaName[] = [];
-    for await (const key of this.store.list(`deltas/${checkDiskId(diskId)}/`, signal)) {
+  async listReplication(diskId: string, replication: string, signal?: AbortSignal): Promise<{ deltas: DeltaName[]; cutOver: boolean }> {
+    const prefix = replicationPrefix(checkDiskId(diskId), replication);
+    const deltas: DeltaName[] = [];
+    let cutOver = false;
+    for await (const key of this.store.list(prefix, signal)) {
+      if (key === `${prefix}${cutoverMarkName}`) cutOver = true;
       const name = parseDeltaKey(key);
-      if (name) names.push(name);
+      if (name?.replication === replication) deltas.push(name);
     }
     const rank = (n: DeltaName) => (n.kind === 'resync' ? 0 : 1);
-    return names.sort((a, b) => a.seq - b.seq || rank(a) - rank(b) || a.generation - b.generation || a.second - b.second);
+    deltas.sort((a, b) => a.seq - b.seq || rank(a) - rank(b) || a.generation - b.generation || a.second - b.second);
+    return { deltas, cutOver };
+  }
+
+  /**
+   * Marks a replication as cut over: its source is fenced and no applier follows it any
+   * more. Written once, after the source was fenced (the mark is never rolled back).
+   */
+  async putCutoverMark(mark: Omit<CutoverMark, 'format' | 'version'>, signal?: AbortSignal): Promise<void> {
+    const full: CutoverMark = { format: 'ferry-cutover', version: cutoverMarkVersion, ...mark };
+    await this.store.put(`${replicationPrefix(checkDiskId(mark.disk), mark.replication)}${cutoverMarkName}`, Buffer.from(`${JSON.stringify(full, null, 2)}\n`), signal);
+  }
+
+  /** The cutover mark of a replication, checked; undefined if it has none. */
+  async getCutoverMark(diskId: string, replication: string, signal?: AbortSignal): Promise<CutoverMark | undefined> {
+    const key = `${replicationPrefix(checkDiskId(diskId), replication)}${cutoverMarkName}`;
+    let bytes: Buffer;
+    try {
+      bytes = await this.store.get(key, signal);
+    } catch (err) {
+      if (err instanceof FerryError && err.code === 'not-found') return undefined;
+      throw err;
+    }
+    let mark: Partial<CutoverMark>;
+    try {
+      mark = JSON.parse(bytes.toString('utf8')) as Partial<CutoverMark>;
+    } catch (err) {
+      throw new FerryError('checksum-mismatch', `cutover mark ${key} in ${this.store.location} is not valid JSON`, { cause: err });
+    }
+    if (mark.format !== 'ferry-cutover') throw new FerryError('checksum-mismatch', `cutover mark ${key}: format is ${JSON.stringify(mark.format)}, expected "ferry-cutover"`);
+    if (mark.version !== cutoverMarkVersion) {
+      throw new FerryError('unsupported-version', `cutover mark ${key} has version ${JSON.stringify(mark.version)}; this ferry reads ${cutoverMarkVersion}`);
+    }
+    if (mark.disk !== diskId || mark.replication !== replication || !Number.isSafeInteger(mark.finalSeq) || typeof mark.at !== 'string') {
+      throw new FerryError('checksum-mismatch', `cutover mark ${key} is damaged: ${bytes.toString('utf8').slice(0, 200)}`);
+    }
+    return mark as CutoverMark;
   }
 
   async deleteDelta(name: DeltaName, signal?: AbortSignal): Promise<void> {

@@ -11,7 +11,8 @@ import { request } from 'node:http';
 import { readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FilterControlClient, type FilterDiskList } from '../../src/api/index.js';
-import { ferry, startFerry, type CliResult } from '../support/cli.js';
+import { ferry, type CliResult } from '../support/cli.js';
+import { startFilterProcess, type FilterProcess } from '../support/filter-process.js';
 import { makeSparseImage, sha256File } from '../support/images.js';
 import { requireTool, run } from '../support/nbd-tools.js';
 import { tempDir } from '../support/temp.js';
@@ -29,11 +30,7 @@ afterAll(async () => {
   await dir.cleanup();
 });
 
-interface Filter {
-  child: ChildProcess;
-  done: Promise<CliResult>;
-  uri: string;
-  control: string;
+interface Filter extends FilterProcess {
   stateDir: string;
   store: string;
   storeDir: string;
@@ -51,21 +48,10 @@ async function startFilter(name: string, seed: number, restart = false): Promise
   const storeDir = `${base}-store`;
   if (!restart) await makeSparseImage(image, 32 * MiB, seed, 0.3);
   const store = `file:${storeDir}`;
-  const { child, done } = startFerry(['filter', '--disk', `d0=${image}`, '--state-dir', stateDir, '--store', store, '--chunk-size', '1M']);
-  running.push(child);
-  let stdout = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  let exited: CliResult | undefined;
-  void done.then((r) => (exited = r));
-  for (let i = 0; i < 300 && !/^control /m.test(stdout); i++) {
-    if (exited) throw new Error(`ferry filter exited early (${exited.code}): ${exited.stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const uri = /^export d0 (\S+)$/m.exec(stdout)?.[1];
-  const control = /^control (\S+)$/m.exec(stdout)?.[1];
-  if (!uri || !control) throw new Error(`ferry filter did not print its sockets: ${stdout}`);
-  expect(uri).toBe(`nbd+unix:///d0?socket=${join(stateDir, 'd0.sock')}`);
-  return { child, done, uri, control, stateDir, store, storeDir, image };
+  const filter = await startFilterProcess({ image, stateDir, store, args: ['--chunk-size', '1M'] });
+  running.push(filter.child);
+  expect(filter.uri).toBe(`nbd+unix:///d0?socket=${join(stateDir, 'd0.sock')}`);
+  return { ...filter, stateDir, store, storeDir, image };
 }
 
 /** One qemu-io run over the export: each command a separate -c. */
@@ -113,8 +99,7 @@ function rawRequest(socketPath: string, method: string, path: string, body?: str
 }
 
 async function stop(filter: Filter): Promise<CliResult> {
-  filter.child.kill('SIGTERM');
-  return filter.done;
+  return filter.stop();
 }
 
 it('filter process: writes over NBD, base copy, replica, cutover, status, clean SIGTERM', async () => {
@@ -162,7 +147,7 @@ it('filter process: writes over NBD, base copy, replica, cutover, status, clean 
   expect(result.pauseMs).toBeGreaterThanOrEqual(0);
   expect(result.pauseMs).toBeLessThan(30_000);
 
-  // The source is paused: nothing writes to it now.
+  // The source is fenced: nothing writes to it now.
   expect(await sha256File(replica)).toBe(await sha256File(filter.image));
 
   const status = await ferry(['status', '--control', filter.control, '--json']);
@@ -171,7 +156,8 @@ it('filter process: writes over NBD, base copy, replica, cutover, status, clean 
   expect(disks).toHaveLength(1);
   const d0 = disks[0]!;
   expect(d0.id).toBe('d0');
-  expect(d0.quiesced).toBe(true); // a successful cutover leaves the source paused
+  expect(d0.quiesced).toBe(false); // the quiesce became a fence
+  expect(d0.fence).toMatchObject({ disk: 'd0', finalSeq: result.finalSeq, replication: d0.tracker.replication });
   expect(d0.figures).toMatchObject({ mode: 'streaming', consistent: true, lagSeq: 0, backlogBytes: 0, sourceSeq: result.finalSeq, replicaSeq: result.finalSeq });
   expect(d0.figures.lagSeconds).toBe(0);
   expect(d0.figures.writeDelayMs).toBe(0);
@@ -184,7 +170,8 @@ it('filter process: writes over NBD, base copy, replica, cutover, status, clean 
   expect(d0.baseCopy).toMatchObject({ state: 'done', manifestId });
   const text = await ferry(['status', '--control', filter.control]);
   expect(text.code).toBe(0);
-  expect(text.stdout).toContain('QUIESCED');
+  expect(text.stdout).toContain('FENCED');
+  expect(text.stdout).toContain('ferry fence release');
 
   // Bad requests name the field and the value received; unknown disks are 404s.
   const badMode = await rawRequest(filter.control, 'PUT', '/v1/disks/d0/mode', '{"mode":"turbo"}');
@@ -209,12 +196,33 @@ it('filter process: writes over NBD, base copy, replica, cutover, status, clean 
   expect(state).toMatchObject({ clean: true, mode: 'streaming', consistent: true });
   await expect(readFile(join(filter.stateDir, 'd0', 'journal', 'journal-state.json'), 'utf8')).resolves.toBeTruthy();
 
-  // Restarted on the same state, it trusts its tracker: streaming, consistent, nothing dirty.
+  // Restarted on the same state, it trusts its tracker (streaming, consistent, nothing
+  // dirty) and the disk is still fenced: a client is turned away, told why and what to do.
   const again = await startFilter('main', 41, true);
-  const after = await new FilterControlClient(again.control).disk('d0');
-  expect(after.tracker).toMatchObject({ mode: 'streaming', consistent: true, dirtyBlocks: 0, currentSeq: result.finalSeq });
-  expect(after.quiesced).toBe(false);
+  const againClient = new FilterControlClient(again.control);
+  const after = await againClient.disk('d0');
+  expect(after.tracker).toMatchObject({ mode: 'streaming', consistent: true, dirtyBlocks: 0, currentSeq: result.finalSeq, replication: d0.tracker.replication });
+  expect(after.fence).toEqual(d0.fence);
+  const refused = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x11 0 4k', again.uri], { timeoutMs: 30_000, allowFailure: true });
+  expect(refused.code).not.toBe(0);
+  expect(refused.stderr).toContain('disk d0 was cut over');
+  expect(refused.stderr).toContain('ferry fence release');
+  expect(await sha256File(filter.image)).toBe(await sha256File(replica));
+  const fencedStatus = await ferry(['status', '--control', again.control]);
+  expect(fencedStatus.stdout).toMatch(/^d0 {2}FENCED/m);
+  // A second cutover of a cut-over disk is refused.
+  const twice = await ferry(['cutover', '--control', again.control, '--store', filter.store, '--replica', replica]);
+  expect(twice.code).toBe(7);
+  expect(twice.stderr).toContain('already cut over');
+
+  // The operator releases the fence on purpose: IO flows again, as a new replication.
+  const release = await ferry(['fence', 'release', '--control', again.control, '--disk', 'd0', '--reason', 'failback test', '--json']);
+  expect(release.code).toBe(0);
+  const released = JSON.parse(release.stdout) as { replication: string };
+  expect(released.replication).toMatch(/^[0-9a-f]{32}$/);
+  expect(released.replication).not.toBe(d0.tracker.replication);
   await qemuIo(again.uri, round(12));
+  expect((await againClient.disk('d0')).fence).toBeUndefined();
   expect((await stop(again)).code).toBe(0);
 });
 
@@ -251,7 +259,7 @@ it('a cutover against a filter whose store is broken resumes the source, and a l
   // One that fails in the filter's final drain resumes the source.
   const failed = await ferry(['cutover', '--disk', 'd0', '--control', filter.control, '--store', destStore, '--replica', replica]);
   expect(failed.code).toBe(6); // store-unavailable
-  expect(failed.stderr).toContain('cutover of disk d0 failed, the source was resumed');
+  expect(failed.stderr).toContain('disk d0: cutover failed, the source was resumed');
 
   // The source runs: a write goes through (it would hang on a paused filter).
   await qemuIo(filter.uri, round(4), 20_000);
@@ -266,16 +274,16 @@ it('a cutover against a filter whose store is broken resumes the source, and a l
   await symlink(filter.storeDir, destLink);
   await qemuIo(filter.uri, round(5));
   const ok = await ferry(['cutover', '--control', filter.control, '--store', destStore, '--replica', replica, '--verify', 'full']);
-  expect(ok.stderr).toContain('stays paused');
+  expect(ok.stderr).toContain('The source is fenced');
   expect(ok.code).toBe(0);
   expect(ok.stdout).toMatch(/cutover of disk d0 done: source paused \d+ ms/);
   expect(await sha256File(replica)).toBe(await sha256File(filter.image));
 
-  // A second cutover on a paused source is refused, and leaves it paused.
+  // A second cutover of a cut-over disk is refused, and leaves it fenced.
   const again = await ferry(['cutover', '--control', filter.control, '--store', destStore, '--replica', replica]);
   expect(again.code).toBe(7);
-  expect(again.stderr).toContain('already quiesced');
-  expect((await client.disk('d0')).quiesced).toBe(true);
+  expect(again.stderr).toContain('already cut over');
+  expect((await client.disk('d0')).fence).toBeDefined();
 
   expect((await stop(filter)).code).toBe(0);
 });

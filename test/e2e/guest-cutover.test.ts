@@ -87,9 +87,10 @@ describe('a live QEMU guest behind the capture filter', () => {
       const replicaHash = await sha256File(replicaPath);
       expect(await sha256File(sourcePath)).toBe(replicaHash);
 
-      // The source VM is done. It quits while the filter stays quiesced (its last flush
+      // The source VM is done. It quits while the filter fences the disk (its last flush
       // passes), and it wrote nothing more.
-      expect(rep.filter.quiesced).toBe(true);
+      expect(rep.fence).toMatchObject({ finalSeq: cutover.finalSeq, replication: rep.tracker.replication });
+      expect(rep.filter.fenced).toBe(true);
       expect(await vm.quit({ timeoutMs: 15_000 })).toEqual({ code: 0, signal: null });
       expect(await sha256File(sourcePath)).toBe(replicaHash);
 

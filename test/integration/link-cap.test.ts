@@ -1,5 +1,5 @@
 /**
- * Write backpressure against a capped link (DESIGN.md, "Throttles and backpressure",
+ * Write backpressure against a capped link (docs/DESIGN.md, "Throttles and backpressure",
  * invariant 8): the link takes 10 MB/s, a writer tries 40 MB/s of 1 MiB sequential writes.
  * Backpressure must slow the writer enough that the journal stays below its hard limit
  * without the tracker ever falling back to the bitmap, and the cutover afterwards must still

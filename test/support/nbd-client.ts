@@ -4,6 +4,7 @@
  * exposes the raw socket so fuzz tests can send whatever they like.
  */
 import { connect, type Socket } from 'node:net';
+import type { BlockDevice, WriteOptions } from '../../src/core/index.js';
 
 export const REQUEST_MAGIC = 0x25609513;
 export const CMD = { READ: 0, WRITE: 1, DISC: 2, FLUSH: 3, TRIM: 4, WRITE_ZEROES: 6 } as const;
@@ -12,6 +13,7 @@ const OPT_GO = 7;
 const OPT_STRUCTURED_REPLY = 8;
 const REP_ACK = 1;
 const REP_INFO = 3;
+const CMD_FLAG_FUA = 1;
 
 export interface Reply {
   error: number;
@@ -236,4 +238,41 @@ function openSocket(options: ClientOptions): Promise<Socket> {
     });
     socket.once('error', reject);
   });
+}
+
+/**
+ * A BlockDevice over one NBD connection, so that a workload (random-workload.ts) can drive a
+ * real server process; a request the server fails throws, naming the NBD error.
+ */
+export function nbdDevice(client: NbdTestClient): BlockDevice {
+  const check = async (what: string, reply: Promise<Reply>): Promise<Reply> => {
+    const { error, data } = await reply;
+    if (error !== 0) throw Object.assign(new Error(`NBD ${what} failed: error ${error}`), { nbdError: error });
+    return { error, data };
+  };
+  const flags = (options?: WriteOptions) => (options?.fua ? CMD_FLAG_FUA : 0);
+  return {
+    sizeBytes: client.sizeBytes,
+    readOnly: false,
+    async read(buf, offset) {
+      const { data } = await check('read', client.read(offset, buf.byteLength));
+      buf.set(data!);
+    },
+    async write(data, offset, options) {
+      const bytes = data instanceof Uint8Array ? Buffer.from(data) : Buffer.concat(data);
+      await check('write', client.write(offset, bytes, flags(options)));
+    },
+    async writeZeroes(offset, length, options) {
+      await check('write zeroes', client.request(CMD.WRITE_ZEROES, flags(options), offset, length));
+    },
+    async trim(offset, length, options) {
+      await check('trim', client.request(CMD.TRIM, flags(options), offset, length));
+    },
+    async flush() {
+      await check('flush', client.flush());
+    },
+    async close() {
+      await client.disconnect().catch(() => client.socket.destroy());
+    },
+  };
 }

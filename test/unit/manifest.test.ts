@@ -29,9 +29,9 @@ it('round-trips a manifest', () => {
 });
 
 it('refuses an unknown version as unsupported, naming the object and the version', () => {
-  const err = errorOf({ ...good, version: 2 });
+  const err = errorOf({ ...good, version: 3 });
   expect(isFerryError(err, 'unsupported-version')).toBe(true);
-  expect(String(err)).toMatch(/manifests\/x.*version 2/);
+  expect(String(err)).toMatch(/manifests\/x.*version 3/);
 });
 
 it.each([

@@ -1,10 +1,13 @@
 /**
  * Replay order at the replica, with deltas made by hand: resync pieces that arrive late,
- * a resync superseded after a source crash, gaps that wait, and pruning of applied deltas.
+ * a resync superseded after a source crash, gaps that wait, and pruning of applied deltas;
+ * and replication identity: another replication's deltas are never applied, a cutover mark
+ * ends replay, and one applier at a time holds a replica.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFile } from 'node:fs/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { newReplicationId } from '../../src/core/index.js';
 import { ReplicaApplier } from '../../src/migrate/index.js';
 import { FileStore, Repository, type Delta, type DeltaExtent } from '../../src/store/index.js';
 import { tempDir } from '../support/temp.js';
@@ -20,12 +23,15 @@ function put(block: number, fill: number): DeltaExtent {
   return { kind: 'write', offset: block * 4 * KiB, length: 4 * KiB, data: Buffer.alloc(4 * KiB, fill) };
 }
 
-function journal(first: number, last: number, extents: DeltaExtent[]): Delta {
-  return { kind: 'journal', seq: first, endSeq: last, part: 0, generation: 0, final: false, diskSizeBytes: sizeBytes, createdAtMs: 0, extents };
+/** The replication every case's base belongs to. */
+const replication = newReplicationId();
+
+function journal(first: number, last: number, extents: DeltaExtent[], of = replication): Delta {
+  return { kind: 'journal', replication: of, seq: first, endSeq: last, part: 0, generation: 0, final: false, diskSizeBytes: sizeBytes, createdAtMs: 0, extents };
 }
 
 function resync(seq: number, generation: number, part: number, final: boolean, extents: DeltaExtent[], endSeq = seq): Delta {
-  return { kind: 'resync', seq, endSeq, part, generation, final, diskSizeBytes: sizeBytes, createdAtMs: 0, extents };
+  return { kind: 'resync', replication, seq, endSeq, part, generation, final, diskSizeBytes: sizeBytes, createdAtMs: 0, extents };
 }
 
 let count = 0;
@@ -35,25 +41,33 @@ async function setup() {
   // An all-zero base disk with epoch 1.
   const manifestId = await repo.putManifest({
     format: 'ferry-manifest',
-    version: 1,
+    version: 2,
     disk: { name: 'd', sizeBytes },
     chunkSizeBytes: 16 * KiB,
     epoch: 1,
+    replication,
     createdAt: new Date().toISOString(),
     chunks: [],
   });
   const replicaPath = `${base}-replica.img`;
   const applier = await ReplicaApplier.create({ repo, diskId: 'd', manifestId, replicaPath });
+  opened.push(applier);
   const block = async (i: number) => (await readFile(replicaPath))[i * 4 * KiB];
-  return { repo, applier, block };
+  const listed = async () => (await repo.listReplication('d', replication)).deltas;
+  return { repo, applier, block, listed, replicaPath };
 }
+
+afterEach(async () => {
+  for (const applier of opened.splice(0)) await applier.close();
+});
+const opened: ReplicaApplier[] = [];
 
 describe('replica applier replay order', () => {
   it('applies journal deltas in seq order and waits at a gap', async () => {
     const { repo, applier, block } = await setup();
     await repo.putDelta('d', journal(1, 3, [put(0, 1)]));
     await repo.putDelta('d', journal(7, 9, [put(0, 7)])); // 4..6 missing: a gap
-    expect(await applier.applyAvailable()).toEqual({ applied: 1, waiting: true });
+    expect(await applier.applyAvailable()).toEqual({ applied: 1, waiting: true, cutOver: false });
     expect(await block(0)).toBe(1);
     await repo.putDelta('d', journal(4, 6, [put(0, 4), put(1, 4)]));
     await applier.applyAvailable();
@@ -98,16 +112,16 @@ describe('replica applier replay order', () => {
   });
 
   it('deletes applied deltas from the store, and keeps them when told to', async () => {
-    const { repo, applier } = await setup();
+    const { repo, applier, listed } = await setup();
     await repo.putDelta('d', journal(1, 2, [put(0, 1)]));
     await applier.applyAvailable();
     await applier.applyAvailable(); // the applied delta is now skipped, and pruned
-    expect(await repo.listDeltas('d')).toEqual([]);
+    expect(await listed()).toEqual([]);
     applier.prune = false;
     await repo.putDelta('d', journal(3, 4, [put(0, 3)]));
     await applier.applyAvailable();
     await applier.applyAvailable();
-    expect((await repo.listDeltas('d')).length).toBe(1);
+    expect((await listed()).length).toBe(1);
   });
 
   it('refuses a corrupt delta, naming it, and applies nothing of it', async () => {
@@ -119,5 +133,72 @@ describe('replica applier replay order', () => {
     await expect(applier.applyAvailable()).rejects.toThrow(new RegExp(`delta ${key} is corrupt`));
     expect(await block(0)).toBe(0);
     expect(applier.nextSeq).toBe(1);
+  });
+});
+
+describe('replication identity at the replica', () => {
+  it("never applies another replication's deltas of the same disk, even where their seqs fit", async () => {
+    const { repo, applier, block } = await setup();
+    const other = newReplicationId();
+    // An earlier migration of disk d left deltas whose seqs lie right where replay goes next.
+    await repo.putDelta('d', journal(1, 5, [put(0, 0xee), put(2, 0xee)], other));
+    await repo.putDelta('d', journal(1, 3, [put(0, 1)]));
+    await applier.applyAvailable();
+    expect(applier.nextSeq).toBe(4);
+    expect([await block(0), await block(2)]).toEqual([1, 0]);
+    // Its deltas stay where they were: not this applier's to apply, nor to prune.
+    expect((await repo.listReplication('d', other)).deltas.length).toBe(1);
+  });
+
+  it('refuses a delta whose header names another replication than its key', async () => {
+    const { repo, applier, block } = await setup();
+    const { key } = await repo.putDelta('d', journal(1, 3, [put(0, 0xee)], newReplicationId()));
+    // Copied under this replication's prefix: the name fits, the header does not.
+    const copy = key.replace(/deltas\/d\/[0-9a-f]{32}\//, `deltas/d/${replication}/`);
+    await repo.store.put(copy, await repo.store.get(key));
+    await expect(applier.applyAvailable()).rejects.toMatchObject({ code: 'checksum-mismatch', message: expect.stringContaining(`delta ${copy} is corrupt`) });
+    expect(await block(0)).toBe(0);
+  });
+
+  it('stops at the final seq of a replication marked cut over, and follows it no more', async () => {
+    const { repo, applier, block, listed } = await setup();
+    await repo.putDelta('d', journal(1, 3, [put(0, 1)]));
+    await repo.putCutoverMark({ disk: 'd', replication, finalSeq: 4, at: new Date().toISOString(), verified: 'deltas' });
+    // A delta past the final seq can only come from a source that ran after its fence.
+    await repo.putDelta('d', journal(4, 6, [put(0, 0xee)]));
+    expect(await applier.applyAvailable()).toEqual({ applied: 1, waiting: false, cutOver: true });
+    expect(await block(0)).toBe(1);
+    expect(applier.snapshot().cutover?.finalSeq).toBe(4);
+    expect(await applier.follow({ pollMs: 10 })).toBe(true);
+    expect(await block(0)).toBe(1);
+    expect((await listed()).map((n) => n.seq)).toContain(4);
+  });
+
+  it('commits a cutover: marks the store, records it, deletes the applied deltas', async () => {
+    const { repo, applier, listed } = await setup();
+    await repo.putDelta('d', journal(1, 3, [put(0, 1)]));
+    await applier.applyUntil(4);
+    await applier.commitCutover(4, 'full');
+    expect(await listed()).toEqual([]);
+    expect(await repo.getCutoverMark('d', replication)).toMatchObject({ finalSeq: 4, verified: 'full', replication });
+    expect(applier.cutOver).toBe(true);
+  });
+
+  it('lets one applier hold a replica: a second is refused, naming the first', async () => {
+    const { repo, replicaPath } = await setup();
+    await expect(ReplicaApplier.open(repo, replicaPath)).rejects.toMatchObject({
+      code: 'conflict',
+      message: expect.stringMatching(new RegExp(`replica ${replicaPath} is in use by pid ${process.pid} \\(ferry replica applier\\)`)),
+    });
+  });
+
+  it('refuses a replica state from before replication identity, saying what to do', async () => {
+    const { replicaPath, repo } = await setup();
+    const path = ReplicaApplier.statePath(replicaPath);
+    const state = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    delete state.replication;
+    await writeFile(path, JSON.stringify({ ...state, version: 1 }));
+    await opened.pop()!.close();
+    await expect(ReplicaApplier.open(repo, replicaPath)).rejects.toMatchObject({ code: 'unsupported-version', message: expect.stringContaining("'ferry replica init'") });
   });
 });

@@ -1,5 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import { badInput, FerryError, formatBytes } from '../../core/index.js';
+import { badInput, formatBytes, Logger } from '../../core/index.js';
 import { ReplicaApplier, type ReplicaState } from '../../migrate/index.js';
 import { Repository } from '../../store/index.js';
 import type { Command } from '../command.js';
@@ -13,11 +12,14 @@ export const replicaCommand: Command = {
 
 init   restores the base manifest into PATH (verifying every chunk) and starts the
        replica's replay state (PATH.ferry-replica.json) at the manifest's epoch.
-apply  applies the disk's deltas from the store, in replay order, each verified before a
-       byte of it is written; with --follow it keeps polling until interrupted (Ctrl-C).
+apply  applies the deltas of the replica's replication from the store, in replay order,
+       each verified before a byte of it is written; with --follow it keeps polling until
+       the replication is cut over (then it exits 0) or it is interrupted (Ctrl-C).
        Applying is idempotent: an interrupted apply is simply run again.
 
-Do not run two appliers (or an apply and a 'ferry cutover') on one replica at once.
+One process applies to a replica at a time: a second 'replica apply' (or 'init') on it is
+refused, naming the one that holds it. A 'ferry cutover' takes the replica over from a
+follower, which waits meanwhile and goes on (or exits, once cut over) afterwards.
 
 Options:
   --disk ID            (init) the disk's id at the filter: names its deltas in the store
@@ -51,11 +53,21 @@ async function init(argv: string[], signal: AbortSignal): Promise<number> {
   const bar = progressReporter('restore', values.quiet === true || values.json === true);
   try {
     const repo = await Repository.open(store);
-    const applier = await ReplicaApplier.create({ repo, diskId, manifestId, replicaPath: replicaPath!, concurrency, signal, onProgress: bar.update });
+    const applier = await ReplicaApplier.create({
+      repo,
+      diskId,
+      manifestId,
+      replicaPath: replicaPath!,
+      concurrency,
+      signal,
+      onProgress: bar.update,
+      lock: { purpose: 'ferry replica init' },
+    });
+    await applier.close();
     bar.done();
     const state = applier.snapshot();
     if (values.json) print(JSON.stringify({ replica: replicaPath, ...state }));
-    else print(`replica ${replicaPath}: disk ${state.diskId}, base ${state.manifestId}, replay from seq ${state.epoch}`);
+    else print(`replica ${replicaPath}: disk ${state.diskId}, replication ${state.replication}, base ${state.manifestId}, replay from seq ${state.epoch}`);
     return 0;
   } finally {
     bar.done();
@@ -72,31 +84,34 @@ async function apply(argv: string[], signal: AbortSignal): Promise<number> {
   const [replicaPath] = positionals(args, ['PATH']);
   const pollMs = intOption(values['poll-ms'], '--poll-ms', 10, 3_600_000) ?? 500;
   const store = storeFromFlags(values);
+  let applier: ReplicaApplier | undefined;
   try {
     const repo = await Repository.open(store);
-    const applier = await ReplicaApplier.open(repo, replicaPath!);
-    if (!values.follow) {
+    const follow = values.follow === true;
+    applier = await ReplicaApplier.open(repo, replicaPath!, {
+      lock: { purpose: follow ? 'ferry replica apply --follow' : 'ferry replica apply', yieldable: follow },
+      logger: new Logger(stderrSink, values.quiet ? 'warn' : 'info'),
+    });
+    const json = values.json === true;
+    if (!follow) {
       const result = await applier.applyAvailable(signal);
-      report(replicaPath!, applier.snapshot(), result.applied, values.json === true);
+      report(replicaPath!, applier.snapshot(), result.applied, json);
       return 0;
     }
-    let failures = 0;
-    while (!signal.aborted) {
-      try {
-        const result = await applier.applyAvailable(signal);
-        failures = 0;
-        if (result.applied > 0 && !values.quiet) report(replicaPath!, applier.snapshot(), result.applied, values.json === true);
-      } catch (err) {
-        if (signal.aborted) break;
-        // Store trouble is retried; damaged data is not something waiting will fix.
-        if (err instanceof FerryError && err.code !== 'store-unavailable' && err.code !== 'io') throw err;
-        failures++;
-        stderrSink('warn', 'applying deltas failed, will retry', { error: (err as Error).message, failures });
-      }
-      await sleep(Math.min(30_000, pollMs * 2 ** Math.min(failures, 6)), undefined, { signal }).catch(() => {});
+    const cutOver = await applier.follow({
+      signal,
+      pollMs,
+      onApplied: (result) => values.quiet || report(replicaPath!, applier!.snapshot(), result.applied, json),
+      onRetry: (error, failures) => stderrSink('warn', 'applying deltas failed, will retry', { error: error.message, failures }),
+    });
+    if (cutOver) {
+      const state = applier.snapshot();
+      if (json) print(JSON.stringify({ replica: replicaPath, applied: 0, ...state }));
+      else print(`replica ${replicaPath}: replication ${state.replication} was cut over at seq ${state.cutover!.finalSeq}; nothing more will come`);
     }
     return 0;
   } finally {
+    await applier?.close();
     await store.close();
   }
 }

@@ -32,6 +32,11 @@ export interface NbdExportOptions {
   minBlockBytes?: number;
   /** Preferred block size to advertise; a power of two, at least 512. Default 4096. */
   preferredBlockBytes?: number;
+  /**
+   * Why the export turns clients away right now (a disk fenced after its cutover), asked at
+   * every handshake; undefined while it serves. The client is told the message.
+   */
+  refusal?: () => string | undefined;
 }
 
 /** What the server is given per name: a device, or a device with options. */
@@ -46,6 +51,7 @@ export interface NbdExport {
   readonly minBlockBytes: number;
   readonly preferredBlockBytes: number;
   readonly maxBlockBytes: number;
+  readonly refusal: () => string | undefined;
 }
 
 export class ExportTable {
@@ -113,6 +119,7 @@ function makeExport(name: string, spec: NbdExportSpec): NbdExport {
     minBlockBytes,
     preferredBlockBytes,
     maxBlockBytes: maxPayloadBytes,
+    refusal: options.refusal ?? (() => undefined),
   };
 }
 

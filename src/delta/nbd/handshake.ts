@@ -21,6 +21,7 @@ import {
   NBD_OPT_STRUCTURED_REPLY,
   NBD_REP_ACK,
   NBD_REP_ERR_INVALID,
+  NBD_REP_ERR_POLICY,
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
   NBD_REP_INFO,
@@ -97,6 +98,8 @@ export async function negotiate(io: HandshakeIo, exports: ExportTable, limits: H
         const exp = exports.lookup(name);
         // This option cannot carry an error, so the spec has the server hang up.
         if (exp === undefined) throw new ProtocolViolation(`NBD_OPT_EXPORT_NAME for unknown export ${JSON.stringify(name.slice(0, 64))}`);
+        const refusal = exp.refusal();
+        if (refusal !== undefined) throw new ProtocolViolation(`export ${JSON.stringify(exp.name)} refuses clients: ${refusal}`);
         io.write(encodeExportNameReply(exp.sizeBytes, transmissionFlags(exp, structuredReplies), noZeroes));
         return { export: exp, structuredReplies };
       }
@@ -129,6 +132,11 @@ export async function negotiate(io: HandshakeIo, exports: ExportTable, limits: H
         const exp = exports.lookup(request.name);
         if (exp === undefined) {
           fail(NBD_REP_ERR_UNKNOWN, `no export named ${JSON.stringify(request.name.slice(0, 64))}`);
+          break;
+        }
+        const refusal = exp.refusal();
+        if (refusal !== undefined) {
+          fail(NBD_REP_ERR_POLICY, refusal);
           break;
         }
         reply(NBD_REP_INFO, encodeInfoExport(exp.sizeBytes, transmissionFlags(exp, structuredReplies)));

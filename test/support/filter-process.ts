@@ -1,0 +1,50 @@
+/** `ferry filter` as a child process, started the way an operator would, for e2e tests. */
+import type { ChildProcess } from 'node:child_process';
+import { expect } from 'vitest';
+import { startFerry, type CliResult } from './cli.js';
+
+export interface FilterProcess {
+  child: ChildProcess;
+  done: Promise<CliResult>;
+  /** The NBD URI of disk d0, for qemu-io and QEMU. */
+  uri: string;
+  /** The NBD socket of disk d0, for the test client. */
+  socketPath: string;
+  control: string;
+  /** What it has logged so far. */
+  stderr(): string;
+  /** SIGTERM: a clean stop. */
+  stop(): Promise<CliResult>;
+}
+
+/** Starts `ferry filter` serving `image` as disk d0; resolves once it has printed its sockets. */
+export async function startFilterProcess(options: { image: string; stateDir: string; store: string; args?: string[] }): Promise<FilterProcess> {
+  const { child, done } = startFerry(['filter', '--disk', `d0=${options.image}`, '--state-dir', options.stateDir, '--store', options.store, ...(options.args ?? [])]);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  let exited: CliResult | undefined;
+  void done.then((r) => (exited = r));
+  for (let i = 0; i < 300 && !/^control /m.test(stdout); i++) {
+    if (exited) throw new Error(`ferry filter exited early (${exited.code}): ${exited.stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const uri = /^export d0 (\S+)$/m.exec(stdout)?.[1];
+  const control = /^control (\S+)$/m.exec(stdout)?.[1];
+  if (!uri || !control) throw new Error(`ferry filter did not print its sockets: ${stdout}`);
+  const socketPath = new URL(uri).searchParams.get('socket')!;
+  expect(socketPath).toBeTruthy();
+  return {
+    child,
+    done,
+    uri,
+    socketPath,
+    control,
+    stderr: () => stderr,
+    stop: () => {
+      child.kill('SIGTERM');
+      return done;
+    },
+  };
+}
