@@ -7,9 +7,12 @@
 //   2. `ferry filter` serves it over NBD, capturing every write;
 //   3. a tiny guest boots under QEMU with that disk and never stops writing;
 //   4. `ferry base-copy` copies the disk while the guest writes; `ferry replica init`
-//      builds the replica at the "destination"; deltas stream; `ferry status` shows lag;
-//   5. cutover: the VM is paused over QMP, `ferry cutover --verify full` drains the final
-//      delta, applies it, verifies the replica byte for byte and reports the pause;
+//      builds the replica at the "destination"; `ferry replica apply --follow` keeps it
+//      warm as deltas stream; `ferry status` shows lag;
+//   5. cutover: the VM is paused over QMP, `ferry cutover --verify full` takes the replica
+//      from the follower, drains the final delta, applies it, verifies the replica byte for
+//      byte, fences the source disk and reports the pause; the follower sees the cutover
+//      and exits;
 //   6. the source VM is stopped, and the destination VM boots from the replica.
 //
 // Where QEMU cannot run, a qemu-io writer stands in for the guest.
@@ -119,10 +122,9 @@ for (let i = 0; i < 5; i++) {
   const f = status.figures;
   console.log(`   mode ${f.mode}, lag ${f.lagSeconds.toFixed(2)} s / ${f.lagSeq} records, backlog ${(f.backlogBytes / 1024).toFixed(0)} KiB, shipped ${(f.foregroundRateBytesPerSec / 1e6).toFixed(1)} MB/s, predicted pause ${f.predictedPauseMs === null ? '?' : Math.round(f.predictedPauseMs)} ms`);
 }
-follower.kill('SIGTERM');
-await new Promise((r) => follower.on('close', r));
+const followerDone = new Promise((r) => follower.on('close', r));
 
-say('cutover: pause the source VM (QMP stop), then ferry cutover --verify full');
+say('cutover: pause the source VM (QMP stop), then ferry cutover --verify full (the follower keeps running)');
 const pausedAt = performance.now();
 if (vm) await vm.pause();
 else {
@@ -132,6 +134,10 @@ else {
 const result = JSON.parse(await ferry(['cutover', '--control', control, '--store', store, '--replica', replica, '--verify', 'full', '--json']));
 const downtimeMs = performance.now() - pausedAt;
 const [sourceHash, replicaHash] = [await sha256(source), await sha256(replica)];
+const fenced = JSON.parse(await ferry(['status', '--control', control, '--json'])).disks[0].fence;
+console.log(`   source disk fenced: ${fenced ? `yes, replication ${fenced.replication.slice(0, 8)}… cut over at seq ${fenced.finalSeq}` : 'NO'}`);
+const followerCode = await followerDone;
+console.log(`   follower exited ${followerCode} once the replication was cut over`);
 if (vm) await vm.quit({ timeoutMs: 15_000 });
 filter.kill('SIGTERM');
 await new Promise((r) => filter.on('close', r));
@@ -162,10 +168,10 @@ summary
   source disk       256 MiB, served to the VM by ferry filter over NBD
   base copy         manifest ${manifestId.slice(0, 16)}… (taken while the VM wrote)
   final seq         ${result.finalSeq}
-  source paused     ${Math.round(result.pauseMs)} ms inside ferry (drain ${Math.round(result.drainMs)}, apply ${Math.round(result.applyMs)}, verify ${Math.round(result.verifyMs)} ms)
-  downtime          ${Math.round(downtimeMs)} ms from VM pause to verified replica
+  source paused     ${Math.round(result.pauseMs)} ms inside ferry (drain ${Math.round(result.drainMs)}, apply ${Math.round(result.applyMs)}, verify ${Math.round(result.verifyMs)}, fence ${Math.round(result.commitMs)} ms)
+  downtime          ${Math.round(downtimeMs)} ms from VM pause to verified replica and fenced source
   source sha256     ${sourceHash}
   replica sha256    ${replicaHash}
   destination VM    ${destination}
   result            ${sourceHash === replicaHash ? 'replica is byte-identical to the source' : 'MISMATCH'}`);
-process.exitCode = sourceHash === replicaHash ? 0 : 1;
+process.exitCode = sourceHash === replicaHash && fenced && followerCode === 0 ? 0 : 1;
