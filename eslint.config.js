@@ -7,13 +7,14 @@ import tseslint from 'typescript-eslint';
 /** Folders under src/ and the folders each one may import (besides itself). */
 const allowed = {
   core: [],
-  delta: ['core'],
+  nbd: ['core'],
   store: ['core'],
+  delta: ['core', 'store'],
   seed: ['core', 'store'],
-  cutover: ['core', 'store'],
-  migrate: ['core', 'delta', 'store', 'seed', 'cutover'],
-  api: ['core', 'delta', 'store', 'seed', 'cutover', 'migrate'],
-  cli: ['core', 'delta', 'store', 'seed', 'cutover', 'migrate', 'api'],
+  cutover: ['core'],
+  migrate: ['core', 'nbd', 'store', 'delta', 'seed', 'cutover'],
+  api: ['core', 'nbd', 'store', 'delta', 'seed', 'cutover', 'migrate'],
+  cli: ['core', 'nbd', 'store', 'delta', 'seed', 'cutover', 'migrate', 'api'],
 };
 const folders = Object.keys(allowed);
 

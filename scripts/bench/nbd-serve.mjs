@@ -17,7 +17,7 @@ import { pathToFileURL } from 'node:url';
 
 const root = new URL('../../', import.meta.url);
 const { FileDevice, Logger } = await import(new URL('dist/core/index.js', root).href);
-const { NbdServer } = await import(new URL('dist/delta/nbd/index.js', root).href);
+const { NbdServer } = await import(new URL('dist/nbd/index.js', root).href);
 
 const { values } = parseArgs({
   options: {

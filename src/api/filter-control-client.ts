@@ -6,8 +6,9 @@
  */
 import { request as httpRequest } from 'node:http';
 import { FerryError } from '../core/index.js';
-import type { TrackingMode } from '../delta/index.js';
-import type { BaseCopyStatus, CutoverSource, FenceRecord, FilterDiskStatus, QuiesceStatus, SeedExportStatus } from '../migrate/index.js';
+import type { CutoverSource } from '../cutover/index.js';
+import type { FenceRecord, TrackingMode } from '../delta/index.js';
+import type { BaseCopyStatus, FilterDiskStatus, QuiesceStatus, SeedExportStatus } from '../migrate/index.js';
 import { errorFromResponse } from './http-errors.js';
 
 export interface FilterDiskList {

@@ -1,4 +1,5 @@
-// The public face of src/delta: the filter stack, the change tracker and the NBD server.
+// The public face of src/delta: capture (filter, change tracker, journal), the delta codec,
+// the shipper that stores deltas and the applier that replays them onto a replica.
 export { DirtyBitmap, defaultBlockSizeBytes, type Extent } from './dirty-bitmap.js';
 export {
   Journal,
@@ -20,4 +21,8 @@ export {
 } from './change-tracker.js';
 export { CaptureFilter, type CaptureFilterOptions } from './capture-filter.js';
 export { Backpressure, type BackpressureSettings } from './backpressure.js';
-export * from './nbd/index.js';
+export { decodeDelta, deltaKey, deltaVersion, encodeDelta, parseDeltaKey, type Delta, type DeltaExtent, type DeltaHeader, type DeltaKind, type DeltaName } from './delta-codec.js';
+export { deleteDelta, getDelta, listDeltas, putDelta } from './delta-objects.js';
+export { DeltaShipper, type DeltaShipperOptions, type LinkBudget, type ShipperStats } from './delta-shipper.js';
+export { ReplicaApplier, type ApplierLockOptions, type ApplyResult, type FollowOptions, type ReplicaState } from './replica-applier.js';
+export { fenceMessage, readFence, removeFence, writeFence, type FenceRecord } from './source-fence.js';

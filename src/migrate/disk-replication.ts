@@ -8,13 +8,25 @@
  * are the same ones a split deployment runs on each side.
  */
 import { FerryError, FileDevice, Logger } from '../core/index.js';
-import { Backpressure, CaptureFilter, ChangeTracker, type BackpressureSettings, type JournalOptions, type TrackingMode } from '../delta/index.js';
+import { cutoverDisk, type CutoverSource, type DiskCutoverOptions, type DiskCutoverResult } from '../cutover/index.js';
+import {
+  Backpressure,
+  CaptureFilter,
+  ChangeTracker,
+  DeltaShipper,
+  ReplicaApplier,
+  fenceMessage,
+  readFence,
+  removeFence,
+  writeFence,
+  type BackpressureSettings,
+  type FenceRecord,
+  type JournalOptions,
+  type TrackingMode,
+} from '../delta/index.js';
 import type { Repository } from '../store/index.js';
+import { initReplica } from './replica-init.js';
 import { copyDisk, type CopyProgress, type CopyResult } from './background-copy.js';
-import { DeltaShipper } from './delta-shipper.js';
-import { cutoverDisk, type CutoverSource, type DiskCutoverOptions, type DiskCutoverResult } from './disk-cutover.js';
-import { ReplicaApplier } from './replica-applier.js';
-import { fenceMessage, readFence, removeFence, writeFence, type FenceRecord } from './source-fence.js';
 import type { Throttle } from './throttle.js';
 import { compareDisks } from './verify.js';
 
@@ -342,7 +354,7 @@ export class DiskReplication extends SourceReplication {
 
   /** Builds the replica from a base manifest and keeps applying deltas in the background. */
   async startReplica(manifestId: string, signal?: AbortSignal): Promise<ReplicaApplier> {
-    const applier = await ReplicaApplier.create({
+    const applier = await initReplica({
       repo: this.options.repo,
       diskId: this.options.diskId,
       manifestId,

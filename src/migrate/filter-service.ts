@@ -23,16 +23,15 @@ import { connect } from 'node:net';
 import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, Logger, asFerryError, badInput } from '../core/index.js';
-import { NbdServer, type ChangeTrackerState, type JournalOptions, type NbdServerStats, type TrackingMode, type BackpressureSettings } from '../delta/index.js';
+import { fenceMessage, type BackpressureSettings, type ChangeTrackerState, type FenceRecord, type JournalOptions, type ShipperStats, type TrackingMode } from '../delta/index.js';
+import { NbdServer, type NbdServerStats } from '../nbd/index.js';
 import type { SeedKey } from '../seed/index.js';
 import { checkDiskId, type Repository } from '../store/index.js';
 import type { CopyProgress } from './background-copy.js';
 import { SourceReplication, type ReplicationFigures } from './disk-replication.js';
-import { fenceMessage, type FenceRecord } from './source-fence.js';
 import { exportLiveSeed } from './seed-source.js';
 import { hashDisk } from './verify.js';
 import { Throttle } from './throttle.js';
-import type { ShipperStats } from './delta-shipper.js';
 
 export interface FilterDiskSpec {
   /** Disk id: names the export, the tracker directory and the disk's deltas in the store. */

@@ -3,6 +3,5 @@ export { isValidKey } from './object-store.js';
 export { FileStore } from './file-store.js';
 export { S3Store, type S3StoreOptions } from './s3-store.js';
 export { openStore, type S3Settings } from './open-store.js';
-export { Repository, checkDiskId, chunkKey, manifestKey, defaultChunkSizeBytes, repositoryVersion, type CutoverMark, type RepositoryConfig } from './repository.js';
+export { Repository, checkDiskId, chunkKey, manifestKey, replicationPrefix, defaultChunkSizeBytes, repositoryVersion, type CutoverMark, type RepositoryConfig } from './repository.js';
 export { chunkCount, decodeManifest, encodeManifest, manifestVersion, type Manifest } from './manifest.js';
-export { decodeDelta, deltaKey, deltaVersion, encodeDelta, parseDeltaKey, replicationPrefix, type Delta, type DeltaExtent, type DeltaHeader, type DeltaKind, type DeltaName } from './delta.js';

@@ -4,16 +4,15 @@
  *   config                 JSON: format, version, repository id, default chunk size
  *   chunks/<hh>/<sha256>   raw chunk bytes, named by their SHA-256 (hh = first two hex digits)
  *   manifests/<sha256>     JSON manifest, named by the SHA-256 of its bytes
- *   deltas/<disk>/<replication>/<seq>-…   captured changes of one replication of a disk
- *                          (delta.ts), checksummed inside
+ *   deltas/<disk>/<replication>/<seq>-…   captured changes of one replication of a disk,
+ *                          checksummed inside (encoded and named by src/delta)
  *   deltas/<disk>/<replication>/cutover.json   the mark of a replication that was cut over
  *
  * Every object is verified against its name when read. Chunks must be durable before a
  * manifest that names them is written: the manifest is the commit point.
  */
 import { randomBytes } from 'node:crypto';
-import { FerryError, sha256Hex } from '../core/index.js';
-import { decodeDelta, deltaKey, encodeDelta, parseDeltaKey, replicationPrefix, type Delta, type DeltaName } from './delta.js';
+import { FerryError, checkReplicationId, sha256Hex } from '../core/index.js';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest.js';
 import type { ObjectStore } from './object-store.js';
 
@@ -49,6 +48,11 @@ export function chunkKey(hash: string): string {
 
 export function manifestKey(id: string): string {
   return `manifests/${id}`;
+}
+
+/** Where one replication's deltas (and its cutover mark) live: `deltas/<disk>/<replication>/`. */
+export function replicationPrefix(diskId: string, replication: string): string {
+  return `deltas/${checkDiskId(diskId)}/${checkReplicationId(replication)}/`;
 }
 
 export class Repository {
@@ -147,44 +151,32 @@ export class Repository {
     for await (const key of this.store.list('manifests/', signal)) yield key.slice('manifests/'.length);
   }
 
-  /** Writes a delta of `delta.replication`: the commit point of the changes it carries. Returns its key. */
-  async putDelta(diskId: string, delta: Delta, signal?: AbortSignal): Promise<{ key: string; sizeBytes: number }> {
-    const key = deltaKey(checkDiskId(diskId), delta);
-    const bytes = encodeDelta(delta);
+  /** Stores a delta object (encoded by src/delta) under its key: the commit point of its changes. */
+  async putDeltaObject(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
     await this.store.put(key, bytes, signal);
-    return { key, sizeBytes: bytes.byteLength };
   }
 
-  /** Reads and verifies a delta (SHA-256 trailer, and that its header matches its key). */
-  async getDelta(name: DeltaName, signal?: AbortSignal): Promise<Delta> {
-    const delta = decodeDelta(await this.store.get(name.key, signal), name.key);
-    const second = delta.kind === 'journal' ? delta.endSeq : delta.part;
-    if (delta.kind !== name.kind || delta.replication !== name.replication || delta.seq !== name.seq || delta.generation !== name.generation || second !== name.second) {
-      throw new FerryError(
-        'checksum-mismatch',
-        `delta ${name.key} is corrupt: its header (${delta.kind} ${delta.seq}/${second} of replication ${delta.replication}) does not match its name`,
-      );
-    }
-    return delta;
+  async getDeltaObject(key: string, signal?: AbortSignal): Promise<Buffer> {
+    return this.store.get(key, signal);
+  }
+
+  async deleteDeltaObject(key: string, signal?: AbortSignal): Promise<void> {
+    await this.store.delete(key, signal);
   }
 
   /**
-   * One replication's deltas in replay order (by seq; at the same seq resyncs, by generation
-   * then part, come before the journal delta that continues from them), and whether the
+   * The keys of one replication's delta objects, in no particular order, and whether the
    * replication carries a cutover mark: one listing, so a follower's poll costs one request.
    */
-  async listReplication(diskId: string, replication: string, signal?: AbortSignal): Promise<{ deltas: DeltaName[]; cutOver: boolean }> {
-    const prefix = replicationPrefix(checkDiskId(diskId), replication);
-    const deltas: DeltaName[] = [];
+  async listReplication(diskId: string, replication: string, signal?: AbortSignal): Promise<{ keys: string[]; cutOver: boolean }> {
+    const prefix = replicationPrefix(diskId, replication);
+    const keys: string[] = [];
     let cutOver = false;
     for await (const key of this.store.list(prefix, signal)) {
       if (key === `${prefix}${cutoverMarkName}`) cutOver = true;
-      const name = parseDeltaKey(key);
-      if (name?.replication === replication) deltas.push(name);
+      else keys.push(key);
     }
-    const rank = (n: DeltaName) => (n.kind === 'resync' ? 0 : 1);
-    deltas.sort((a, b) => a.seq - b.seq || rank(a) - rank(b) || a.generation - b.generation || a.second - b.second);
-    return { deltas, cutOver };
+    return { keys, cutOver };
   }
 
   /**
@@ -193,12 +185,12 @@ export class Repository {
    */
   async putCutoverMark(mark: Omit<CutoverMark, 'format' | 'version'>, signal?: AbortSignal): Promise<void> {
     const full: CutoverMark = { format: 'ferry-cutover', version: cutoverMarkVersion, ...mark };
-    await this.store.put(`${replicationPrefix(checkDiskId(mark.disk), mark.replication)}${cutoverMarkName}`, Buffer.from(`${JSON.stringify(full, null, 2)}\n`), signal);
+    await this.store.put(`${replicationPrefix(mark.disk, mark.replication)}${cutoverMarkName}`, Buffer.from(`${JSON.stringify(full, null, 2)}\n`), signal);
   }
 
   /** The cutover mark of a replication, checked; undefined if it has none. */
   async getCutoverMark(diskId: string, replication: string, signal?: AbortSignal): Promise<CutoverMark | undefined> {
-    const key = `${replicationPrefix(checkDiskId(diskId), replication)}${cutoverMarkName}`;
+    const key = `${replicationPrefix(diskId, replication)}${cutoverMarkName}`;
     let bytes: Buffer;
     try {
       bytes = await this.store.get(key, signal);
@@ -220,10 +212,6 @@ export class Repository {
       throw new FerryError('checksum-mismatch', `cutover mark ${key} is damaged: ${bytes.toString('utf8').slice(0, 200)}`);
     }
     return mark as CutoverMark;
-  }
-
-  async deleteDelta(name: DeltaName, signal?: AbortSignal): Promise<void> {
-    await this.store.delete(name.key, signal);
   }
 
   private async resolveManifestId(idOrPrefix: string, signal?: AbortSignal): Promise<string> {

@@ -11,7 +11,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '../../src/core/index.js';
-import { NbdServer } from '../../src/delta/nbd/index.js';
+import { NbdServer } from '../../src/nbd/index.js';
 import { FileStore, Repository } from '../../src/store/index.js';
 import { DiskReplication } from '../../src/migrate/index.js';
 import { QemuVm } from '../../src/cutover/index.js';

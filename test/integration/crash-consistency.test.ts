@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { ReplicaApplier } from '../../src/migrate/index.js';
+import { initReplica } from '../../src/migrate/index.js';
 import { sha256File } from '../support/images.js';
 import { RandomWorkload } from '../support/random-workload.js';
 import { startTestReplication } from '../support/replication.js';
@@ -29,7 +29,7 @@ for (const seed of [41, 42, 43]) {
     });
     const copy = await rep.baseCopy();
     const replicaPath = `${base}-replica.img`;
-    const applier = await ReplicaApplier.create({ repo, diskId: 'disk0', manifestId: copy.manifestId, replicaPath });
+    const applier = await initReplica({ repo, diskId: 'disk0', manifestId: copy.manifestId, replicaPath });
 
     const points: Array<{ lastSeq: number; sha256: string }> = [];
     for (let round = 0; round < 6; round++) {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileDevice, Logger } from '../../src/core/index.js';
-import { NbdServer } from '../../src/delta/nbd/index.js';
+import { NbdServer } from '../../src/nbd/index.js';
 import { CMD, NbdTestClient, encodeOption, encodeRequest } from '../support/nbd-client.js';
 import { requireTool, run, sha256, sha256File } from '../support/nbd-tools.js';
 import { createPrng as prng } from '../support/random-workload.js';

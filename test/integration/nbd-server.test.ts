@@ -7,7 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FileDevice, Logger } from '../../src/core/index.js';
-import { NbdServer } from '../../src/delta/nbd/index.js';
+import { NbdServer } from '../../src/nbd/index.js';
 import { NbdTestClient } from '../support/nbd-client.js';
 import { nbdsh, requireTool, run, serveImage, sha256, sha256File, type ServedImage } from '../support/nbd-tools.js';
 

@@ -9,7 +9,7 @@ import { access, constants, mkdtemp, readFile, rm, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { FileDevice, Logger } from '../../src/core/index.js';
-import { NbdServer, type NbdServerOptions } from '../../src/delta/nbd/index.js';
+import { NbdServer, type NbdServerOptions } from '../../src/nbd/index.js';
 
 /** Debian package that ships each tool, for the failure message. */
 const packages: Record<string, string> = {

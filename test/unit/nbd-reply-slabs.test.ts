@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ReplySlabs } from '../../src/delta/nbd/reply-slabs.js';
+import { ReplySlabs } from '../../src/nbd/reply-slabs.js';
 
 describe('ReplySlabs', () => {
   it('carves replies side by side, 8-byte aligned, and moves to another slab when one is full', () => {

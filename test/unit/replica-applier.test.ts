@@ -8,8 +8,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { newReplicationId } from '../../src/core/index.js';
-import { ReplicaApplier } from '../../src/migrate/index.js';
-import { FileStore, Repository, type Delta, type DeltaExtent } from '../../src/store/index.js';
+import { ReplicaApplier, listDeltas, putDelta, type Delta, type DeltaExtent } from '../../src/delta/index.js';
+import { initReplica } from '../../src/migrate/index.js';
+import { FileStore, Repository } from '../../src/store/index.js';
 import { tempDir } from '../support/temp.js';
 
 const KiB = 1024;
@@ -50,10 +51,10 @@ async function setup() {
     chunks: [],
   });
   const replicaPath = `${base}-replica.img`;
-  const applier = await ReplicaApplier.create({ repo, diskId: 'd', manifestId, replicaPath });
+  const applier = await initReplica({ repo, diskId: 'd', manifestId, replicaPath });
   opened.push(applier);
   const block = async (i: number) => (await readFile(replicaPath))[i * 4 * KiB];
-  const listed = async () => (await repo.listReplication('d', replication)).deltas;
+  const listed = async () => (await listDeltas(repo, 'd', replication)).deltas;
   return { repo, applier, block, listed, replicaPath };
 }
 
@@ -65,11 +66,11 @@ const opened: ReplicaApplier[] = [];
 describe('replica applier replay order', () => {
   it('applies journal deltas in seq order and waits at a gap', async () => {
     const { repo, applier, block } = await setup();
-    await repo.putDelta('d', journal(1, 3, [put(0, 1)]));
-    await repo.putDelta('d', journal(7, 9, [put(0, 7)])); // 4..6 missing: a gap
+    await putDelta(repo, 'd', journal(1, 3, [put(0, 1)]));
+    await putDelta(repo, 'd', journal(7, 9, [put(0, 7)])); // 4..6 missing: a gap
     expect(await applier.applyAvailable()).toEqual({ applied: 1, waiting: true, cutOver: false });
     expect(await block(0)).toBe(1);
-    await repo.putDelta('d', journal(4, 6, [put(0, 4), put(1, 4)]));
+    await putDelta(repo, 'd', journal(4, 6, [put(0, 4), put(1, 4)]));
     await applier.applyAvailable();
     expect(applier.nextSeq).toBe(10);
     expect([await block(0), await block(1)]).toEqual([7, 4]);
@@ -77,11 +78,11 @@ describe('replica applier replay order', () => {
 
   it('applies a resync piece that arrives together with the next resync before that one', async () => {
     const { repo, applier, block } = await setup();
-    await repo.putDelta('d', resync(8, 100, 0, false, [put(0, 80)]));
+    await putDelta(repo, 'd', resync(8, 100, 0, false, [put(0, 80)]));
     await applier.applyAvailable();
     // The source finishes resync 8 and, after another fall back, starts resync 20.
-    await repo.putDelta('d', resync(8, 100, 1, true, [put(1, 81)], 8));
-    await repo.putDelta('d', resync(20, 200, 0, true, [put(0, 20)], 20));
+    await putDelta(repo, 'd', resync(8, 100, 1, true, [put(1, 81)], 8));
+    await putDelta(repo, 'd', resync(20, 200, 0, true, [put(0, 20)], 20));
     await applier.applyAvailable();
     expect([await block(0), await block(1)]).toEqual([20, 81]);
     expect(applier.nextSeq).toBe(20);
@@ -90,13 +91,13 @@ describe('replica applier replay order', () => {
 
   it('supersedes a resync whose source crashed, replaying the journal that followed it', async () => {
     const { repo, applier, block } = await setup();
-    await repo.putDelta('d', resync(8, 100, 0, false, [put(0, 80)]));
-    await repo.putDelta('d', journal(8, 12, [put(2, 12)]));
+    await putDelta(repo, 'd', resync(8, 100, 0, false, [put(0, 80)]));
+    await putDelta(repo, 'd', journal(8, 12, [put(2, 12)]));
     await applier.applyAvailable();
     expect(applier.consistent).toBe(false); // resync 8 is under way
     // The source crashed; on restart everything is dirty and a new resync begins at 13.
-    await repo.putDelta('d', resync(13, 300, 0, true, [put(0, 130), put(1, 131)], 13));
-    await repo.putDelta('d', journal(13, 15, [put(1, 15)]));
+    await putDelta(repo, 'd', resync(13, 300, 0, true, [put(0, 130), put(1, 131)], 13));
+    await putDelta(repo, 'd', journal(13, 15, [put(1, 15)]));
     await applier.applyAvailable();
     expect([await block(0), await block(1), await block(2)]).toEqual([130, 15, 12]);
     expect(applier.nextSeq).toBe(16);
@@ -105,20 +106,20 @@ describe('replica applier replay order', () => {
 
   it('orders two resyncs at the same seq by generation', async () => {
     const { repo, applier, block } = await setup();
-    await repo.putDelta('d', resync(5, 2, 0, true, [put(0, 52)], 5));
-    await repo.putDelta('d', resync(5, 1, 0, true, [put(0, 51), put(1, 51)], 5));
+    await putDelta(repo, 'd', resync(5, 2, 0, true, [put(0, 52)], 5));
+    await putDelta(repo, 'd', resync(5, 1, 0, true, [put(0, 51), put(1, 51)], 5));
     await applier.applyAvailable();
     expect([await block(0), await block(1)]).toEqual([52, 51]);
   });
 
   it('deletes applied deltas from the store, and keeps them when told to', async () => {
     const { repo, applier, listed } = await setup();
-    await repo.putDelta('d', journal(1, 2, [put(0, 1)]));
+    await putDelta(repo, 'd', journal(1, 2, [put(0, 1)]));
     await applier.applyAvailable();
     await applier.applyAvailable(); // the applied delta is now skipped, and pruned
     expect(await listed()).toEqual([]);
     applier.prune = false;
-    await repo.putDelta('d', journal(3, 4, [put(0, 3)]));
+    await putDelta(repo, 'd', journal(3, 4, [put(0, 3)]));
     await applier.applyAvailable();
     await applier.applyAvailable();
     expect((await listed()).length).toBe(1);
@@ -126,7 +127,7 @@ describe('replica applier replay order', () => {
 
   it('refuses a corrupt delta, naming it, and applies nothing of it', async () => {
     const { repo, applier, block } = await setup();
-    const { key } = await repo.putDelta('d', journal(1, 2, [put(0, 9)]));
+    const { key } = await putDelta(repo, 'd', journal(1, 2, [put(0, 9)]));
     const bytes = await repo.store.get(key);
     bytes.writeUInt8(bytes.readUInt8(100) ^ 1, 100);
     await repo.store.put(key, bytes);
@@ -141,18 +142,18 @@ describe('replication identity at the replica', () => {
     const { repo, applier, block } = await setup();
     const other = newReplicationId();
     // An earlier migration of disk d left deltas whose seqs lie right where replay goes next.
-    await repo.putDelta('d', journal(1, 5, [put(0, 0xee), put(2, 0xee)], other));
-    await repo.putDelta('d', journal(1, 3, [put(0, 1)]));
+    await putDelta(repo, 'd', journal(1, 5, [put(0, 0xee), put(2, 0xee)], other));
+    await putDelta(repo, 'd', journal(1, 3, [put(0, 1)]));
     await applier.applyAvailable();
     expect(applier.nextSeq).toBe(4);
     expect([await block(0), await block(2)]).toEqual([1, 0]);
     // Its deltas stay where they were: not this applier's to apply, nor to prune.
-    expect((await repo.listReplication('d', other)).deltas.length).toBe(1);
+    expect((await listDeltas(repo, 'd', other)).deltas.length).toBe(1);
   });
 
   it('refuses a delta whose header names another replication than its key', async () => {
     const { repo, applier, block } = await setup();
-    const { key } = await repo.putDelta('d', journal(1, 3, [put(0, 0xee)], newReplicationId()));
+    const { key } = await putDelta(repo, 'd', journal(1, 3, [put(0, 0xee)], newReplicationId()));
     // Copied under this replication's prefix: the name fits, the header does not.
     const copy = key.replace(/deltas\/d\/[0-9a-f]{32}\//, `deltas/d/${replication}/`);
     await repo.store.put(copy, await repo.store.get(key));
@@ -162,10 +163,10 @@ describe('replication identity at the replica', () => {
 
   it('stops at the final seq of a replication marked cut over, and follows it no more', async () => {
     const { repo, applier, block, listed } = await setup();
-    await repo.putDelta('d', journal(1, 3, [put(0, 1)]));
+    await putDelta(repo, 'd', journal(1, 3, [put(0, 1)]));
     await repo.putCutoverMark({ disk: 'd', replication, finalSeq: 4, at: new Date().toISOString(), verified: 'deltas' });
     // A delta past the final seq can only come from a source that ran after its fence.
-    await repo.putDelta('d', journal(4, 6, [put(0, 0xee)]));
+    await putDelta(repo, 'd', journal(4, 6, [put(0, 0xee)]));
     expect(await applier.applyAvailable()).toEqual({ applied: 1, waiting: false, cutOver: true });
     expect(await block(0)).toBe(1);
     expect(applier.snapshot().cutover?.finalSeq).toBe(4);
@@ -176,7 +177,7 @@ describe('replication identity at the replica', () => {
 
   it('commits a cutover: marks the store, records it, deletes the applied deltas', async () => {
     const { repo, applier, listed } = await setup();
-    await repo.putDelta('d', journal(1, 3, [put(0, 1)]));
+    await putDelta(repo, 'd', journal(1, 3, [put(0, 1)]));
     await applier.applyUntil(4);
     await applier.commitCutover(4, 'full');
     expect(await listed()).toEqual([]);

@@ -312,8 +312,8 @@ function timeParts(rep) {
   wrap(rep.tracker.journal, 'seal', 'seal');
   wrap(rep.shipper, 'put', 'put');
   wrap(rep.tracker.journal, 'release', 'release');
-  wrap(rep.options.repo, 'listDeltas', 'list');
-  wrap(rep.options.repo, 'getDelta', 'get');
+  wrap(rep.options.repo, 'listReplication', 'list');
+  wrap(rep.options.repo, 'getDeltaObject', 'get');
   wrap(rep.applier, 'apply', 'apply'); // includes its getDelta
   return {
     times,

@@ -1,5 +1,6 @@
 import { badInput, formatBytes, Logger } from '../../core/index.js';
-import { ReplicaApplier, type ReplicaState } from '../../migrate/index.js';
+import { ReplicaApplier, type ReplicaState } from '../../delta/index.js';
+import { initReplica } from '../../migrate/index.js';
 import { Repository } from '../../store/index.js';
 import type { Command } from '../command.js';
 import { intOption, parse, positionals, required, storeFromFlags, storeHelp, storeOptions } from '../options.js';
@@ -53,7 +54,7 @@ async function init(argv: string[], signal: AbortSignal): Promise<number> {
   const bar = progressReporter('restore', values.quiet === true || values.json === true);
   try {
     const repo = await Repository.open(store);
-    const applier = await ReplicaApplier.create({
+    const applier = await initReplica({
       repo,
       diskId,
       manifestId,

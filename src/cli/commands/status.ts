@@ -1,6 +1,7 @@
 import { formatBytes, formatRate } from '../../core/index.js';
 import { FilterControlClient } from '../../api/index.js';
-import { fenceMessage, type FilterDiskStatus } from '../../migrate/index.js';
+import { fenceMessage } from '../../delta/index.js';
+import type { FilterDiskStatus } from '../../migrate/index.js';
 import type { Command } from '../command.js';
 import { parse, required } from '../options.js';
 import { print } from '../terminal.js';

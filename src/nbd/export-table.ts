@@ -4,7 +4,7 @@
  * device object, which is what makes NBD_FLAG_CAN_MULTI_CONN true: there is no per-connection
  * cache, so a write completed on one connection is visible on all, and FLUSH flushes the disk.
  */
-import { badInput, type BlockDevice } from '../../core/index.js';
+import { badInput, type BlockDevice } from '../core/index.js';
 import {
   NBD_FLAG_CAN_MULTI_CONN,
   NBD_FLAG_HAS_FLAGS,

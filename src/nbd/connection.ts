@@ -5,7 +5,7 @@
  * is what lets the server close gracefully.
  */
 import type { Socket } from 'node:net';
-import type { Logger } from '../../core/index.js';
+import type { Logger } from '../core/index.js';
 import { ByteQueue } from './byte-queue.js';
 import type { ExportTable } from './export-table.js';
 import { ProtocolViolation, negotiate, type HandshakeIo, type HandshakeLimits } from './handshake.js';

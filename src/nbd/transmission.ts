@@ -10,8 +10,8 @@
  * maxInflightBytes + one maximal request.
  */
 import type { Socket } from 'node:net';
-import type { Logger, WriteData, WriteOptions } from '../../core/index.js';
-import type { BlockDevice } from '../../core/index.js';
+import type { Logger, WriteData, WriteOptions } from '../core/index.js';
+import type { BlockDevice } from '../core/index.js';
 import type { ByteQueue } from './byte-queue.js';
 import { nbdErrorFor, nbdErrorName } from './errors.js';
 import { maxPayloadBytes, type NbdExport } from './export-table.js';

@@ -18,9 +18,18 @@
  * deltas reach the store in seq order.
  */
 import { Logger, asFerryError, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
-import type { ChangeTracker, SealedSegment } from '../delta/index.js';
-import type { Delta, DeltaExtent, Repository } from '../store/index.js';
-import type { Throttle } from './throttle.js';
+import type { Repository } from '../store/index.js';
+import type { ChangeTracker } from './change-tracker.js';
+import type { Delta, DeltaExtent } from './delta-codec.js';
+import { putDelta } from './delta-objects.js';
+import type { SealedSegment } from './sealed-segment.js';
+
+/** The link's byte-rate budget that deltas take from first (migrate's Throttle). */
+export interface LinkBudget {
+  /** 0: unlimited. */
+  readonly rateBytesPerSec: number;
+  take(bytes: number, traffic: 'foreground', signal?: AbortSignal): Promise<void>;
+}
 
 export interface DeltaShipperOptions {
   repo: Repository;
@@ -28,7 +37,7 @@ export interface DeltaShipperOptions {
   tracker: ChangeTracker;
   /** The source disk, read for resync (directly: a quiesced capture filter holds reads). */
   source: BlockDevice;
-  throttle?: Throttle;
+  throttle?: LinkBudget;
   /** Run a resync whenever the tracker is in bitmap mode (default true; false while a seed travels). */
   autoResync?: boolean;
   /** Largest resync piece (default 8 MiB). */
@@ -224,7 +233,7 @@ export class DeltaShipper {
     const payload = delta.extents.reduce((sum, e) => sum + (e.kind === 'write' ? e.length : 0), 0);
     await this.options.throttle?.take(payload + 64, 'foreground', signal);
     const started = performance.now();
-    const { sizeBytes } = await this.options.repo.putDelta(this.options.diskId, delta, signal);
+    const { sizeBytes } = await putDelta(this.options.repo, this.options.diskId, delta, signal);
     const seconds = Math.max(1e-3, (performance.now() - started) / 1000);
     // Smoothed: one slow put should not swing the cutover prediction.
     const rate = sizeBytes / seconds;

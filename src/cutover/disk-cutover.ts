@@ -13,7 +13,6 @@
  * (DiskReplication) or in a `ferry filter` reached over its control socket.
  */
 import { FerryError, asFerryError } from '../core/index.js';
-import type { DiskComparison } from './verify.js';
 
 /** The source side of one disk. */
 export interface CutoverSource {
@@ -41,7 +40,7 @@ export interface DiskCutoverParts {
   source: CutoverSource;
   replica: CutoverReplica;
   /** Compares replica and (paused) source byte for byte, for verify 'full'. */
-  compare?: (signal?: AbortSignal) => Promise<DiskComparison>;
+  compare?: (signal?: AbortSignal) => Promise<{ identical: boolean; reason?: string }>;
 }
 
 export interface DiskCutoverOptions {

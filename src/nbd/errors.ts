@@ -3,7 +3,7 @@
  * usual case) or, from deep inside Node, a plain errno error; both map onto the protocol's
  * small closed set so a client never sees a host-specific number.
  */
-import { FerryError, type ErrorCode } from '../../core/index.js';
+import { FerryError, type ErrorCode } from '../core/index.js';
 import {
   NBD_EINVAL,
   NBD_EIO,

@@ -29,8 +29,9 @@ import { readFile, realpath } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError, FileDevice, Logger, ProcessLock, checkReplicationId, throwIfAborted, writeFileAtomic } from '../core/index.js';
-import { checkDiskId, type DeltaName, type Repository } from '../store/index.js';
-import { restoreDisk, type RestoreOptions } from './restore.js';
+import { checkDiskId, type Repository } from '../store/index.js';
+import type { DeltaName } from './delta-codec.js';
+import { deleteDelta, getDelta, listDeltas } from './delta-objects.js';
 
 const stateVersion = 2;
 
@@ -126,15 +127,20 @@ export class ReplicaApplier {
   }
 
   /**
-   * Restores the base manifest into `replicaPath` and starts replay at its epoch, in the
-   * manifest's replication (a base copy or seed of a disk under capture).
+   * Makes `replicaPath` a replica of the manifest's replication (a base copy or seed of a
+   * disk under capture): under the replica's lock, `restoreBase` writes the base (migrate's
+   * restoreDisk), then replay starts at the manifest's epoch.
    */
-  static async create(
-    options: { repo: Repository; diskId: string; manifestId: string; replicaPath: string; logger?: Logger; lock?: ApplierLockOptions } & Pick<
-      RestoreOptions,
-      'signal' | 'onProgress' | 'concurrency'
-    >,
-  ): Promise<ReplicaApplier> {
+  static async create(options: {
+    repo: Repository;
+    diskId: string;
+    manifestId: string;
+    replicaPath: string;
+    restoreBase: (manifestId: string, replicaPath: string, signal?: AbortSignal) => Promise<void>;
+    signal?: AbortSignal;
+    logger?: Logger;
+    lock?: ApplierLockOptions;
+  }): Promise<ReplicaApplier> {
     checkDiskId(options.diskId);
     const { id, manifest } = await options.repo.getManifest(options.manifestId, options.signal);
     if (manifest.replication === undefined) {
@@ -145,7 +151,7 @@ export class ReplicaApplier {
     }
     const lock = await ReplicaApplier.lockReplica(options.replicaPath, { ...options.lock, signal: options.signal });
     try {
-      await restoreDisk({ ...options, manifestId: id, destPath: options.replicaPath });
+      await options.restoreBase(id, options.replicaPath, options.signal);
       const state: ReplicaState = {
         version: stateVersion,
         diskId: options.diskId,
@@ -261,7 +267,7 @@ export class ReplicaApplier {
 
   private async applyReady(signal: AbortSignal, throughSeq: number): Promise<ApplyResult> {
     if (this.state.cutover) return { applied: 0, waiting: false, cutOver: true };
-    const { deltas, cutOver } = await this.repo.listReplication(this.state.diskId, this.state.replication, signal);
+    const { deltas, cutOver } = await listDeltas(this.repo, this.state.diskId, this.state.replication, signal);
     // Replay of a replication that was cut over ends at its final seq.
     const mark = cutOver ? await this.repo.getCutoverMark(this.state.diskId, this.state.replication, signal) : undefined;
     const lastSeq = Math.min(throughSeq, mark ? mark.finalSeq - 1 : Infinity);
@@ -275,7 +281,7 @@ export class ReplicaApplier {
         const step = this.decide(name);
         if (step === 'skip') {
           // Applied (the state file says so) or superseded: no replay needs it again.
-          if (this.prune) await this.repo.deleteDelta(name, signal);
+          if (this.prune) await deleteDelta(this.repo, name, signal);
           continue;
         }
         if (name.kind === 'journal' && name.seq > lastSeq) break;
@@ -357,8 +363,8 @@ export class ReplicaApplier {
     const at = new Date().toISOString();
     await this.repo.putCutoverMark({ disk: this.state.diskId, replication: this.state.replication, finalSeq, at, verified }, signal);
     await this.recordCutover(finalSeq, at);
-    const { deltas } = await this.repo.listReplication(this.state.diskId, this.state.replication, signal);
-    for (const name of deltas) await this.repo.deleteDelta(name, signal);
+    const { deltas } = await listDeltas(this.repo, this.state.diskId, this.state.replication, signal);
+    for (const name of deltas) await deleteDelta(this.repo, name, signal);
   }
 
   private async recordCutover(finalSeq: number, at: string): Promise<void> {
@@ -420,7 +426,7 @@ export class ReplicaApplier {
   }
 
   private async apply(device: FileDevice, name: DeltaName, signal?: AbortSignal): Promise<void> {
-    const delta = await this.repo.getDelta(name, signal);
+    const delta = await getDelta(this.repo, name, signal);
     if (delta.diskSizeBytes !== device.sizeBytes) {
       throw new FerryError('bad-input', `delta ${name.key} is for a ${delta.diskSizeBytes}-byte disk; replica ${this.replicaPath} has ${device.sizeBytes} bytes`);
     }

@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { checkReplicationId, FerryError } from '../core/index.js';
+import { replicationPrefix } from '../store/index.js';
 
 export const deltaVersion = 2;
 const magic = Buffer.from('FERRYDLT');
@@ -56,11 +57,6 @@ export interface DeltaHeader {
 
 export interface Delta extends DeltaHeader {
   extents: DeltaExtent[];
-}
-
-/** Where one replication's deltas (and its cutover mark) live: `deltas/<disk>/<replication>/`. */
-export function replicationPrefix(diskId: string, replication: string): string {
-  return `deltas/${diskId}/${checkReplicationId(replication)}/`;
 }
 
 /** Key of a delta: sorts journal deltas by first seq, resync pieces by S then part. */

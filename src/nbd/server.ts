@@ -9,7 +9,7 @@
  * The server does not own the devices: closing it leaves them open for the caller to close.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { FerryError, Logger } from '../../core/index.js';
+import { FerryError, Logger } from '../core/index.js';
 import { NbdConnection, type ConnectionContext } from './connection.js';
 import { ExportTable, type NbdExportSpec } from './export-table.js';
 import { defaultHandshakeLimits, type HandshakeLimits } from './handshake.js';
