@@ -40,8 +40,8 @@ export class CaptureFilter implements BlockDevice {
     readonly tracker: ChangeTracker,
     options: CaptureFilterOptions = {},
   ) {
-    if (tracker.bitmap.sizeBytes !== inner.sizeBytes) {
-      throw new FerryError('bad-input', `capture filter: tracker is for ${tracker.bitmap.sizeBytes} bytes, disk has ${inner.sizeBytes}`);
+    if (tracker.sizeBytes !== inner.sizeBytes) {
+      throw new FerryError('bad-input', `capture filter: tracker is for ${tracker.sizeBytes} bytes, disk has ${inner.sizeBytes}`);
     }
     this.backpressure = options.backpressure;
   }

@@ -10,7 +10,7 @@
  * rather than failing the VM's write (invariant 8): the extents of every unshipped journal
  * record are marked dirty, those segments dropped, and `consistent` becomes false. The way
  * back is `startStreaming()`: it returns the seq S the journal restarts at; the shipper then
- * drains the bitmap with `bitmap.takeRuns` (the resync) and calls `resyncComplete()`.
+ * drains the bitmap with `takeDirtyRuns` (the resync) and calls `resyncComplete()`.
  * Replay = base + resync + journal from S.
  *
  * The tracker also holds the disk's replication identity (invariant 9): created with the
@@ -27,8 +27,8 @@ import { EventEmitter } from 'node:events';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, Logger, asFerryError, badInput, isReplicationId, newReplicationId, writeDataBytes, writeFileAtomic, type WriteData } from '../core/index.js';
-import { DirtyBitmap, defaultBlockSizeBytes } from './dirty-bitmap.js';
-import { Journal, type JournalOptions, type RecordKind } from './journal.js';
+import { DirtyBitmap, defaultBlockSizeBytes, type Extent } from './dirty-bitmap.js';
+import { Journal, type JournalOptions, type RecordKind, type SealedSegment } from './journal.js';
 
 export type TrackingMode = 'streaming' | 'bitmap';
 
@@ -53,6 +53,8 @@ export interface ModeChange {
 export interface ChangeTrackerEvents {
   mode: [change: ModeChange];
   consistent: [consistent: boolean];
+  /** A journal segment was sealed and is ready to ship. */
+  sealed: [segment: SealedSegment];
 }
 
 export interface ChangeTrackerState {
@@ -90,8 +92,8 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
 
   private constructor(
     readonly dir: string,
-    readonly bitmap: DirtyBitmap,
-    readonly journal: Journal,
+    private readonly bitmap: DirtyBitmap,
+    private readonly journal: Journal,
     private replicationValue: string,
     mode: TrackingMode,
     consistent: boolean,
@@ -101,6 +103,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     this.modeValue = mode;
     this.consistentValue = consistent;
     journal.on('failed', (err) => this.fallBack(`journal failed: ${err.message}`));
+    journal.on('sealed', (segment) => this.emit('sealed', segment));
   }
 
   static async open(options: ChangeTrackerOptions): Promise<ChangeTracker> {
@@ -146,6 +149,11 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     return this.modeValue;
   }
 
+  /** Size of the tracked disk in bytes. */
+  get sizeBytes(): number {
+    return this.bitmap.sizeBytes;
+  }
+
   /** The replication this tracker's seqs count in. */
   get replication(): string {
     return this.replicationValue;
@@ -171,6 +179,40 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
 
   get dirtyBytes(): number {
     return this.bitmap.dirtyBytes;
+  }
+
+  /** Whether block `index` (of `blockSizeBytes`) is marked dirty. */
+  isDirty(index: number): boolean {
+    return this.bitmap.isDirty(index);
+  }
+
+  /**
+   * Clears and returns dirty runs of up to `maxBytes` in all, for a resync piece. The bits
+   * are cleared before the caller reads the blocks (invariant 4): a write that lands after
+   * this marks them again.
+   */
+  takeDirtyRuns(maxBytes: number): Extent[] {
+    return this.bitmap.takeRuns(maxBytes);
+  }
+
+  /** Marks runs dirty again: a resync piece that could not be stored gives its runs back. */
+  markDirty(runs: readonly Extent[]): void {
+    for (const run of runs) this.bitmap.mark(run.offset, run.length);
+  }
+
+  /** Sealed journal segments not yet released, in seq order: what the shipper ships next. */
+  sealedSegments(): readonly SealedSegment[] {
+    return this.journal.sealedSegments();
+  }
+
+  /** Seals the open journal segment now (if it holds records) and resolves with it. */
+  seal(): Promise<SealedSegment | undefined> {
+    return this.journal.seal();
+  }
+
+  /** The segment is durable in the store: the journal forgets it. */
+  release(segment: SealedSegment): Promise<void> {
+    return this.journal.release(segment);
   }
 
   get unshippedJournalBytes(): number {

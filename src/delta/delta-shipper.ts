@@ -5,7 +5,7 @@
  * bitmap it runs the resync that brings it back to streaming:
  *
  *   S = tracker.startStreaming()      journal restarts at S
- *   repeat: runs = bitmap.takeRuns()  bits cleared before the blocks are read (invariant 4)
+ *   repeat: runs = tracker.takeDirtyRuns()  bits cleared before the blocks are read (invariant 4)
  *           read the runs, put resync delta (S, part n)
  *   put the final, empty piece; tracker.resyncComplete()
  *
@@ -38,8 +38,8 @@ export interface DeltaShipperOptions {
   /** The source disk, read for resync (directly: a quiesced capture filter holds reads). */
   source: BlockDevice;
   throttle?: LinkBudget;
-  /** Run a resync whenever the tracker is in bitmap mode (default true; false while a seed travels). */
-  autoResync?: boolean;
+  /** Start parked: no resync runs until `unpark()` (see `park`). Default false. */
+  parked?: boolean;
   /** Largest resync piece (default 8 MiB). */
   resyncPieceBytes?: number;
   /** How often the loop looks for work when nothing wakes it (default 100 ms). */
@@ -86,18 +86,29 @@ export class DeltaShipper {
   private stopping: AbortController | undefined;
   private wake: (() => void) | undefined;
   private readonly onWork = () => this.wake?.();
+  private parkedValue: boolean;
 
   constructor(private readonly options: DeltaShipperOptions) {
     this.logger = (options.logger ?? Logger.silent()).child({ disk: options.diskId });
     this.stats.shippedThroughSeq = options.tracker.currentSeq;
+    this.parkedValue = options.parked ?? false;
   }
 
-  get autoResync(): boolean {
-    return this.options.autoResync ?? true;
+  /**
+   * Parked: the tracker's dirty bitmap is left alone (no resync runs, so the journal does
+   * not restart) while sealed segments still ship. A disk stays parked in bitmap mode while
+   * a seed travels or while the operator wants it so.
+   */
+  get parked(): boolean {
+    return this.parkedValue;
   }
 
-  set autoResync(on: boolean) {
-    this.options.autoResync = on;
+  park(): void {
+    this.parkedValue = true;
+  }
+
+  unpark(): void {
+    this.parkedValue = false;
     this.onWork();
   }
 
@@ -111,7 +122,7 @@ export class DeltaShipper {
   start(): void {
     if (this.loop) return;
     this.stopping = new AbortController();
-    this.options.tracker.journal.on('sealed', this.onWork);
+    this.options.tracker.on('sealed', this.onWork);
     this.options.tracker.on('mode', this.onWork);
     this.loop = this.run(this.stopping.signal);
   }
@@ -122,7 +133,7 @@ export class DeltaShipper {
     this.onWork();
     await this.loop;
     this.loop = undefined;
-    this.options.tracker.journal.off('sealed', this.onWork);
+    this.options.tracker.off('sealed', this.onWork);
     this.options.tracker.off('mode', this.onWork);
   }
 
@@ -138,9 +149,9 @@ export class DeltaShipper {
    * quiesced, the store then holds every change up to `tracker.currentSeq`.
    */
   async drain(signal?: AbortSignal): Promise<void> {
-    await this.options.tracker.journal.seal();
+    await this.options.tracker.seal();
     await this.shipReady(signal);
-    if (this.options.tracker.mode === 'bitmap' || this.options.tracker.journal.sealedSegments().length > 0) {
+    if (this.options.tracker.mode === 'bitmap' || this.options.tracker.sealedSegments().length > 0) {
       await this.shipReady(signal); // a fall back during the first pass left a resync
     }
   }
@@ -170,8 +181,8 @@ export class DeltaShipper {
   private async shipReadyNow(signal?: AbortSignal): Promise<void> {
     const { tracker } = this.options;
     const resyncOwed = tracker.mode === 'bitmap' || (!tracker.consistent && this.resync === undefined);
-    if (this.autoResync && (resyncOwed || this.resync)) await this.runResync(signal);
-    for (const segment of tracker.journal.sealedSegments()) {
+    if (!this.parkedValue && (resyncOwed || this.resync)) await this.runResync(signal);
+    for (const segment of tracker.sealedSegments()) {
       throwIfAborted(signal);
       await this.shipSegment(segment, signal);
     }
@@ -182,7 +193,7 @@ export class DeltaShipper {
     const extents: DeltaExtent[] = [];
     for await (const extent of segment.readExtents()) extents.push(extent);
     await this.put({ kind: 'journal', seq: segment.firstSeq, endSeq: segment.lastSeq, part: 0, generation: 0, final: false, extents }, signal);
-    await this.options.tracker.journal.release(segment);
+    await this.options.tracker.release(segment);
     this.stats.shippedThroughSeq = Math.max(this.stats.shippedThroughSeq, segment.lastSeq + 1);
   }
 
@@ -200,7 +211,7 @@ export class DeltaShipper {
     const resync = this.resync;
     for (;;) {
       throwIfAborted(signal);
-      const runs = tracker.bitmap.takeRuns(this.options.resyncPieceBytes ?? 8 * 1024 * 1024);
+      const runs = tracker.takeDirtyRuns(this.options.resyncPieceBytes ?? 8 * 1024 * 1024);
       // Closed early if the tracker fell back again: what it marked goes with the next resync.
       const final = runs.length === 0 || tracker.mode === 'bitmap';
       try {
@@ -216,7 +227,7 @@ export class DeltaShipper {
         );
         this.stats.resyncBytesShipped += bytes;
       } catch (err) {
-        for (const run of runs) tracker.bitmap.mark(run.offset, run.length);
+        tracker.markDirty(runs);
         throw err;
       }
       resync.nextPart++;

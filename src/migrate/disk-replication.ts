@@ -149,15 +149,37 @@ export class SourceReplication {
     return { source, tracker, backpressure, filter, shipper, fence };
   }
 
-  private static newShipper(options: SourceReplicationOptions, tracker: ChangeTracker, source: FileDevice): DeltaShipper {
+  private static newShipper(options: SourceReplicationOptions, tracker: ChangeTracker, source: FileDevice, parked = false): DeltaShipper {
     // The shipper reads the disk itself, not through the filter: a quiesced filter holds
     // reads too, and the final drain at cutover must still read dirty blocks.
     const logger = options.logger ?? Logger.silent();
-    return new DeltaShipper({ repo: options.repo, diskId: options.diskId, tracker, source, throttle: options.throttle, logger });
+    return new DeltaShipper({ repo: options.repo, diskId: options.diskId, tracker, source, throttle: options.throttle, parked, logger });
   }
 
   get shipper(): DeltaShipper {
     return this.shipperValue;
+  }
+
+  /** Parked in bitmap mode: see `park`. */
+  get parked(): boolean {
+    return this.shipperValue.parked;
+  }
+
+  /**
+   * Parks the disk in bitmap mode: only dirty blocks are tracked and no resync runs until
+   * `unpark()` (a seed in transit, a link too slow for streaming). Resolves once the
+   * shipment under way is done and the tracker is in bitmap mode.
+   */
+  async park(reason: string, signal?: AbortSignal): Promise<void> {
+    this.shipperValue.park();
+    // Shipments are serialized: once this one is done, none can start a resync.
+    await this.shipperValue.shipReady(signal);
+    await this.tracker.switchToBitmap(reason);
+  }
+
+  /** Back to streaming: the shipper ships the dirty blocks as a resync, then the journal. */
+  unpark(): void {
+    this.shipperValue.unpark();
   }
 
   /**
@@ -167,7 +189,7 @@ export class SourceReplication {
    */
   async restartShipper(): Promise<void> {
     await this.shipperValue.stop();
-    this.shipperValue = SourceReplication.newShipper(this.options, this.tracker, this.source);
+    this.shipperValue = SourceReplication.newShipper(this.options, this.tracker, this.source, this.parked);
     this.shipperValue.start();
   }
 
@@ -288,10 +310,10 @@ export class SourceReplication {
    */
   async drainFinal(signal?: AbortSignal): Promise<number> {
     if (!this.filter.quiesced) throw new FerryError('invalid-state', `disk ${this.options.diskId}: the final drain needs the source quiesced first`);
-    this.shipper.autoResync = true;
+    this.unpark();
     await this.shipper.drain(signal);
     const { tracker } = this;
-    if (tracker.mode !== 'streaming' || !tracker.consistent || tracker.journal.sealedSegments().length > 0) {
+    if (tracker.mode !== 'streaming' || !tracker.consistent || tracker.sealedSegments().length > 0) {
       throw new FerryError('invalid-state', `disk ${this.options.diskId}: changes are still unshipped after the final drain (mode ${tracker.mode})`);
     }
     return tracker.currentSeq;
@@ -309,7 +331,7 @@ export class SourceReplication {
     if (this.filter.quiesced) this.filter.resume();
     try {
       await this.filter.flush();
-      if (this.tracker.mode === 'streaming') await this.tracker.journal.seal();
+      if (this.tracker.mode === 'streaming') await this.tracker.seal();
     } catch (err) {
       // The tracker saves what it can; a journal that failed has fallen back to the bitmap.
       (this.options.logger ?? Logger.silent()).warn('flushing before close failed', { disk: this.options.diskId, error: String(err) });

@@ -454,12 +454,8 @@ export class FilterService {
    */
   async setMode(id: string, mode: TrackingMode, reason = 'operator request'): Promise<TrackingMode> {
     const { replication } = this.disk(id);
-    if (mode === 'bitmap') {
-      replication.shipper.autoResync = false;
-      await replication.tracker.switchToBitmap(reason);
-    } else {
-      replication.shipper.autoResync = true; // the shipper runs the resync and restarts the journal
-    }
+    if (mode === 'bitmap') await replication.park(reason);
+    else replication.unpark(); // the shipper runs the resync and restarts the journal
     this.logger.info('mode change requested', { disk: id, mode, reason });
     return replication.tracker.mode;
   }

@@ -2,11 +2,11 @@
  * A seed of live disks: the wiring between the source side of replication and src/seed
  * (which knows nothing of trackers or shippers).
  *
- *   parkForSeed(rep)        the shipper stops resyncing (autoResync = false) and the tracker
- *                           switches to its dirty bitmap BEFORE the first byte is read
+ *   parkForSeed(rep)        the disk is parked: the tracker switches to its dirty bitmap
+ *                           and no resync runs, BEFORE the first byte is read
  *                           (docs/DESIGN.md invariant 1); the epoch is the tracker's seq then.
  *   exportLiveSeed(...)     parks every disk and exports them (src/seed exportSeed).
- *   resumeAfterSeed(rep)    once the destination has imported the seed: autoResync = true.
+ *   resumeAfterSeed(rep)    once the destination has imported the seed: unparked.
  *                           The shipper restarts the journal at S >= epoch and ships the
  *                           blocks dirtied since the epoch as a resync at S, then streams;
  *                           a replica built from the seed's manifest (epoch E) replays
@@ -23,31 +23,28 @@ import type { SourceReplication } from './disk-replication.js';
  * Parks one disk for a seed and returns it as a seed disk with its epoch.
  *
  * Safe states: the tracker is consistent (no resync under way or owed), or the disk is
- * already parked (a re-run to resume an interrupted export: bitmap mode, autoResync off).
+ * already parked (a re-run to resume an interrupted export).
  * A resync under way is refused: its later pieces would carry blocks written after the
  * seed's epoch under an older S, which a replica that starts at the epoch skips.
  */
 export async function parkForSeed(rep: SourceReplication, signal?: AbortSignal): Promise<SeedDisk> {
-  const { tracker, shipper } = rep;
+  const { tracker } = rep;
   const id = rep.options.diskId;
   throwIfAborted(signal);
-  const parked = !shipper.autoResync && tracker.mode === 'bitmap';
+  const parked = rep.parked && tracker.mode === 'bitmap';
   if (!parked && !tracker.consistent) {
     throw new FerryError(
       'invalid-state',
       `disk ${id}: a resync is under way or owed (the tracker is ${tracker.mode}, inconsistent); a seed can start once the disk is consistent`,
     );
   }
-  shipper.autoResync = false;
-  // Wait for any shipment under way (shipments are serialized): none can start a resync now.
-  await shipper.shipReady(signal);
-  await tracker.switchToBitmap('seed export');
+  await rep.park('seed export', signal);
   return { id, device: rep.source, epoch: tracker.currentSeq, replication: tracker.replication, name: id };
 }
 
 /** After the seed is imported at the destination: resync the dirty blocks, then stream. */
 export function resumeAfterSeed(rep: SourceReplication): void {
-  rep.shipper.autoResync = true;
+  rep.unpark();
 }
 
 export interface LiveSeedOptions extends Omit<ExportSeedOptions, 'disks'> {

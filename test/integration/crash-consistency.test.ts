@@ -35,7 +35,7 @@ for (const seed of [41, 42, 43]) {
     for (let round = 0; round < 6; round++) {
       // Concurrent writers, all completed before the seal: the seal is a quiet point.
       await new RandomWorkload({ seed: seed * 10 + round, sizeBytes, writers: 3, opsPerWriter: 12, maxIoBytes: MiB }).run(rep.filter);
-      const segment = await rep.tracker.journal.seal();
+      const segment = await rep.tracker.seal();
       if (segment) points.push({ lastSeq: segment.lastSeq, sha256: await sha256File(sourcePath) });
     }
     await rep.shipper.shipReady();

@@ -82,10 +82,10 @@ describe('Backpressure', () => {
     let maxUnshipped = 0;
     const drain = (async () => {
       while (running) {
-        const [segment] = tracker.journal.sealedSegments();
+        const [segment] = tracker.sealedSegments();
         if (segment) {
           await new Promise((resolve) => setTimeout(resolve, (segment.sizeBytes / 4e6) * 1000));
-          await tracker.journal.release(segment);
+          await tracker.release(segment);
         } else {
           await new Promise((resolve) => setTimeout(resolve, 5));
         }

@@ -122,7 +122,7 @@ async function makeDisk(sizeBytes: number, seed: number): Promise<{ disk: FileDe
   return { disk: await FileDevice.open(path), base, path };
 }
 
-async function applySegments(replica: Buffer, segments: SealedSegment[]): Promise<void> {
+async function applySegments(replica: Buffer, segments: readonly SealedSegment[]): Promise<void> {
   for (const segment of segments) {
     for await (const extent of segment.readExtents()) {
       if (extent.kind === 'write') replica.set(extent.data!, extent.offset);
@@ -150,7 +150,7 @@ describe('CaptureFilter over a FileDevice', () => {
         while (!stop) {
           await new Promise((resolve) => setTimeout(resolve, 25));
           await filter.quiesce();
-          const sealed = await tracker.journal.seal();
+          const sealed = await tracker.seal();
           const seq = tracker.currentSeq - 1;
           if (sealed) expect(sealed.lastSeq).toBe(seq);
           snapshots.push({ seq, sha: sha(await readFile(path)) });
@@ -161,13 +161,13 @@ describe('CaptureFilter over a FileDevice', () => {
       stop = true;
       await sealer;
       await filter.quiesce();
-      await tracker.journal.seal();
+      await tracker.seal();
       snapshots.push({ seq: tracker.currentSeq - 1, sha: sha(await readFile(path)) });
       filter.resume();
 
       expect(result.counts.write).toBeGreaterThan(80);
       expect(snapshots.length).toBeGreaterThan(2);
-      const segments = tracker.journal.sealedSegments();
+      const segments = tracker.sealedSegments();
       // Replay segment by segment; at every seal point the replica must equal that snapshot.
       const replica = Buffer.from(base);
       let checked = 0;
@@ -196,9 +196,9 @@ describe('CaptureFilter over a FileDevice', () => {
       // Eight writers hammering one 64 KiB region with IOs up to 32 KiB.
       const workload = new RandomWorkload({ seed, sizeBytes, writers: 8, opsPerWriter: 60, maxIoBytes: 32 * K, overlap: 0.9, hotBytes: 64 * K, shadow: base });
       await workload.run(filter);
-      await tracker.journal.seal();
+      await tracker.seal();
       const replica = Buffer.from(base);
-      await applySegments(replica, tracker.journal.sealedSegments());
+      await applySegments(replica, tracker.sealedSegments());
       const final = await readFile(path);
       expect(sha(final)).toBe(sha(workload.shadow!));
       expect(sha(replica)).toBe(sha(final));
@@ -287,7 +287,7 @@ describe('CaptureFilter over a FileDevice', () => {
     const filter = new CaptureFilter(disk, tracker);
     await expect(filter.write(new Uint8Array(1024), 1 * M - 512)).rejects.toThrow(/outside the disk/);
     expect(tracker.currentSeq).toBe(1);
-    expect(tracker.bitmap.dirtyCount).toBe(0);
+    expect(tracker.state().dirtyBlocks).toBe(0);
     await tracker.close();
     await filter.close();
   });
@@ -318,9 +318,9 @@ describe('CaptureFilter: journal overflow falls back to the bitmap', () => {
       let shipping = true;
       const shipper = (async () => {
         while (shipping) {
-          for (const segment of tracker.journal.sealedSegments()) {
+          for (const segment of tracker.sealedSegments()) {
             await applySegments(replica, [segment]);
-            await tracker.journal.release(segment);
+            await tracker.release(segment);
           }
           await new Promise((resolve) => setTimeout(resolve, 5));
         }
@@ -337,15 +337,15 @@ describe('CaptureFilter: journal overflow falls back to the bitmap', () => {
       expect(tracker.consistent).toBe(false);
       expect(modes[0]).toMatchObject({ mode: 'bitmap' });
       expect(modes[0]!.reason).toMatch(/hard limit/);
-      expect(tracker.bitmap.dirtyCount).toBeGreaterThan(0);
+      expect(tracker.state().dirtyBlocks).toBeGreaterThan(0);
 
       // Phase 3: back to streaming at S; resync dirty blocks while the VM keeps writing.
       const S = await tracker.startStreaming();
-      expect(tracker.journal.sealedSegments().length).toBe(0);
+      expect(tracker.sealedSegments().length).toBe(0);
       let resyncing = true;
       const resync = (async () => {
         for (;;) {
-          const runs = tracker.bitmap.takeRuns(512 * K);
+          const runs = tracker.takeDirtyRuns(512 * K);
           if (runs.length === 0) {
             if (!resyncing) return;
             await new Promise((resolve) => setTimeout(resolve, 2));
@@ -366,8 +366,8 @@ describe('CaptureFilter: journal overflow falls back to the bitmap', () => {
       expect(tracker.resyncComplete()).toBe(true);
       expect(tracker.consistent).toBe(true);
       await filter.quiesce();
-      await tracker.journal.seal();
-      const segments = tracker.journal.sealedSegments();
+      await tracker.seal();
+      const segments = tracker.sealedSegments();
       expect(segments[0]!.firstSeq).toBe(S);
       await applySegments(replica, segments);
       const final = await readFile(path);

@@ -25,7 +25,7 @@ describe('ChangeTracker', () => {
     await tracker.record('trim', 64 * K, 8 * K);
     await tracker.record('zero', 0, 0); // empty: not recorded
     expect(tracker.currentSeq).toBe(3);
-    expect(tracker.bitmap.dirtyCount).toBe(0);
+    expect(tracker.state().dirtyBlocks).toBe(0);
     expect(tracker.state()).toMatchObject({ mode: 'streaming', consistent: true, currentSeq: 3, dirtyBytes: 0 });
     expect(tracker.unshippedJournalBytes).toBeGreaterThan(4 * K);
     await tracker.close();
@@ -38,25 +38,25 @@ describe('ChangeTracker', () => {
     tracker.on('mode', (m) => modes.push(m));
     tracker.on('consistent', (c) => consistency.push(c));
     await tracker.record('write', 0, new Uint8Array(K)); // block 0
-    await tracker.journal.seal();
+    await tracker.seal();
     await tracker.record('zero', 3 * 64 * K + 512, 64 * K); // blocks 3-4
     await tracker.switchToBitmap('seed in transit');
     expect(tracker.mode).toBe('bitmap');
     expect(tracker.consistent).toBe(false);
-    expect(tracker.journal.sealedSegments()).toEqual([]);
+    expect(tracker.sealedSegments()).toEqual([]);
     expect(tracker.unshippedJournalBytes).toBe(0);
-    expect([0, 1, 2, 3, 4, 5].map((b) => tracker.bitmap.isDirty(b))).toEqual([true, false, false, true, true, false]);
+    expect([0, 1, 2, 3, 4, 5].map((b) => tracker.isDirty(b))).toEqual([true, false, false, true, true, false]);
     // In bitmap mode writes only mark.
     await tracker.record('write', 10 * 64 * K, new Uint8Array(512));
-    expect(tracker.bitmap.isDirty(10)).toBe(true);
+    expect(tracker.isDirty(10)).toBe(true);
     expect(tracker.currentSeq).toBe(3);
     const S = await tracker.startStreaming();
     expect(S).toBe(3);
     expect(modes.map((m) => [m.mode, m.seq])).toEqual([['bitmap', 3], ['streaming', 3]]);
     await tracker.record('write', 0, new Uint8Array(512));
-    expect(tracker.journal.nextSeq).toBe(4);
+    expect(tracker.currentSeq).toBe(4);
     expect(tracker.resyncComplete()).toBe(false); // still dirty blocks to ship
-    tracker.bitmap.takeRuns(4 * M);
+    tracker.takeDirtyRuns(4 * M);
     expect(tracker.resyncComplete()).toBe(true);
     expect(consistency).toEqual([false, true]);
     await tracker.close();
@@ -68,9 +68,9 @@ describe('ChangeTracker', () => {
     await tracker.record('write', M, new Uint8Array(64 * K)); // would pass 100 KiB
     expect(tracker.mode).toBe('bitmap');
     await tracker.startStreaming();
-    expect(tracker.bitmap.isDirty(0)).toBe(true);
-    expect(tracker.bitmap.isDirty(M / (64 * K))).toBe(true);
-    expect(tracker.bitmap.dirtyCount).toBe(2);
+    expect(tracker.isDirty(0)).toBe(true);
+    expect(tracker.isDirty(M / (64 * K))).toBe(true);
+    expect(tracker.state().dirtyBlocks).toBe(2);
     await tracker.close();
   });
 
@@ -81,13 +81,13 @@ describe('ChangeTracker', () => {
     await tracker.close();
     tracker = await ChangeTracker.open({ dir, sizeBytes: 4 * M });
     expect(tracker.mode).toBe('bitmap');
-    expect(tracker.bitmap.dirtyCount).toBe(1);
-    expect(tracker.bitmap.isDirty(2)).toBe(true);
+    expect(tracker.state().dirtyBlocks).toBe(1);
+    expect(tracker.isDirty(2)).toBe(true);
     // Not closed: as after a crash.
     const reopened = await ChangeTracker.open({ dir, sizeBytes: 4 * M });
     expect(reopened.mode).toBe('bitmap');
     expect(reopened.consistent).toBe(false);
-    expect(reopened.bitmap.dirtyCount).toBe(reopened.bitmap.blockCount);
+    expect(reopened.dirtyBytes).toBe(reopened.sizeBytes);
     await reopened.close();
     await expect(ChangeTracker.open({ dir, sizeBytes: 8 * M })).rejects.toThrow(/tracks a 4194304-byte disk/);
   });

@@ -26,10 +26,10 @@ export default async function captureHook(disk, { logger }) {
   });
   let released = 0;
   let releasedBytes = 0;
-  tracker.journal.on('sealed', (segment) => {
+  tracker.on('sealed', (segment) => {
     released++;
     releasedBytes += segment.sizeBytes;
-    tracker.journal.release(segment).catch((err) => logger.error('capture hook: release failed', { reason: err.message }));
+    tracker.release(segment).catch((err) => logger.error('capture hook: release failed', { reason: err.message }));
   });
   tracker.on('mode', (change) => logger.warn('capture hook: tracker changed mode', { ...change }));
   const filter = new CaptureFilter(disk, tracker);

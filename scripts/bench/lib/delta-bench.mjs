@@ -309,9 +309,9 @@ function timeParts(rep) {
     };
   };
   wrap(rep.filter, 'quiesce', 'quiesce');
-  wrap(rep.tracker.journal, 'seal', 'seal');
+  wrap(rep.tracker, 'seal', 'seal');
   wrap(rep.shipper, 'put', 'put');
-  wrap(rep.tracker.journal, 'release', 'release');
+  wrap(rep.tracker, 'release', 'release');
   wrap(rep.options.repo, 'listReplication', 'list');
   wrap(rep.options.repo, 'getDeltaObject', 'get');
   wrap(rep.applier, 'apply', 'apply'); // includes its getDelta
