@@ -149,6 +149,10 @@ export class FilterControlClient {
         await this.fence(id, owner, finalSeq, { signal });
         stopRenewing();
       },
+      hash: async (signal) => {
+        check();
+        return this.hash(id, { signal });
+      },
     };
   }
 

@@ -10,3 +10,4 @@ export { InlineIo, type InlineIoOptions } from './inline-io.js';
 export { writeFileAtomic } from './atomic-file.js';
 export { checkReplicationId, isReplicationId, newReplicationId } from './replication-id.js';
 export { ProcessLock, type LockHolderInfo, type ProcessLockOptions } from './process-lock.js';
+export { hashDisk, type DiskDigest } from './disk-hash.js';

@@ -12,7 +12,7 @@
  * The cutover sees the two sides through small ports, so the source may be in this process
  * (DiskReplication) or in a `ferry filter` reached over its control socket.
  */
-import { FerryError, asFerryError } from '../core/index.js';
+import { FerryError, asFerryError, type DiskDigest } from '../core/index.js';
 
 /** The source side of one disk. */
 export interface CutoverSource {
@@ -26,6 +26,8 @@ export interface CutoverSource {
   drainFinal(signal?: AbortSignal): Promise<number>;
   /** The commit point: called quiesced; refuses the disk's IO from now on, durably. */
   fence(finalSeq: number, signal?: AbortSignal): Promise<void>;
+  /** SHA-256 of the whole (paused) source disk, for verify 'full'. */
+  hash(signal?: AbortSignal): Promise<DiskDigest>;
 }
 
 /** The destination side of one disk. */
@@ -34,13 +36,13 @@ export interface CutoverReplica {
   applyUntil(seq: number, options: { signal?: AbortSignal }): Promise<void>;
   /** After the fence: marks the replication cut over in the store and tidies its deltas. */
   commitCutover(finalSeq: number, verified: 'full' | 'deltas', signal?: AbortSignal): Promise<void>;
+  /** SHA-256 of the whole replica, for verify 'full'. */
+  hash(signal?: AbortSignal): Promise<DiskDigest>;
 }
 
 export interface DiskCutoverParts {
   source: CutoverSource;
   replica: CutoverReplica;
-  /** Compares replica and (paused) source byte for byte, for verify 'full'. */
-  compare?: (signal?: AbortSignal) => Promise<{ identical: boolean; reason?: string }>;
 }
 
 export interface DiskCutoverOptions {
@@ -69,7 +71,6 @@ export interface DiskCutoverResult {
 
 export async function cutoverDisk(parts: DiskCutoverParts, options: DiskCutoverOptions = {}): Promise<DiskCutoverResult> {
   const verify = options.verify ?? 'deltas';
-  if (verify === 'full' && !parts.compare) throw new FerryError('bad-input', 'verify: "full" needs access to both disks');
   const pausedAt = performance.now();
   let finalSeq: number;
   let applyStarted: number, verifyStarted: number, commitStarted: number;
@@ -86,10 +87,7 @@ export async function cutoverDisk(parts: DiskCutoverParts, options: DiskCutoverO
     applyStarted = performance.now();
     await parts.replica.applyUntil(finalSeq, { signal: options.signal });
     verifyStarted = performance.now();
-    if (verify === 'full') {
-      const result = await parts.compare!(options.signal);
-      if (!result.identical) throw new FerryError('checksum-mismatch', `cutover: the replica differs from the source: ${result.reason}`);
-    }
+    if (verify === 'full') await compareWhole(parts, options.signal);
     commitStarted = performance.now();
     await parts.source.fence(finalSeq, options.signal);
   } catch (err) {
@@ -112,6 +110,17 @@ export async function cutoverDisk(parts: DiskCutoverParts, options: DiskCutoverO
     verified: verify,
     warnings,
   };
+}
+
+/** verify 'full': both whole disks hashed at once; any difference fails the cutover. */
+async function compareWhole(parts: DiskCutoverParts, signal?: AbortSignal): Promise<void> {
+  const [source, replica] = await Promise.all([parts.source.hash(signal), parts.replica.hash(signal)]);
+  if (source.sizeBytes !== replica.sizeBytes) {
+    throw new FerryError('checksum-mismatch', `the replica differs from the source: sizes differ (source ${source.sizeBytes}, replica ${replica.sizeBytes} bytes)`);
+  }
+  if (source.sha256 !== replica.sha256) {
+    throw new FerryError('checksum-mismatch', `the replica differs from the source: SHA-256 ${replica.sha256}, source ${source.sha256}`);
+  }
 }
 
 /** Before the commit point: resumes the source and throws `err`, saying whether it resumed. */

@@ -28,7 +28,7 @@
 import { readFile, realpath } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FerryError, FileDevice, Logger, ProcessLock, checkReplicationId, throwIfAborted, writeFileAtomic } from '../core/index.js';
+import { FerryError, FileDevice, Logger, ProcessLock, checkReplicationId, hashDisk, throwIfAborted, writeFileAtomic, type DiskDigest } from '../core/index.js';
 import { checkDiskId, type Repository } from '../store/index.js';
 import type { DeltaName } from './delta-codec.js';
 import { deleteDelta, getDelta, listDeltas } from './delta-objects.js';
@@ -365,6 +365,16 @@ export class ReplicaApplier {
     await this.recordCutover(finalSeq, at);
     const { deltas } = await listDeltas(this.repo, this.state.diskId, this.state.replication, signal);
     for (const name of deltas) await deleteDelta(this.repo, name, signal);
+  }
+
+  /** SHA-256 of the whole replica (for a cutover's verify 'full'). */
+  async hash(signal?: AbortSignal): Promise<DiskDigest> {
+    const device = await FileDevice.open(this.replicaPath, { readOnly: true });
+    try {
+      return await hashDisk(device, signal);
+    } finally {
+      await device.close();
+    }
   }
 
   private async recordCutover(finalSeq: number, at: string): Promise<void> {

@@ -7,7 +7,7 @@
  * DiskReplication adds the replica side in the same process (the demo and tests). The parts
  * are the same ones a split deployment runs on each side.
  */
-import { FerryError, FileDevice, Logger } from '../core/index.js';
+import { FerryError, FileDevice, Logger, hashDisk } from '../core/index.js';
 import { cutoverDisk, type CutoverSource, type DiskCutoverOptions, type DiskCutoverResult } from '../cutover/index.js';
 import {
   Backpressure,
@@ -28,7 +28,6 @@ import type { Repository } from '../store/index.js';
 import { initReplica } from './replica-init.js';
 import { copyDisk, type CopyProgress, type CopyResult } from './background-copy.js';
 import type { Throttle } from './throttle.js';
-import { compareDisks } from './verify.js';
 
 export interface SourceReplicationOptions {
   diskId: string;
@@ -300,6 +299,7 @@ export class SourceReplication {
       fence: async (finalSeq) => {
         await this.fenceSource(owner, finalSeq);
       },
+      hash: (signal) => hashDisk(this.source, signal),
     };
   }
 
@@ -406,15 +406,7 @@ export class DiskReplication extends SourceReplication {
   async cutover(options: DiskCutoverOptions = {}): Promise<DiskCutoverResult> {
     const applier = this.applier;
     if (!applier) throw new FerryError('invalid-state', `disk ${this.options.diskId}: cutover before the replica was started`);
-    const compare = async (signal?: AbortSignal) => {
-      const replica = await FileDevice.open(applier.replicaPath, { readOnly: true });
-      try {
-        return await compareDisks(this.source, replica, { signal });
-      } finally {
-        await replica.close();
-      }
-    };
-    return cutoverDisk({ source: this.cutoverSource(), replica: applier, compare }, options);
+    return cutoverDisk({ source: this.cutoverSource(), replica: applier }, options);
   }
 
   override async close(): Promise<void> {

@@ -22,7 +22,7 @@
 import { connect } from 'node:net';
 import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, Logger, asFerryError, badInput } from '../core/index.js';
+import { FerryError, Logger, asFerryError, badInput, hashDisk } from '../core/index.js';
 import { fenceMessage, type BackpressureSettings, type ChangeTrackerState, type FenceRecord, type JournalOptions, type ShipperStats, type TrackingMode } from '../delta/index.js';
 import { NbdServer, type NbdServerStats } from '../nbd/index.js';
 import type { SeedKey } from '../seed/index.js';
@@ -30,7 +30,6 @@ import { checkDiskId, type Repository } from '../store/index.js';
 import type { CopyProgress } from './background-copy.js';
 import { SourceReplication, type ReplicationFigures } from './disk-replication.js';
 import { exportLiveSeed } from './seed-source.js';
-import { hashDisk } from './verify.js';
 import { Throttle } from './throttle.js';
 
 export interface FilterDiskSpec {
@@ -338,7 +337,7 @@ export class FilterService {
   /** SHA-256 of the source disk as it stands (read directly: works while quiesced). */
   async hash(id: string, signal?: AbortSignal): Promise<{ sha256: string; sizeBytes: number }> {
     const { replication } = this.disk(id);
-    return { sha256: await hashDisk(replication.source, signal), sizeBytes: replication.source.sizeBytes };
+    return hashDisk(replication.source, signal);
   }
 
   /** Starts a base copy in the background; one at a time per disk. */

@@ -1,6 +1,6 @@
 export { copyDisk, type CopyOptions, type CopyProgress, type CopyResult, type CopyStats } from './background-copy.js';
 export { restoreDisk, type RestoreOptions, type RestoreProgress, type RestoreStats } from './restore.js';
-export { compareDisks, hashDisk, verifyDiskAgainstManifest, type DiskComparison, type VerifyOptions } from './verify.js';
+export { compareDisks, verifyDiskAgainstManifest, type DiskComparison, type VerifyOptions } from './verify.js';
 export { Throttle, type TrafficClass } from './throttle.js';
 export { initReplica, type InitReplicaOptions } from './replica-init.js';
 export { DiskReplication, SourceReplication, type DiskReplicationOptions, type ReplicationFigures, type SourceReplicationOptions } from './disk-replication.js';

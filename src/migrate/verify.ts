@@ -77,16 +77,3 @@ export async function verifyDiskAgainstManifest(disk: BlockDevice, manifest: Man
   }
   return { identical: true };
 }
-
-/** SHA-256 of a whole disk, read sequentially. */
-export async function hashDisk(disk: BlockDevice, signal?: AbortSignal): Promise<string> {
-  const hash = createHash('sha256');
-  const buf = Buffer.allocUnsafe(readBytes);
-  for (let offset = 0; offset < disk.sizeBytes; offset += readBytes) {
-    throwIfAborted(signal);
-    const part = buf.subarray(0, Math.min(readBytes, disk.sizeBytes - offset));
-    await disk.read(part, offset);
-    hash.update(part);
-  }
-  return hash.digest('hex');
-}

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { asFerryError, FerryError, FileDevice } from '../../core/index.js';
+import { asFerryError, FerryError } from '../../core/index.js';
 import { FilterControlClient } from '../../api/index.js';
 import { cutoverDisk } from '../../cutover/index.js';
 import { fenceMessage, ReplicaApplier } from '../../delta/index.js';
-import { defaultQuiesceLeaseMs, hashDisk, type DiskComparison } from '../../migrate/index.js';
+import { defaultQuiesceLeaseMs } from '../../migrate/index.js';
 import { Repository } from '../../store/index.js';
 import type { Command } from '../command.js';
 import { durationOption, parse, required, storeFromFlags, storeHelp, storeOptions } from '../options.js';
@@ -81,20 +81,10 @@ ${storeHelp}`,
 
       const owner = `ferry cutover on ${hostname()}, pid ${process.pid}, ${randomBytes(3).toString('hex')}`;
       const source = client.cutoverSource(diskId, owner, leaseMs);
-      const compare = async (sig?: AbortSignal): Promise<DiskComparison> => {
-        const replica = await FileDevice.open(replicaPath, { readOnly: true });
-        try {
-          const [src, rep] = await Promise.all([client.hash(diskId, { signal: sig }), hashDisk(replica, sig)]);
-          if (src.sizeBytes !== replica.sizeBytes) return { identical: false, reason: `sizes differ: source ${src.sizeBytes}, replica ${replica.sizeBytes} bytes` };
-          return src.sha256 === rep ? { identical: true, sha256: [src.sha256, rep] } : { identical: false, sha256: [src.sha256, rep], reason: `SHA-256 differs: source ${src.sha256}, replica ${rep}` };
-        } finally {
-          await replica.close();
-        }
-      };
 
       let result;
       try {
-        result = await cutoverDisk({ source, replica: applier, compare }, { verify, signal });
+        result = await cutoverDisk({ source, replica: applier }, { verify, signal });
       } catch (err) {
         const error = asFerryError(err);
         throw new FerryError(error.code, `disk ${diskId}: ${error.message}`, { cause: err });
