@@ -11,7 +11,7 @@ const allowed = {
   store: ['core'],
   delta: ['core', 'store'],
   seed: ['core', 'store'],
-  cutover: ['core'],
+  cutover: ['core', 'store'],
   migrate: ['core', 'nbd', 'store', 'delta', 'seed', 'cutover'],
   api: ['core', 'nbd', 'store', 'delta', 'seed', 'cutover', 'migrate'],
   cli: ['core', 'nbd', 'store', 'delta', 'seed', 'cutover', 'migrate', 'api'],
