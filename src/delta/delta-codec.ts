@@ -112,6 +112,10 @@ export function encodeDelta(delta: Delta): Buffer {
     if (e.kind === 'write' && e.data?.byteLength !== e.length) {
       throw new FerryError('internal', `delta extent at ${e.offset}: ${e.data?.byteLength} bytes of data for length ${e.length}`);
     }
+    // What a reader refuses is never written: such a delta would stop its replica for good.
+    if (!(e.length > 0) || e.offset < 0 || e.offset + e.length > delta.diskSizeBytes) {
+      throw new FerryError('internal', `delta extent ${e.offset}+${e.length} is invalid for a ${delta.diskSizeBytes}-byte disk`);
+    }
     out.writeUInt8(e.kind === 'write' ? 1 : 2, at);
     out.fill(0, at + 1, at + 8);
     out.writeBigUInt64LE(BigInt(e.offset), at + 8);

@@ -142,7 +142,7 @@ describe('refusing bad store contents (file backend, where objects can be edited
     expect(isFerryError(err, 'checksum-mismatch')).toBe(true);
     expect(String(err)).toContain(chunkKey(victim));
     // The destination was never created; the partial file holds nothing of the corrupt chunk.
-    await expect(stat(dest)).rejects.toThrow();
+    await expect(stat(dest)).rejects.toMatchObject({ code: 'ENOENT' });
     for (const slot of await slotsOf(`${dest}.ferry-partial`, victim)) {
       expect(slot.equals(Buffer.alloc(slot.length))).toBe(true);
       expect(sha256Hex(slot)).not.toBe(sha256Hex(corrupt));
@@ -158,7 +158,7 @@ describe('refusing bad store contents (file backend, where objects can be edited
     const err = await restoreDisk({ repo: await Repository.open(new FileStore(storeDir)), manifestId, destPath: dest }).catch((e: unknown) => e);
     expect(isFerryError(err, 'not-found')).toBe(true);
     expect(String(err)).toContain(chunkKey(victim));
-    await expect(stat(dest)).rejects.toThrow();
+    await expect(stat(dest)).rejects.toMatchObject({ code: 'ENOENT' });
     await writeFile(path, original);
   });
 
@@ -174,8 +174,8 @@ describe('refusing bad store contents (file backend, where objects can be edited
     expect(isFerryError(err, 'unsupported-version')).toBe(true);
     expect(String(err)).toContain(manifestKey(futureId));
     expect(String(err)).toContain('99');
-    await expect(stat(dest)).rejects.toThrow();
-    await expect(stat(`${dest}.ferry-partial`)).rejects.toThrow();
+    await expect(stat(dest)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(stat(`${dest}.ferry-partial`)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('a manifest whose bytes no longer match its name fails as corrupt', async () => {

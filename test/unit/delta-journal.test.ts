@@ -201,7 +201,7 @@ describe('Journal: append, seal, coalesce', () => {
     expect(journal.append({ kind: 'write', offset: 0, data }).ok).toBe(false); // sealed, not yet shipped
     await journal.release(segment!);
     expect(appendOk(journal, { kind: 'write', offset: 0, data })).toBe(3);
-    await expect(stat(segment!.path)).rejects.toThrow();
+    await expect(stat(segment!.path)).rejects.toMatchObject({ code: 'ENOENT' });
     expect(journal.sealedSegments()).toEqual([]);
     expect(journal.unshippedBytes).toBe(16 * K + entryHeaderBytes);
     await journal.close();
@@ -230,7 +230,7 @@ describe('Journal: append, seal, coalesce', () => {
     // Released together, newest first: each one persists a seq floor, all at once.
     await Promise.all(segments.reverse().map((segment) => journal.release(segment)));
     expect(journal.sealedSegments()).toEqual([]);
-    for (const segment of segments) await expect(stat(segment.path)).rejects.toThrow();
+    for (const segment of segments) await expect(stat(segment.path)).rejects.toMatchObject({ code: 'ENOENT' });
     await journal.close();
     journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
     expect(journal.nextSeq).toBe(37);
@@ -262,7 +262,7 @@ describe('Journal: append, seal, coalesce', () => {
     await sealedEvent;
     expect(journal.sealedSegments()).toHaveLength(1);
     const [sealed] = journal.sealedSegments();
-    await expect(stat(sealed!.path)).rejects.toThrow(); // in memory: no file yet
+    await expect(stat(sealed!.path)).rejects.toMatchObject({ code: 'ENOENT' }); // in memory: no file yet
     const backlog = journal.backlog();
     expect(backlog).toBeInstanceOf(Promise);
     await backlog;
@@ -354,7 +354,7 @@ describe('Journal: crash recovery', () => {
     const journal = await Journal.open(dir, { segmentMaxAgeMs: 0 });
     records.slice(0, 30).forEach((r) => appendOk(journal, r));
     const inMemory = (await journal.seal())!; // nothing asked for the disk yet: kept in memory
-    await expect(stat(inMemory.path)).rejects.toThrow();
+    await expect(stat(inMemory.path)).rejects.toMatchObject({ code: 'ENOENT' });
     records.slice(30).forEach((r) => appendOk(journal, r));
     await journal.sync();
     expect((await stat(inMemory.path)).size).toBe(inMemory.sizeBytes);
@@ -470,7 +470,7 @@ describe('Journal: crash recovery', () => {
     let reopened = await Journal.open(dir, { segmentMaxAgeMs: 0 });
     expect(reopened.sealedSegments().map((s) => [s.firstSeq, s.lastSeq])).toEqual([[1, 10], [11, 20]]);
     expect(reopened.nextSeq).toBe(31);
-    await expect(stat(midSeal)).rejects.toThrow();
+    await expect(stat(midSeal)).rejects.toMatchObject({ code: 'ENOENT' });
     await reopened.close();
     // Crash 2: before the sealed file was renamed into place: the open file is sealed again.
     await unlink(second.path);
