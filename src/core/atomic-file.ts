@@ -1,15 +1,48 @@
 /**
- * Small files replaced whole and atomically (state files): written under a temporary name,
- * synced, renamed over the old one, and the directory synced, so after a crash the path
- * holds the old contents or the new, never a mix, and the rename itself is durable.
+ * Files replaced whole and atomically (state files, a journal segment written from memory):
+ * written under a temporary name, synced, renamed over the old one, and the directory synced,
+ * so after a crash the path holds the old contents or the new, never a mix, and the rename
+ * itself is durable.
  */
-import { rename, writeFile } from 'node:fs/promises';
+import { open, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { WriteData } from './block-device.js';
 import { fsyncDirectory } from './file-device.js';
+import { writeFully } from './positioned-write.js';
 
-export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+export interface WriteFileAtomicOptions {
+  /** Permissions of a newly created file (before the umask). Default 0o666. */
+  mode?: number;
+  /**
+   * Default true. False leaves the directory's sync to the caller (who syncs once for several
+   * files, or does not need the rename durable yet).
+   */
+  syncDirectory?: boolean;
+  /**
+   * Asked once the temporary file is durable, just before the rename: false deletes it and
+   * leaves `path` as it was.
+   */
+  commit?: () => boolean;
+}
+
+/** Writes `data` to `path` atomically; resolves true once renamed, false if `commit` said no. */
+export async function writeFileAtomic(path: string, data: string | WriteData, options: WriteFileAtomicOptions = {}): Promise<boolean> {
   const temp = `${path}.tmp`;
-  await writeFile(temp, data, { flush: true, mode: options.mode });
+  const handle = await open(temp, 'w', options.mode);
+  try {
+    await writeFully(handle, typeof data === 'string' ? Buffer.from(data) : data, 0);
+    await handle.datasync();
+  } catch (err) {
+    await handle.close().catch(() => {});
+    await unlink(temp).catch(() => {});
+    throw err;
+  }
+  await handle.close();
+  if (options.commit?.() === false) {
+    await unlink(temp);
+    return false;
+  }
   await rename(temp, path);
-  await fsyncDirectory(dirname(path));
+  if (options.syncDirectory ?? true) await fsyncDirectory(dirname(path));
+  return true;
 }

@@ -10,11 +10,12 @@
  * a pread/pwrite the page cache serves.
  */
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
-import { constants, fdatasync, read as fsRead, readSync, write as fsWrite, writeSync, writev as fsWritev, writevSync } from 'node:fs';
-import { writeDataAfter, writeDataBytes, type BlockDevice, type WriteData, type WriteOptions } from './block-device.js';
+import { constants, fdatasync, read as fsRead, readSync } from 'node:fs';
+import { writeDataBytes, type BlockDevice, type WriteData, type WriteOptions } from './block-device.js';
 import { zeros } from './bytes.js';
 import { FerryError, badInput } from './errors.js';
 import { InlineIo } from './inline-io.js';
+import { writeFullyCallback, writeFullySync } from './positioned-write.js';
 
 export const sectorBytes = 512;
 const zeroWriteBytes = 1024 * 1024;
@@ -116,24 +117,14 @@ export class FileDevice implements BlockDevice {
     const fd = this.fd;
     if (fd < 0) return Promise.reject(closedError('write'));
     try {
-      if (total > 0 && !fua && this.inlineIo.tryInline(total, () => writeInline(fd, data, offset, total))) return Promise.resolve();
+      if (total > 0 && !fua && this.inlineIo.tryInline(total, () => writeInline(fd, data, offset))) return Promise.resolve();
     } catch (err) {
       return Promise.reject(err as Error);
     }
     return new Promise<void>((resolve, reject) => {
-      let done = 0;
       const synced = (err: NodeJS.ErrnoException | null): void => (err !== null ? reject(err) : resolve());
-      // Short writes are continued where they stopped; FUA adds an fdatasync once all is written.
-      const step = (err: NodeJS.ErrnoException | null, bytesWritten: number): void => {
-        if (err !== null) return reject(err);
-        done += bytesWritten;
-        if (done < total) fsWritev(fd, writeDataAfter(data, done), offset + done, step);
-        else if (fua) fdatasync(fd, synced);
-        else resolve();
-      };
-      if (total === 0) step(null, 0);
-      else if (data instanceof Uint8Array) fsWrite(fd, data, 0, total, offset, step);
-      else fsWritev(fd, data, offset, step);
+      // FUA adds an fdatasync once all is written.
+      writeFullyCallback(fd, data, offset, (err) => (err !== null ? reject(err) : fua ? fdatasync(fd, synced) : resolve()));
     });
   }
 
@@ -188,9 +179,8 @@ export class FileDevice implements BlockDevice {
   }
 }
 
-function writeInline(fd: number, data: WriteData, offset: number, total: number): true {
-  let done = data instanceof Uint8Array ? writeSync(fd, data, 0, total, offset) : writevSync(fd, data, offset);
-  while (done < total) done += writevSync(fd, writeDataAfter(data, done), offset + done);
+function writeInline(fd: number, data: WriteData, offset: number): true {
+  writeFullySync(fd, data, offset);
   return true;
 }
 

@@ -11,3 +11,6 @@ export { writeFileAtomic } from './atomic-file.js';
 export { checkReplicationId, isReplicationId, newReplicationId } from './replication-id.js';
 export { ProcessLock, type LockHolderInfo, type ProcessLockOptions } from './process-lock.js';
 export { hashDisk, type DiskDigest } from './disk-hash.js';
+export type { WriteFileAtomicOptions } from './atomic-file.js';
+export { writeFully, writeFullyCallback, writeFullySync } from './positioned-write.js';
+export { BufferPool } from './buffer-pool.js';

@@ -23,9 +23,9 @@
  * files are deleted.
  */
 import { EventEmitter } from 'node:events';
-import { mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, Logger, asFerryError, badInput, fsyncDirectory, writeDataBytes, type WriteData } from '../core/index.js';
+import { FerryError, Logger, asFerryError, badInput, fsyncDirectory, writeDataBytes, writeFileAtomic, type WriteData } from '../core/index.js';
 import type { Extent } from './dirty-bitmap.js';
 import { OpenSegment } from './open-segment.js';
 import { SealedSegment } from './sealed-segment.js';
@@ -443,10 +443,7 @@ export class Journal extends EventEmitter<JournalEvents> {
     const run = this.persisting.then(async () => {
       const floorNow = this.requestedNextSeq;
       if (floorNow <= this.persistedNextSeq) return;
-      const path = join(this.dir, stateFile);
-      await writeFile(`${path}.tmp`, `${JSON.stringify({ version: stateVersion, nextSeq: floorNow })}\n`, { flush: true });
-      await rename(`${path}.tmp`, path);
-      await fsyncDirectory(this.dir);
+      await writeFileAtomic(join(this.dir, stateFile), `${JSON.stringify({ version: stateVersion, nextSeq: floorNow })}\n`);
       this.persistedNextSeq = floorNow;
     });
     this.persisting = run.catch(() => {}); // a failed write fails its callers; the next one tries again

@@ -13,7 +13,7 @@
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { FerryError, Logger, fsyncDirectory, type WriteData } from '../core/index.js';
+import { FerryError, Logger, fsyncDirectory, writeFully, type WriteData } from '../core/index.js';
 import {
   checksumEntries,
   decodeEntryHeader,
@@ -30,7 +30,7 @@ import {
 } from './segment-codec.js';
 import { SealedSegment } from './sealed-segment.js';
 import { journalSlabs } from './slab-pool.js';
-import { readAt, writeAllAt, writevAllAt } from './segment-file.js';
+import { readAt } from './segment-file.js';
 
 export interface RecordIndexEntry {
   seq: number;
@@ -42,7 +42,7 @@ export interface RecordIndexEntry {
 const verifyChunkBytes = 1024 * 1024;
 const resolved: Promise<void> = Promise.resolve();
 /** Records are copied into slabs (see slab-pool.ts); one over a quarter of a slab gets its own buffer. */
-const slabBytes = journalSlabs.slabBytes;
+const slabBytes = journalSlabs.bufferBytes;
 
 export class OpenSegment {
   readonly records: RecordIndexEntry[] = [];
@@ -119,7 +119,7 @@ export class OpenSegment {
     const handle = (async () => {
       const h = await open(path, 'wx+');
       try {
-        await writeAllAt(h, [encodeSegmentHeader({ kind: 'records', firstSeq, lastSeq: 0, entryCount: 0 })], 0);
+        await writeFully(h, encodeSegmentHeader({ kind: 'records', firstSeq, lastSeq: 0, entryCount: 0 }), 0);
       } catch (err) {
         await h.close();
         throw err;
@@ -151,7 +151,7 @@ export class OpenSegment {
         // The crash came between creating the file and writing its header: nothing in it.
         logger.warn('journal: open segment has no valid header, starting it empty', { path, sizeBytes: size });
         await h.truncate(0);
-        await writeAllAt(h, [encodeSegmentHeader({ kind: 'records', firstSeq, lastSeq: 0, entryCount: 0 })], 0);
+        await writeFully(h, encodeSegmentHeader({ kind: 'records', firstSeq, lastSeq: 0, entryCount: 0 }), 0);
         await h.datasync();
         return new OpenSegment(dir, firstSeq, Promise.resolve(h), segmentHeaderBytes, true);
       }
@@ -242,7 +242,7 @@ export class OpenSegment {
     const bytes = this.logicalBytes - at;
     this.queue = [];
     this.inFlightBytes = bytes;
-    const written = this.fd >= 0 ? writevAllAt(this.fd, buffers, at) : this.handle.then((h) => writevAllAt((this.fd = h.fd), buffers, at));
+    const written = this.fd >= 0 ? writeFully(this.fd, buffers, at) : this.handle.then((h) => writeFully((this.fd = h.fd), buffers, at));
     const run = written.then(
       () => {
         this.writtenBytes = at + bytes;

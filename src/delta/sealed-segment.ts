@@ -9,14 +9,14 @@
  * the memory back or a FLUSH needs it durable; one shipped and released before never touches
  * the disk.
  */
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { FerryError } from '../core/index.js';
+import { FerryError, writeFileAtomic } from '../core/index.js';
 import type { Extent } from './dirty-bitmap.js';
 import { ExtentMap } from './extent-map.js';
 import { checksumEntries, decodeEntryHeader, decodeSegmentHeader, entryHeaderBytes, headerCrcStart, parseSegmentName, segmentHeaderBytes, type SegmentHeader } from './segment-codec.js';
-import { readAt, writeAllAt } from './segment-file.js';
+import { readAt } from './segment-file.js';
 import { journalSlabs } from './slab-pool.js';
 
 /** One coalesced extent: bytes to write, or a range that reads as zeros (zero or trim). */
@@ -88,9 +88,9 @@ export class SealedSegment {
   }
 
   /**
-   * Writes an in-memory segment to its file (a temporary name, fdatasync, rename; the caller
-   * syncs the directory) and frees the memory. Does nothing for a segment already in its
-   * file, or released meanwhile.
+   * Writes an in-memory segment to its file (writeFileAtomic; the caller syncs the directory)
+   * and frees the memory. Does nothing for a segment already in its file, or released
+   * meanwhile.
    */
   spill(): Promise<void> {
     this.spilling ??= this.writeImage().finally(() => (this.spilling = undefined));
@@ -106,20 +106,9 @@ export class SealedSegment {
     const image = this.image;
     if (image === undefined || this.retired) return;
     for (const entries of image.slice(1)) checksumEntries(entries); // [0] is the segment header
-    const tmp = `${this.path}.tmp`;
-    const handle = await open(tmp, 'w');
-    try {
-      await writeAllAt(handle, image, 0);
-      await handle.datasync();
-    } catch (err) {
-      await handle.close();
-      await unlink(tmp).catch(() => {});
-      throw err;
-    }
-    await handle.close();
-    if (this.retired) return unlink(tmp);
-    await rename(tmp, this.path);
-    this.image = undefined;
+    // Retired while being written: no file, and the image stays (recycle gives its slabs back).
+    const written = await writeFileAtomic(this.path, image, { syncDirectory: false, commit: () => this.retired === undefined });
+    if (written) this.image = undefined;
   }
 
   get name(): string {

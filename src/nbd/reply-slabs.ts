@@ -1,10 +1,12 @@
 /**
  * READ reply buffers, carved side by side from slabs (Buffer's own pool takes only up to
- * 4 KiB, and a 4 KiB read's reply is 4 KiB plus its header). A slab is reused once every
- * reply carved from it has been written to the socket: fresh memory page-faults on first
- * touch (16 faults for a 64 KiB reply, several µs), so a read-heavy client would otherwise
- * pay for new memory every few requests.
+ * 4 KiB, and a 4 KiB read's reply is 4 KiB plus its header). A slab's buffer goes back to a
+ * BufferPool once every reply carved from it has been written to the socket: fresh memory
+ * page-faults on first touch (16 faults for a 64 KiB reply, several µs), so a read-heavy
+ * client would otherwise pay for new memory every few requests.
  */
+import { BufferPool } from '../core/index.js';
+
 export class ReplySlab {
   /** Where the last reply taken from this slab starts. */
   start = 0;
@@ -24,15 +26,16 @@ export class ReplySlab {
 }
 
 export class ReplySlabs {
+  private readonly pool: BufferPool;
   private current: ReplySlab;
-  private readonly free: ReplySlab[] = [];
 
   constructor(
-    private readonly slabBytes: number,
+    slabBytes: number,
     /** Idle slabs kept for reuse at most. */
-    private readonly maxFree = 4,
+    maxFree = 4,
   ) {
-    this.current = new ReplySlab(Buffer.allocUnsafe(slabBytes), this);
+    this.pool = new BufferPool(slabBytes, maxFree);
+    this.current = new ReplySlab(this.pool.take(), this);
   }
 
   /** Reserves `bytes` (at most the slab size) in a slab: the reply is `buf` from `start`. */
@@ -40,7 +43,7 @@ export class ReplySlabs {
     let slab = this.current;
     if (slab.used + bytes > slab.buf.length) {
       const full = slab;
-      slab = this.current = this.free.pop() ?? new ReplySlab(Buffer.allocUnsafe(this.slabBytes), this);
+      slab = this.current = new ReplySlab(this.pool.take(), this);
       this.reuse(full);
     }
     slab.start = slab.used;
@@ -49,10 +52,9 @@ export class ReplySlabs {
     return slab;
   }
 
-  /** A slab with no reply outstanding goes back to the free list, unless it is being filled. */
+  /** A slab with no reply outstanding gives its buffer back to the pool, unless it is being filled. */
   reuse(slab: ReplySlab): void {
-    if (slab === this.current || slab.outstanding > 0 || this.free.length >= this.maxFree) return;
-    slab.used = 0;
-    this.free.push(slab);
+    if (slab === this.current || slab.outstanding > 0) return;
+    this.pool.give(slab.buf);
   }
 }

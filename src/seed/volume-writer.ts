@@ -12,7 +12,7 @@
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import tar from 'tar-stream';
-import { FerryError, VolumeHasher, fsyncDirectory } from '../core/index.js';
+import { FerryError, VolumeHasher, fsyncDirectory, writeFully } from '../core/index.js';
 import { seedVersion, volumeLabelName, volumeName, type SeedVolumeEntry, type VolumeLabel } from './device-manifest.js';
 
 const block = 512;
@@ -140,7 +140,7 @@ export class VolumeSeries {
   private async pump(volume: OpenVolume): Promise<void> {
     for await (const piece of volume.pack as AsyncIterable<Buffer>) {
       this.hasher!.update(piece);
-      for (let done = 0; done < piece.length; ) done += (await volume.handle.write(piece, done)).bytesWritten;
+      await writeFully(volume.handle, piece, volume.written);
       volume.written += piece.length;
       this.releaseDone(volume);
       // Start writing back early (one datasync at a time, not awaited): the device works

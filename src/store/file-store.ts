@@ -15,11 +15,11 @@
  * FileHandle, and creates each folder once.
  */
 import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
-import { close, constants, fdatasync, open, rename, write } from 'node:fs';
+import { close, constants, fdatasync, open, rename } from 'node:fs';
 import { dirname, join } from 'node:path';
 import PQueue from 'p-queue';
 import { randomBytes } from 'node:crypto';
-import { FerryError, fsyncDirectory, throwIfAborted } from '../core/index.js';
+import { FerryError, fsyncDirectory, throwIfAborted, writeFully } from '../core/index.js';
 import { isValidKey, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
 
 const tempMarker = '.tmp-';
@@ -67,13 +67,10 @@ export class FileStore implements ObjectStore {
     let fd = -1;
     try {
       fd = await this.createTemp(folder, temp);
-      // In pieces of 512 KiB: on the benchmark VM (Linux 6.18, ext4) a copy whose chunks went
-      // down in one 4 MiB write each took 3.5-3.7 s, in 512 KiB writes 1.7-2.0 s, in 128 KiB
-      // writes (more threadpool hops) 2.0-2.7 s. The kernel sizes page cache folios by the
-      // write, and large ones seem to cost more to find there.
-      for (let done = 0; done < data.byteLength; ) {
-        const length = Math.min(writePieceBytes, data.byteLength - done);
-        done += await fsCall<number>((cb) => write(fd, data, done, length, null, cb));
+      // In pieces of 512 KiB: the kernel sizes page cache folios by the write, and large
+      // ones cost more to find there; much smaller pieces cost threadpool hops instead.
+      for (let done = 0; done < data.byteLength; done += writePieceBytes) {
+        await writeFully(fd, data.subarray(done, done + writePieceBytes), done);
       }
       release(); // the bytes are in the page cache: the caller may reuse its buffer while we sync
       await this.syncs.add(() => fsCall((cb) => fdatasync(fd, cb)));

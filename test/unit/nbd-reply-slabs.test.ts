@@ -18,11 +18,11 @@ describe('ReplySlabs', () => {
     const slabs = new ReplySlabs(256);
     const first = slabs.take(200);
     const second = slabs.take(200); // first is full: a new slab
-    expect(second).not.toBe(first);
-    expect(slabs.take(200)).not.toBe(first); // second full, first still outstanding: a third
+    expect(second.buf).not.toBe(first.buf);
+    expect(slabs.take(200).buf).not.toBe(first.buf); // second full, first still outstanding: a third
     first.release();
-    const next = slabs.take(200); // the third is full: the first is free again
-    expect(next).toBe(first);
+    const next = slabs.take(200); // the third is full: the first one's buffer is free again
+    expect(next.buf).toBe(first.buf);
     expect(next.start).toBe(0);
   });
 });
