@@ -14,3 +14,6 @@ export { hashDisk, type DiskDigest } from './disk-hash.js';
 export type { WriteFileAtomicOptions } from './atomic-file.js';
 export { writeFully, writeFullyCallback, writeFullySync } from './positioned-write.js';
 export { BufferPool } from './buffer-pool.js';
+export { readChunks, type DiskChunk, type ReadChunksOptions } from './chunker.js';
+export { forEachConcurrently } from './concurrency.js';
+export { progressOf, type ProgressMeterOptions } from './progress.js';

@@ -5,18 +5,16 @@
  * continues where it stopped), uploads run under the link's rate budget, and the manifest,
  * the commit point, is written last.
  *
- * Each chunk is one task (read, zero check, hash, look up, upload) and `concurrency` tasks
- * hold a chunk buffer at once, so the reads and uploads of some chunks overlap the hashing
- * of others, which runs on worker threads, one per core (the buffers are shared with them, not
- * copied). The buffers are a fixed pool: memory is `concurrency` chunks whatever the disk's
- * size, and no garbage is made per chunk. A task gives its buffer back as soon as the store
- * has taken the bytes (a `file:` store: once they are in the page cache), not when the upload
- * settles, so the disk's syncs of some chunks overlap the reading and hashing of the next
- * ones; up to `4 * concurrency` tasks are under way, the others waiting only for their syncs.
+ * The chunks are read, checked for zeros and hashed (on worker threads, one per core) into
+ * `concurrency` chunk buffers, ahead of the uploads (src/core/chunker.ts): memory is
+ * `concurrency` chunks whatever the disk's size. Each chunk is then one task (look up,
+ * upload) that gives its buffer back as soon as the store has taken the bytes (a `file:`
+ * store: once they are in the page cache), not when the upload settles, so the disk's syncs
+ * of some chunks overlap the reading and hashing of the next ones; up to `4 * concurrency`
+ * tasks are under way, the others waiting only for their syncs.
  */
 import { availableParallelism } from 'node:os';
-import PQueue from 'p-queue';
-import { ChunkHasher, FerryError, isAllZero, throwIfAborted, type BlockDevice, ProgressMeter, everyMs, type Progress } from '../core/index.js';
+import { FerryError, ProgressMeter, forEachConcurrently, readChunks, throwIfAborted, type BlockDevice, type DiskChunk, type Progress } from '../core/index.js';
 import { chunkCount, manifestVersion, type Manifest, type Repository } from '../store/index.js';
 import type { Throttle } from './throttle.js';
 
@@ -85,59 +83,35 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
     chunksDeduplicated: 0,
     elapsedMs: 0,
   };
-  const meter = new ProgressMeter(disk.sizeBytes);
-  const report = everyMs(options.progressIntervalMs ?? 250, options.onProgress);
-  const progress = (final = false) => {
-    const snapshot = meter.snapshot();
-    report({ ...snapshot, stats: { ...stats, elapsedMs: snapshot.elapsedMs } }, final);
-  };
-
-  // The buffer pool: a task takes one before it reads, and gives it back once its bytes are
-  // no longer needed (its upload has taken them), possibly before the task ends.
-  const free: Buffer[] = Array.from({ length: concurrency }, () => Buffer.from(new SharedArrayBuffer(chunkSizeBytes)));
-  const waitingForBuffer: Array<(buffer: Buffer) => void> = [];
-  const takeBuffer = (): Buffer | Promise<Buffer> => free.pop() ?? new Promise((resolve) => waitingForBuffer.push(resolve));
-  const giveBack = (buffer: Buffer) => {
-    const next = waitingForBuffer.shift();
-    if (next) next(buffer);
-    else free.push(buffer);
-  };
-  const hasher = new ChunkHasher(options.hashWorkers ?? Math.min(4, availableParallelism()));
+  const { onProgress } = options;
+  const meter = new ProgressMeter(disk.sizeBytes, {
+    intervalMs: options.progressIntervalMs,
+    onProgress: onProgress && ((p) => onProgress({ ...p, stats: { ...stats, elapsedMs: p.elapsedMs } })),
+  });
   /** Uploads of this copy by hash, so a chunk that repeats within the disk is stored once. */
   const uploads = new Map<string, Promise<void>>();
   const hashes: Array<string | undefined> = new Array(total);
 
-  const copyChunk = async (index: number) => {
-    const buffer = await takeBuffer();
-    let held = true;
-    const release = () => {
-      if (held) giveBack(buffer);
-      held = false;
-    };
+  const copyChunk = async (chunk: DiskChunk) => {
     try {
-      const offset = index * chunkSizeBytes;
-      const data = buffer.subarray(0, Math.min(chunkSizeBytes, disk.sizeBytes - offset));
-      await disk.read(data, offset);
-      if (isAllZero(data)) {
+      if (chunk.zero) {
         stats.chunksZero++;
       } else {
-        const hash = await hasher.hash(data);
-        hashes[index] = hash;
-        const earlier = uploads.get(hash);
+        hashes[chunk.index] = chunk.sha256;
+        const earlier = uploads.get(chunk.sha256);
         if (earlier) {
-          release();
+          chunk.release();
           await earlier;
           stats.chunksDeduplicated++;
         } else {
-          const upload = uploadChunk(hash, data, release);
-          uploads.set(hash, upload);
+          const upload = uploadChunk(chunk.sha256, chunk.data, chunk.release);
+          uploads.set(chunk.sha256, upload);
           await upload;
         }
       }
-      meter.add(data.byteLength);
-      progress();
+      meter.add(chunk.data.byteLength);
     } finally {
-      release();
+      chunk.release();
     }
   };
 
@@ -152,19 +126,8 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
     stats.bytesUploaded += data.byteLength;
   };
 
-  const queue = new PQueue({ concurrency: 4 * concurrency });
-  let failure: unknown;
-  try {
-    for (let index = 0; index < total && failure === undefined; index++) {
-      throwIfAborted(signal);
-      queue.add(() => copyChunk(index)).catch((err: unknown) => (failure ??= err));
-      await queue.onSizeLessThan(1); // start the next chunk only when a slot is free
-    }
-  } finally {
-    await queue.onIdle(); // chunks under way finish (or fail) before their hasher goes
-    await hasher.close();
-  }
-  if (failure !== undefined) throw failure;
+  const hashWorkers = options.hashWorkers ?? Math.min(4, availableParallelism());
+  await forEachConcurrently(readChunks({ disks: [disk], chunkSizeBytes, buffers: concurrency, hashWorkers, signal }), 4 * concurrency, copyChunk);
   throwIfAborted(signal);
 
   const chunks: Array<[number, string]> = [];
@@ -180,7 +143,6 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
     chunks,
   };
   const manifestId = await repo.putManifest(manifest, signal);
-  stats.elapsedMs = meter.snapshot().elapsedMs;
-  progress(true);
+  stats.elapsedMs = meter.flush().elapsedMs;
   return { manifestId, manifest, stats };
 }

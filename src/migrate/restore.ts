@@ -11,8 +11,7 @@
  * written again.
  */
 import { rename } from 'node:fs/promises';
-import PQueue from 'p-queue';
-import { FerryError, FileDevice, isAllZero, pathExists, sha256Hex, throwIfAborted, type BlockDevice, ProgressMeter, everyMs, type Progress } from '../core/index.js';
+import { FerryError, FileDevice, forEachConcurrently, isAllZero, pathExists, sha256Hex, type BlockDevice, ProgressMeter, type Progress } from '../core/index.js';
 import { chunkKey, type Manifest, type Repository } from '../store/index.js';
 
 export interface RestoreOptions {
@@ -80,17 +79,13 @@ async function writeChunks(repo: Repository, manifest: Manifest, device: BlockDe
     bytesDownloaded: 0,
     elapsedMs: 0,
   };
-  const meter = new ProgressMeter(manifest.disk.sizeBytes);
-  const report = everyMs(options.progressIntervalMs ?? 250, options.onProgress);
-  const progress = (final = false) => {
-    const snapshot = meter.snapshot();
-    report({ ...snapshot, stats: { ...stats, elapsedMs: snapshot.elapsedMs } }, final);
-  };
+  const { onProgress } = options;
+  const meter = new ProgressMeter(manifest.disk.sizeBytes, {
+    intervalMs: options.progressIntervalMs,
+    onProgress: onProgress && ((p) => onProgress({ ...p, stats: { ...stats, elapsedMs: p.elapsedMs } })),
+  });
   const hashes = new Map(manifest.chunks);
   const concurrency = options.concurrency ?? 8;
-  const queue = new PQueue({ concurrency });
-  let failure: unknown;
-  queue.on('error', (err) => (failure ??= err));
 
   // One buffer per task slot, for what the destination holds now: no garbage per chunk.
   const buffers = Array.from({ length: concurrency }, () => Buffer.allocUnsafe(chunkSize));
@@ -121,17 +116,13 @@ async function writeChunks(repo: Repository, manifest: Manifest, device: BlockDe
       buffers.push(buffer);
     }
     meter.add(length);
-    progress();
   };
 
-  for (let index = 0; index < total && !failure; index++) {
-    throwIfAborted(signal);
-    queue.add(() => restoreChunk(index)).catch(() => {});
-    await queue.onSizeLessThan(1); // the next chunk starts when a slot (and buffer) is free
-  }
-  await queue.onIdle();
-  if (failure) throw failure;
-  progress(true);
-  stats.elapsedMs = meter.snapshot().elapsedMs;
+  await forEachConcurrently(chunkIndices(total), concurrency, restoreChunk, signal);
+  stats.elapsedMs = meter.flush().elapsedMs;
   return stats;
+}
+
+function* chunkIndices(total: number): Generator<number> {
+  for (let index = 0; index < total; index++) yield index;
 }

@@ -17,12 +17,12 @@
  * the same seed (same disks; a different seed on the device is a conflict), drops any volume
  * after the last recorded one and continues from there, with the seed's first epochs.
  */
-import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { checkReplicationId, ChunkHasher, FerryError, fsyncDirectory, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
-import { checkDiskId, chunkCount, chunkKey, defaultChunkSizeBytes, manifestVersion, type Manifest } from '../store/index.js';
+import { checkReplicationId, FerryError, fsyncDirectory, ProgressMeter, readChunks, writeFileAtomic, type BlockDevice, type Progress } from '../core/index.js';
+import { checkDiskId, chunkKey, defaultChunkSizeBytes, manifestVersion, type Manifest } from '../store/index.js';
 import {
   decodeSeedManifest,
   encodeSeedManifest,
@@ -35,7 +35,6 @@ import {
   type SeedManifest,
   type SeedVolumeEntry,
 } from './device-manifest.js';
-import { SeedProgressMeter, type SeedProgress } from './progress.js';
 import { ChunkCipher, type SeedKey } from './seed-crypto.js';
 import { VolumeSeries, removeVolume } from './volume-writer.js';
 
@@ -67,7 +66,7 @@ export interface ExportSeedOptions {
   ferryVersion?: string;
   hostname?: string;
   signal?: AbortSignal;
-  onProgress?: (progress: SeedProgress) => void;
+  onProgress?: (progress: Progress) => void;
   progressIntervalMs?: number;
 }
 
@@ -214,10 +213,9 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
   const volumes = done.map((l) => l.volume);
   let position = done.length > 0 ? { ...done[done.length - 1]!.next } : { disk: 0, chunk: 0 };
   let pending: Array<[number, number, string]> = [];
-  const counts = options.disks.map((d) => chunkCount({ disk: { name: d.id, sizeBytes: d.device.sizeBytes }, chunkSizeBytes }));
   const bytesTotal = options.disks.reduce((sum, d) => sum + d.device.sizeBytes, 0);
   const bytesBefore = options.disks.reduce((sum, d, i) => sum + (i < position.disk ? d.device.sizeBytes : i === position.disk ? Math.min(d.device.sizeBytes, position.chunk * chunkSizeBytes) : 0), 0);
-  const meter = new SeedProgressMeter(bytesTotal, bytesBefore, options.onProgress, options.progressIntervalMs ?? 250);
+  const meter = new ProgressMeter(bytesTotal, { done: bytesBefore, onProgress: options.onProgress, intervalMs: options.progressIntervalMs });
   const stats = emptyStats(bytesTotal);
 
   const progressFile = await open(progressPath, 'a');
@@ -238,97 +236,54 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
     },
   });
 
-  // Read ahead into a fixed pool of buffers, in disk and chunk order.
-  const readAhead = Math.max(1, options.readAhead ?? 8);
-  // Shared memory: the volume hasher's worker reads the chunks where they are.
-  const pool: Buffer[] = Array.from({ length: readAhead }, () => Buffer.from(new SharedArrayBuffer(chunkSizeBytes)));
-  let wake: (() => void) | undefined;
-  const giveBack = (buffer: Buffer) => {
-    pool.push(buffer);
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  // Each chunk is read, checked for zeros and hashed (on a worker) as soon as it can be; the
-  // loop below takes them in order. The main thread stays free to keep the device busy.
-  const chunkHasher = new ChunkHasher();
-  type Read = { disk: number; chunk: number; buffer: Buffer; length: number; result: Promise<string | undefined> };
-  const inflight: Read[] = [];
-  let cursor = { ...position };
-  const skipEmpty = () => {
-    while (cursor.disk < counts.length && cursor.chunk >= counts[cursor.disk]!) cursor = { disk: cursor.disk + 1, chunk: 0 };
-  };
-  const fill = () => {
-    skipEmpty();
-    while (pool.length > 0 && cursor.disk < counts.length) {
-      const device = options.disks[cursor.disk]!.device;
-      const buffer = pool.pop()!;
-      const offset = cursor.chunk * chunkSizeBytes;
-      const length = Math.min(chunkSizeBytes, device.sizeBytes - offset);
-      const data = buffer.subarray(0, length);
-      const { disk } = cursor;
-      const result = device.read(data, offset).then(
-        () => (isAllZero(data) ? undefined : chunkHasher.hash(data)),
-        (err: unknown) => {
-          throw new FerryError('io', `reading disk ${options.disks[disk]!.id} at ${offset} failed: ${(err as Error).message}`, { cause: err });
-        },
-      );
-      result.catch(() => {});
-      inflight.push({ ...cursor, buffer, length, result });
-      cursor = { disk: cursor.disk, chunk: cursor.chunk + 1 };
-      skipEmpty();
-    }
-  };
-
+  // Chunks are read, checked for zeros and hashed ahead of this loop, in disk and chunk
+  // order, into a fixed pool of shared buffers (the volume's hasher reads them where they
+  // are too); the main thread stays free to keep the device busy.
+  const chunks = readChunks({
+    disks: options.disks.map((d) => d.device),
+    chunkSizeBytes,
+    from: position,
+    buffers: Math.max(1, options.readAhead ?? 8),
+    signal,
+    readError: (err, disk, offset) => new FerryError('io', `reading disk ${options.disks[disk]!.id} at ${offset} failed: ${(err as Error).message}`, { cause: err }),
+  });
   try {
-    for (;;) {
-      throwIfAborted(signal);
-      fill();
-      const item = inflight.shift();
-      if (!item) {
-        if (cursor.disk >= counts.length) break;
-        await new Promise<void>((resolve) => (wake = resolve));
-        continue;
-      }
-      position = { disk: item.disk, chunk: item.chunk };
-      const hash = await item.result;
-      const data = item.buffer.subarray(0, item.length);
-      if (hash === undefined) {
+    for await (const chunk of chunks) {
+      position = { disk: chunk.disk, chunk: chunk.index };
+      if (chunk.zero) {
         stats.chunksZero++;
-        giveBack(item.buffer);
+        chunk.release();
       } else {
+        const hash = chunk.sha256;
         if (stored.has(hash)) {
           stats.chunksDeduplicated++;
-          giveBack(item.buffer);
+          chunk.release();
         } else {
           stored.add(hash);
           const name = chunkKey(hash);
           if (cipher) {
-            const sealed = cipher.seal(name, data);
-            giveBack(item.buffer);
+            const sealed = cipher.seal(name, chunk.data);
+            chunk.release();
             await series.add(name, sealed, () => {});
           } else {
-            await series.add(name, data, () => giveBack(item.buffer));
+            await series.add(name, chunk.data, chunk.release);
           }
           stats.chunksStored++;
         }
         // Recorded after `add`: a checkpoint taken while adding covers the chunks before it.
-        pending.push([item.disk, item.chunk, hash]);
-        chunkLists[item.disk]!.push([item.chunk, hash]);
+        pending.push([chunk.disk, chunk.index, hash]);
+        chunkLists[chunk.disk]!.push([chunk.index, hash]);
       }
-      position = { disk: item.disk, chunk: item.chunk + 1 };
-      stats.bytesRead += item.length;
-      meter.add(item.length);
+      position = { disk: chunk.disk, chunk: chunk.index + 1 };
+      stats.bytesRead += chunk.data.byteLength;
+      meter.add(chunk.data.byteLength);
     }
-    position = { disk: counts.length, chunk: 0 };
+    position = { disk: options.disks.length, chunk: 0 };
     await series.finish();
   } catch (err) {
     await series.abandon();
-    await Promise.allSettled(inflight.map((r) => r.result));
     await progressFile.close();
     throw err;
-  } finally {
-    await chunkHasher.close();
   }
   await progressFile.close();
 
@@ -359,14 +314,10 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
     disks,
     volumes,
   });
-  const temp = `${manifestPath}.tmp`;
-  await writeFile(temp, bytes, { flush: true });
-  await rename(temp, manifestPath);
-  await fsyncDirectory(deviceDir);
+  await writeFileAtomic(manifestPath, bytes);
   await rm(progressPath, { force: true });
   await fsyncDirectory(deviceDir);
-  meter.flush();
-  stats.elapsedMs = meter.snapshot().elapsedMs;
+  stats.elapsedMs = meter.flush().elapsedMs;
   return { manifest: decodeSeedManifest(bytes, manifestPath), resumed: lines !== undefined, alreadyComplete: false, stats };
 }
 

@@ -9,11 +9,11 @@
  * the report lists what is corrupt or missing. Those are then fetched, verified, from a store
  * at the source (`repairFrom`, or `repairSeed` later), and the manifests written.
  */
-import { FerryError, throwIfAborted } from '../core/index.js';
+import PQueue from 'p-queue';
+import { FerryError, ProgressMeter, forEachConcurrently, throwIfAborted, type Progress } from '../core/index.js';
 import type { Repository } from '../store/index.js';
 import { seedChunkHashes, type SeedManifest } from './device-manifest.js';
 import { openSeedDevice, walkVolumes, type VolumeCheck } from './device.js';
-import { SeedProgressMeter, type SeedProgress } from './progress.js';
 import type { SeedKey } from './seed-crypto.js';
 import type { CorruptChunk } from './verify.js';
 
@@ -27,7 +27,7 @@ export interface ImportSeedOptions {
   /** Chunks being stored at once (default 8). */
   concurrency?: number;
   signal?: AbortSignal;
-  onProgress?: (progress: SeedProgress) => void;
+  onProgress?: (progress: Progress) => void;
 }
 
 export interface SeedManifestWritten {
@@ -66,9 +66,9 @@ export async function importSeed(options: ImportSeedOptions): Promise<ImportSeed
   const corrupt: CorruptChunk[] = [];
   const report = { imported: 0, bytesImported: 0, skipped: 0 };
   const concurrency = Math.max(1, options.concurrency ?? 8);
-  const inflight = new Set<Promise<void>>();
+  const queue = new PQueue({ concurrency });
   let failure: unknown;
-  const meter = new SeedProgressMeter(manifest.volumes.reduce((sum, v) => sum + v.sizeBytes, 0), 0, options.onProgress);
+  const meter = new ProgressMeter(manifest.volumes.reduce((sum, v) => sum + v.sizeBytes, 0), { onProgress: options.onProgress });
 
   const store = async (hash: string, data: Buffer) => {
     if (await repo.hasChunk(hash, signal)) {
@@ -90,21 +90,17 @@ export async function importSeed(options: ImportSeedOptions): Promise<ImportSeed
         return;
       }
       handled.add(hash);
-      const task = store(hash, data)
+      queue
+        .add(() => store(hash, data))
         .catch((err: unknown) => {
           handled.delete(hash);
           failure ??= err;
         })
-        .finally(() => {
-          release();
-          inflight.delete(task);
-        });
-      inflight.add(task);
-      while (inflight.size >= concurrency) await Promise.race(inflight);
+        .finally(release);
+      await queue.onSizeLessThan(1); // the next chunk is read when a slot is free
     },
     onCorrupt: (hash, reason, volume) => corrupt.push({ hash, volume, reason }),
-  });
-  await Promise.all(inflight);
+  }).finally(() => queue.onIdle()); // chunks under way finish (or fail), whatever ended the walk
   if (failure !== undefined) throw failure;
   throwIfAborted(signal);
   meter.flush();
@@ -178,26 +174,21 @@ export async function repairSeed(options: RepairSeedOptions): Promise<RepairSeed
 async function fetchChunks(repo: Repository, from: Repository, hashes: string[], concurrency: number, signal?: AbortSignal): Promise<{ fetched: number; missing: string[] }> {
   const missing: string[] = [];
   let fetched = 0;
-  let next = 0;
-  const worker = async () => {
-    while (next < hashes.length) {
-      throwIfAborted(signal);
-      const hash = hashes[next++]!;
-      let data: Buffer;
-      try {
-        data = await from.getChunk(hash, signal); // verified against its name
-      } catch (err) {
-        if (err instanceof FerryError && (err.code === 'not-found' || err.code === 'checksum-mismatch')) {
-          missing.push(hash);
-          continue;
-        }
-        throw err;
+  const fetchChunk = async (hash: string) => {
+    let data: Buffer;
+    try {
+      data = await from.getChunk(hash, signal); // verified against its name
+    } catch (err) {
+      if (err instanceof FerryError && (err.code === 'not-found' || err.code === 'checksum-mismatch')) {
+        missing.push(hash);
+        return;
       }
-      await repo.putChunk(hash, data, signal);
-      fetched++;
+      throw err;
     }
+    await repo.putChunk(hash, data, signal);
+    fetched++;
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, hashes.length)) }, worker));
+  await forEachConcurrently(hashes, concurrency, fetchChunk, signal);
   return { fetched, missing: missing.sort() };
 }
 

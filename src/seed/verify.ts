@@ -4,17 +4,16 @@
  * chunk's SHA-256 (after decrypting, if the key is given), and that every chunk the disks
  * name is on the device.
  */
-import { throwIfAborted } from '../core/index.js';
+import { ProgressMeter, throwIfAborted, type Progress } from '../core/index.js';
 import { seedChunkHashes } from './device-manifest.js';
 import { openSeedDevice, walkVolumes, type VolumeCheck } from './device.js';
-import { SeedProgressMeter, type SeedProgress } from './progress.js';
 import type { SeedKey } from './seed-crypto.js';
 
 export interface VerifySeedOptions {
   deviceDir: string;
   key?: SeedKey;
   signal?: AbortSignal;
-  onProgress?: (progress: SeedProgress) => void;
+  onProgress?: (progress: Progress) => void;
 }
 
 export interface CorruptChunk {
@@ -44,7 +43,7 @@ export async function verifySeed(options: VerifySeedOptions): Promise<VerifySeed
   const good = new Set<string>();
   const corrupt: CorruptChunk[] = [];
   const seen = new Set<string>();
-  const meter = new SeedProgressMeter(manifest.volumes.reduce((sum, v) => sum + v.sizeBytes, 0), 0, options.onProgress);
+  const meter = new ProgressMeter(manifest.volumes.reduce((sum, v) => sum + v.sizeBytes, 0), { onProgress: options.onProgress });
   const walk = await walkVolumes(device, {
     signal: options.signal,
     onBytes: (bytes) => meter.add(bytes),

@@ -1,4 +1,4 @@
-import { FerryError, errorCodes, formatBytes, formatRate, type ErrorCode } from '../../core/index.js';
+import { FerryError, errorCodes, formatBytes, formatRate, progressOf, type ErrorCode } from '../../core/index.js';
 import { FilterControlClient } from '../../api/index.js';
 import type { BaseCopyStatus } from '../../migrate/index.js';
 import type { Command } from '../command.js';
@@ -32,13 +32,7 @@ Options:
     const bar = progressReporter('base copy', values.quiet === true || values.json === true);
     try {
       while (status.state === 'running') {
-        bar.update({
-          bytesDone: status.bytesDone,
-          bytesTotal: status.bytesTotal,
-          rateBytesPerSec: status.rateBytesPerSec,
-          etaSec: status.rateBytesPerSec > 0 ? (status.bytesTotal - status.bytesDone) / status.rateBytesPerSec : Infinity,
-          elapsedMs: Date.now() - Date.parse(status.startedAt),
-        });
+        bar.update(progressOf(status));
         await new Promise((resolve) => setTimeout(resolve, pollMs));
         status = await client.baseCopy(diskId, { signal });
       }

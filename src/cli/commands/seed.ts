@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { FerryError, FileDevice, errorCodes, formatBytes, formatRate, type ErrorCode } from '../../core/index.js';
+import { FerryError, FileDevice, errorCodes, formatBytes, formatRate, progressOf, type ErrorCode } from '../../core/index.js';
 import { Repository } from '../../store/index.js';
 import { exportSeed, importSeed, repairSeed, verifySeed, type SeedDisk, type SeedKey } from '../../seed/index.js';
 import type { Command } from '../command.js';
@@ -181,7 +181,7 @@ async function seedExportLive(
   const bar = progressReporter('seed export', values.quiet === true || values.json === true);
   try {
     while (status.state === 'running') {
-      bar.update({ ...status, etaSec: status.rateBytesPerSec > 0 ? (status.bytesTotal - status.bytesDone) / status.rateBytesPerSec : Infinity, elapsedMs: Date.now() - Date.parse(status.startedAt) });
+      bar.update(progressOf(status));
       await new Promise((r) => setTimeout(r, 250));
       status = await client.seedExport({ signal });
     }
