@@ -1,5 +1,5 @@
 /**
- * SHA-256 on worker threads. On the main thread, hashing (about 1.7 GB/s a core) would
+ * SHA-256 on worker threads. On the main thread, hashing (slower than a disk reads) would
  * hold up the event loop, and with it every read and write of a copy or seed export:
  *
  * - ChunkHasher: the SHA-256 of one chunk, answered asynchronously (several may be asked at
@@ -103,8 +103,8 @@ class ChunkWorker extends HashWorker {
 
 /**
  * The SHA-256 of whole chunks on `workers` worker threads (default 1): each chunk goes to the
- * worker with the fewest chunks waiting. A copy that hashes about 1.7 GB/s on one worker and
- * reads faster than that gains from a second one on a machine with a core to spare.
+ * worker with the fewest chunks waiting. A copy that reads faster than one worker hashes
+ * gains from a second one on a machine with a core to spare.
  */
 export class ChunkHasher {
   private readonly workers: ChunkWorker[];

@@ -1,10 +1,10 @@
 /**
  * Where small file IO runs: inline on the event loop, or on libuv's threadpool.
  *
- * A 4 KiB pread or pwrite that the page cache serves takes 2-3 µs. Handing it to the
- * threadpool costs about 20 µs of CPU around it (a worker's futex wake-up, the event loop's
- * async handle, an epoll round), several times the syscall itself: at 4 KiB that is most of
- * an NBD request's cost. So small IO runs inline while it stays fast. When inline calls keep
+ * A 4 KiB pread or pwrite that the page cache serves is a few microseconds. Handing it to
+ * the threadpool costs several times that in CPU around it (a worker's futex wake-up, the
+ * event loop's async handle, an epoll round): at 4 KiB that is most of an NBD request's
+ * cost. So small IO runs inline while it stays fast. When inline calls keep
  * being slow (page-cache misses down to real media, the kernel throttling a writer of dirty
  * pages), the event loop is blocked meanwhile and other requests cannot overlap with them: IO
  * then goes to the threadpool for a while (where it can overlap) before inline is tried again.

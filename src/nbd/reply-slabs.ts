@@ -2,7 +2,7 @@
  * READ reply buffers, carved side by side from slabs (Buffer's own pool takes only up to
  * 4 KiB, and a 4 KiB read's reply is 4 KiB plus its header). A slab's buffer goes back to a
  * BufferPool once every reply carved from it has been written to the socket: fresh memory
- * page-faults on first touch (16 faults for a 64 KiB reply, several µs), so a read-heavy
+ * page-faults on first touch (one fault per 4 KiB page), so a read-heavy
  * client would otherwise pay for new memory every few requests.
  */
 import { BufferPool } from '../core/index.js';
