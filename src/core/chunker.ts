@@ -11,7 +11,7 @@
  */
 import type { BlockDevice } from './block-device.js';
 import { isAllZero } from './bytes.js';
-import { throwIfAborted } from './errors.js';
+import { badInput, throwIfAborted } from './errors.js';
 import { ChunkHasher } from './hash-worker.js';
 
 export interface ReadChunksOptions {
@@ -50,9 +50,11 @@ export type DiskChunk = ChunkPlace & ({ zero: true; sha256: undefined } | { zero
  */
 export async function* readChunks(options: ReadChunksOptions): AsyncGenerator<DiskChunk, void, undefined> {
   const { disks, chunkSizeBytes, signal, readError } = options;
+  if (!Number.isSafeInteger(options.buffers) || options.buffers < 1) throw badInput('buffers', options.buffers, 'a whole number of at least 1');
+  if (!Number.isSafeInteger(chunkSizeBytes) || chunkSizeBytes < 1) throw badInput('chunkSizeBytes', chunkSizeBytes, 'a whole number of bytes');
   const counts = disks.map((d) => Math.ceil(d.sizeBytes / chunkSizeBytes));
-  const hasher = new ChunkHasher(options.hashWorkers);
   const free: Buffer[] = Array.from({ length: options.buffers }, () => Buffer.from(new SharedArrayBuffer(chunkSizeBytes)));
+  const hasher = new ChunkHasher(options.hashWorkers);
   type Ahead = { disk: number; index: number; offset: number; buffer: Buffer; data: Buffer; sha256: Promise<string | undefined> };
   const ahead: Ahead[] = [];
   let next = { ...(options.from ?? { disk: 0, chunk: 0 }) };
