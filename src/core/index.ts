@@ -17,3 +17,4 @@ export { BufferPool } from './buffer-pool.js';
 export { readChunks, type DiskChunk, type ReadChunksOptions } from './chunker.js';
 export { forEachConcurrently } from './concurrency.js';
 export { progressOf, type ProgressMeterOptions } from './progress.js';
+export { openDatabase, migrateSchema, type Database } from './database.js';
