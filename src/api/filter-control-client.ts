@@ -7,7 +7,7 @@
 import { request as httpRequest } from 'node:http';
 import { FerryError } from '../core/index.js';
 import type { CutoverSource } from '../cutover/index.js';
-import type { FenceRecord, TrackingMode } from '../delta/index.js';
+import type { BackpressureSettings, FenceRecord, TrackingMode } from '../delta/index.js';
 import type { BaseCopyStatus, FilterDiskStatus, QuiesceStatus, SeedExportStatus } from '../migrate/index.js';
 import { errorFromResponse } from './http-errors.js';
 
@@ -87,6 +87,10 @@ export class FilterControlClient {
 
   seedExport(options?: RequestOptions): Promise<SeedExportStatus> {
     return this.request('GET', '/v1/seed-export', undefined, options);
+  }
+
+  setBackpressure(id: string, changes: { highWaterBytes?: number; maxDelayMs?: number }, options?: RequestOptions): Promise<BackpressureSettings> {
+    return this.request('PUT', `/v1/disks/${encodeURIComponent(id)}/backpressure`, changes, options);
   }
 
   async setMode(id: string, mode: TrackingMode, reason?: string, options?: RequestOptions): Promise<TrackingMode> {

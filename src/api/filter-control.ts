@@ -19,6 +19,7 @@
  *   POST /v1/disks/:id/base-copy    start a base copy in the background ({ concurrency? }) -> 202
  *   GET  /v1/disks/:id/base-copy    its progress and, when done, the manifest id
  *   PUT  /v1/disks/:id/mode         { mode: "streaming" | "bitmap", reason? }
+ *   PUT  /v1/disks/:id/backpressure { highWaterBytes?, maxDelayMs? } -> the disk's settings
  *   POST /v1/seed-export            export a seed of the running disks onto a device directory,
  *                                   in the background ({ device, disks?, volumeSizeBytes?, key? })
  *                                   -> 202; key: { keyFileBase64 } or { passphrase }
@@ -99,6 +100,18 @@ export function filterControlApp(service: FilterService): Hono {
     const reason = body.reason;
     if (reason !== undefined && typeof reason !== 'string') throw badInput('reason', reason, 'a string');
     return c.json({ id, mode: await service.setMode(id, mode, reason) });
+  });
+
+  app.put('/v1/disks/:id/backpressure', async (c) => {
+    const body = await jsonBody(c);
+    const changes: { highWaterBytes?: number; maxDelayMs?: number } = {};
+    for (const field of ['highWaterBytes', 'maxDelayMs'] as const) {
+      const value = body[field];
+      if (value === undefined) continue;
+      if (typeof value !== 'number') throw badInput(field, value, 'a number');
+      changes[field] = value;
+    }
+    return c.json(service.setBackpressure(c.req.param('id'), changes));
   });
 
   app.post('/v1/seed-export', async (c) => {

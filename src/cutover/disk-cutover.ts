@@ -87,7 +87,7 @@ export async function cutoverDisk(parts: DiskCutoverParts, options: DiskCutoverO
     applyStarted = performance.now();
     await parts.replica.applyUntil(finalSeq, { signal: options.signal });
     verifyStarted = performance.now();
-    if (verify === 'full') await compareWhole(parts, options.signal);
+    if (verify === 'full') await verifyWhole(parts.source, parts.replica, options.signal);
     commitStarted = performance.now();
     await parts.source.fence(finalSeq, options.signal);
   } catch (err) {
@@ -113,8 +113,8 @@ export async function cutoverDisk(parts: DiskCutoverParts, options: DiskCutoverO
 }
 
 /** verify 'full': both whole disks hashed at once; any difference fails the cutover. */
-async function compareWhole(parts: DiskCutoverParts, signal?: AbortSignal): Promise<void> {
-  const [source, replica] = await Promise.all([parts.source.hash(signal), parts.replica.hash(signal)]);
+export async function verifyWhole(sourceDisk: Pick<CutoverSource, 'hash'>, replicaDisk: Pick<CutoverReplica, 'hash'>, signal?: AbortSignal): Promise<void> {
+  const [source, replica] = await Promise.all([sourceDisk.hash(signal), replicaDisk.hash(signal)]);
   if (source.sizeBytes !== replica.sizeBytes) {
     throw new FerryError('checksum-mismatch', `the replica differs from the source: sizes differ (source ${source.sizeBytes}, replica ${replica.sizeBytes} bytes)`);
   }

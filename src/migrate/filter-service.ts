@@ -89,6 +89,8 @@ export interface FilterDiskStatus {
   tracker: ChangeTrackerState;
   shipper: ShipperStats;
   nbd: NbdServerStats;
+  /** Write backpressure: acknowledgements slow down above the high-water mark. */
+  backpressure: BackpressureSettings;
   baseCopy?: BaseCopyStatus;
   /** Set while a cutover holds the disk quiesced. */
   quiesce?: QuiesceStatus;
@@ -202,6 +204,7 @@ export class FilterService {
       tracker: replication.tracker.state(),
       shipper: { ...replication.shipper.figures() },
       nbd: disk.nbd.stats(),
+      backpressure: replication.backpressure.settings,
       ...(disk.baseCopy ? { baseCopy: { ...disk.baseCopy.status } } : {}),
       ...(disk.lease ? { quiesce: quiesceStatus(disk.lease) } : {}),
       ...(replication.fence ? { fence: { ...replication.fence } } : {}),
@@ -438,6 +441,17 @@ export class FilterService {
   seedExportStatus(): SeedExportStatus {
     if (!this.seedExport) throw new FerryError('not-found', 'no seed export was started');
     return { ...this.seedExport.status };
+  }
+
+  /**
+   * Changes a disk's write backpressure at run time (a cutover tightens it while the
+   * predicted pause is over its budget, and puts it back afterwards).
+   */
+  setBackpressure(id: string, changes: Partial<Pick<BackpressureSettings, 'highWaterBytes' | 'maxDelayMs'>>): BackpressureSettings {
+    const { replication } = this.disk(id);
+    replication.backpressure.update(changes);
+    this.logger.info('backpressure changed', { disk: id, ...changes });
+    return replication.backpressure.settings;
   }
 
   /** The link's budget for all disks, deltas first; 0 lifts the limit. */

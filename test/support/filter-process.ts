@@ -6,10 +6,12 @@ import { startFerry, type CliResult } from './cli.js';
 export interface FilterProcess {
   child: ChildProcess;
   done: Promise<CliResult>;
-  /** The NBD URI of disk d0, for qemu-io and QEMU. */
+  /** The NBD URI of the first disk (d0 by default), for qemu-io and QEMU. */
   uri: string;
-  /** The NBD socket of disk d0, for the test client. */
+  /** The NBD socket of the first disk, for the test client. */
   socketPath: string;
+  /** Every disk's NBD socket, by id. */
+  sockets: Map<string, string>;
   control: string;
   /** What it has logged so far. */
   stderr(): string;
@@ -17,9 +19,13 @@ export interface FilterProcess {
   stop(): Promise<CliResult>;
 }
 
-/** Starts `ferry filter` serving `image` as disk d0; resolves once it has printed its sockets. */
-export async function startFilterProcess(options: { image: string; stateDir: string; store: string; args?: string[] }): Promise<FilterProcess> {
-  const { child, done } = startFerry(['filter', '--disk', `d0=${options.image}`, '--state-dir', options.stateDir, '--store', options.store, ...(options.args ?? [])]);
+/**
+ * Starts `ferry filter` serving `image` as disk d0, or each of `disks` (id -> image);
+ * resolves once it has printed its sockets.
+ */
+export async function startFilterProcess(options: { image?: string; disks?: Record<string, string>; stateDir: string; store: string; args?: string[] }): Promise<FilterProcess> {
+  const disks = Object.entries(options.disks ?? { d0: options.image! });
+  const { child, done } = startFerry(['filter', ...disks.flatMap(([id, image]) => ['--disk', `${id}=${image}`]), '--state-dir', options.stateDir, '--store', options.store, ...(options.args ?? [])]);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -30,9 +36,14 @@ export async function startFilterProcess(options: { image: string; stateDir: str
     if (exited) throw new Error(`ferry filter exited early (${exited.code}): ${exited.stderr}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  const uri = /^export d0 (\S+)$/m.exec(stdout)?.[1];
+  const sockets = new Map<string, string>();
+  for (const [id] of disks) {
+    const exported = new RegExp(`^export ${id} (\\S+)$`, 'm').exec(stdout)?.[1];
+    if (exported) sockets.set(id, new URL(exported).searchParams.get('socket')!);
+  }
+  const uri = new RegExp(`^export ${disks[0]![0]} (\\S+)$`, 'm').exec(stdout)?.[1];
   const control = /^control (\S+)$/m.exec(stdout)?.[1];
-  if (!uri || !control) throw new Error(`ferry filter did not print its sockets: ${stdout}`);
+  if (!uri || !control || sockets.size !== disks.length) throw new Error(`ferry filter did not print its sockets: ${stdout}`);
   const socketPath = new URL(uri).searchParams.get('socket')!;
   expect(socketPath).toBeTruthy();
   return {
@@ -40,6 +51,7 @@ export async function startFilterProcess(options: { image: string; stateDir: str
     done,
     uri,
     socketPath,
+    sockets,
     control,
     stderr: () => stderr,
     stop: () => {

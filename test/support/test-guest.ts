@@ -3,10 +3,12 @@
  * the missing tool or package, make its kernel command line, and check the pattern it
  * writes on a disk image.
  *
- * The pattern: generation g (1, 2, ...) rewrites blocks [first, first + blocks) of 4 KiB in
- * block order, one O_DIRECT write each, then flushes and prints "FERRY-GUEST: wrote gen <g>".
- * Block i of generation g is 64 lines of 64 bytes: "ferry-guest block <i> gen <g>" padded
- * with spaces to 63 bytes, and "\n".
+ * The pattern: generation g (1, 2, ...) rewrites blocks [first, first + blocks) of 4 KiB of
+ * each disk in turn (vda by default), in block order, one O_DIRECT write each, flushes, and
+ * once every disk has it prints "FERRY-GUEST: wrote gen <g>". Block i of generation g is 64
+ * lines of 64 bytes: "ferry-guest block <i> gen <g>" padded with spaces to 63 bytes, and "\n".
+ * With `verify`, the guest first checks the pattern its disks hold and resumes from there;
+ * scripts/build-test-guest's header lists its console markers.
  */
 import { execFile } from 'node:child_process';
 import { access, constants, open, readdir } from 'node:fs/promises';
@@ -35,6 +37,13 @@ export interface GuestPatternOptions {
   gens?: number;
   /** Seconds between generations (default 0.2). */
   sleepSeconds?: number;
+  /** The disks to write, in order (default ['vda']). */
+  disks?: string[];
+  /**
+   * First check the pattern on every disk ("verify OK" / "verify FAILED" lines), then go on
+   * writing from the generation it found (default false: start at generation 1).
+   */
+  verify?: boolean;
 }
 
 /**
@@ -69,7 +78,40 @@ export function guestAppend(options: GuestPatternOptions = {}): string {
   parts.push(`ferry.blocks=${options.blocks ?? 256}`, `ferry.first=${options.first ?? 0}`, `ferry.loop=${options.loop === false ? 0 : 1}`);
   if (options.gens !== undefined) parts.push(`ferry.gens=${options.gens}`);
   if (options.sleepSeconds !== undefined) parts.push(`ferry.sleep=${options.sleepSeconds}`);
+  if (options.disks !== undefined) parts.push(`ferry.disks=${options.disks.join(',')}`);
+  if (options.verify) parts.push('ferry.verify=1');
   return parts.join(' ');
+}
+
+/** What the guest's verify (`verify: true`) said of one disk. */
+export interface GuestVerifyReport {
+  disk: string;
+  ok: boolean;
+  /** OK: the newest generation on the disk; `blocks` of the region hold it, the rest gen - 1. */
+  gen?: number;
+  blocks?: number;
+  /** FAILED: the first block that differs from the state the writer would have left. */
+  block?: number;
+  /** The whole console line. */
+  line: string;
+}
+
+/** The guest's per-disk verify reports, in console order. */
+export function guestVerifyReports(console: string): GuestVerifyReport[] {
+  return [...console.matchAll(/^FERRY-GUEST: verify (OK|FAILED) disk=(\S+)(.*)$/gm)].map((m) => {
+    const [line, verdict, disk, rest] = [m[0].trimEnd(), m[1]!, m[2]!, m[3]!];
+    const field = (name: string) => {
+      const value = new RegExp(`\\b${name}=(\\d+)`).exec(rest)?.[1];
+      return value === undefined ? undefined : Number(value);
+    };
+    return verdict === 'OK' ? { disk, ok: true, gen: field('gen'), blocks: field('blocks'), line } : { disk, ok: false, block: field('block'), line };
+  });
+}
+
+/** The generation the guest resumed writing with after a successful verify ("verify done next=<g>"). */
+export function guestResumedGeneration(console: string): number | undefined {
+  const match = /FERRY-GUEST: verify done next=(\d+)/.exec(console);
+  return match ? Number(match[1]) : undefined;
 }
 
 /** The generations the guest reported as complete (written and flushed), in console order. */

@@ -9,13 +9,14 @@ import { Repository } from '../../store/index.js';
 import type { Command } from '../command.js';
 import { durationOption, parse, required, storeFromFlags, storeHelp, storeOptions } from '../options.js';
 import { print } from '../terminal.js';
+import { planUsage, runPlanCommand } from './cutover-plan.js';
 
 export const cutoverCommand: Command = {
   name: 'cutover',
-  usage: `Usage: ferry cutover --disk ID --control PATH --store URL --replica PATH [options]
+  usage: `${planUsage}
 
-The disk-level cutover, through a running 'ferry filter' (its control socket) and a
-replica made by 'ferry replica init':
+The cutover of one disk (ferry cutover --disk ...), through a running 'ferry filter' (its
+control socket) and a replica made by 'ferry replica init':
   1. takes the replica (a 'ferry replica apply --follow' on it hands it over, and takes it
      back afterwards) and applies the deltas already in the store;
   2. quiesces the source (new IO is held, IO in flight completes), under a lease it renews
@@ -39,6 +40,7 @@ Options:
   --json               print the result as JSON
 ${storeHelp}`,
   async run(argv, signal) {
+    if (argv.includes('--plan') || ['status', 'go', 'cancel', 'resume', 'list'].includes(argv[0] ?? '')) return runPlanCommand(argv, signal);
     const { values, positionals: args } = parse(argv, {
       ...storeOptions,
       disk: { type: 'string' },

@@ -1,3 +1,13 @@
-/** The QEMU hypervisor driver: a QMP client and a VM launched with its disk over NBD. */
+/** The QEMU hypervisor driver: a QMP client and a VM launched with its disks (NBD or raw files), attached or detached. */
 export { QmpClient, QmpError, type QmpConnectOptions, type QmpEvent, type QmpExecuteOptions, type QmpGreeting } from './qmp-client.js';
-export { QemuVm, type QemuExit, type QemuNbdDisk, type QemuStatus, type QemuVmOptions } from './qemu-vm.js';
+export {
+  QemuVm,
+  type QemuAttachOptions,
+  type QemuDisk,
+  type QemuExit,
+  type QemuFileDisk,
+  type QemuNbdDisk,
+  type QemuPaths,
+  type QemuStatus,
+  type QemuVmOptions,
+} from './qemu-vm.js';

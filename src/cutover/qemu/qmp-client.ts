@@ -27,10 +27,14 @@ export interface QmpEvent {
 export interface QmpConnectOptions {
   /**
    * Keep retrying for this long while the socket does not exist yet or refuses
-   * connections (QEMU creates it shortly after launch). Default 0: try once.
+   * connections (QEMU creates it shortly after launch). Default 0: try once. When it still
+   * does not answer, connect rejects with a 'not-found' FerryError.
    */
   retryForMs?: number;
-  /** Time allowed for the greeting and the capabilities negotiation (default 10 s). */
+  /**
+   * Time allowed for the greeting and the capabilities negotiation (default 10 s). A QMP
+   * monitor serves one client at a time: while another holds it, the greeting does not come.
+   */
   handshakeTimeoutMs?: number;
   /** Stops the retries (e.g. when the QEMU process has exited). */
   signal?: AbortSignal;
@@ -269,7 +273,8 @@ async function connectWithRetry(path: string, retryForMs: number, signal: AbortS
       const retriable = code === 'ENOENT' || code === 'ECONNREFUSED';
       if (signal?.aborted) throw new FerryError('aborted', `QMP ${path}: connect aborted`, { cause: signal.reason });
       if (!retriable || Date.now() >= deadline) {
-        throw new FerryError('io', `QMP ${path}: cannot connect: ${(err as Error).message}`, { cause: err });
+        // 'not-found': nothing listens there (no socket, or the stale socket of a QEMU gone).
+        throw new FerryError(retriable ? 'not-found' : 'io', `QMP ${path}: cannot connect: ${(err as Error).message}`, { cause: err });
       }
       await sleep(50);
     }
