@@ -101,7 +101,7 @@ export interface VmReport {
   downtimeToRunningMs?: number;
   downtimeToHealthyMs?: number;
   finalBytes: number;
-  disks: Array<{ disk: string; finalSeq?: number; verified?: string; fenced: boolean; finalBytes?: number }>;
+  disks: Array<{ disk: string; finalSeq?: number; verified?: string; sha256?: string; fenced: boolean; finalBytes?: number }>;
   error?: string;
 }
 
@@ -323,8 +323,8 @@ export class Coordinator {
     await Promise.all(
       this.disks().map(async ({ vm, disk }) => {
         const { source, replica } = this.portsOf(vm, disk);
-        if (verify === 'full') await verifyWhole(source, replica, this.options.signal);
-        this.records.updateDisk(this.record.id, vm.name, disk.id, { verified: verify });
+        const digest = verify === 'full' ? await verifyWhole(source, replica, this.options.signal) : undefined;
+        this.records.updateDisk(this.record.id, vm.name, disk.id, { verified: verify, ...(digest ? { sha256: digest.sha256 } : {}) });
       }),
     );
   }
@@ -519,7 +519,7 @@ export function report(records: CutoverRecords, id: string): CutoverReport {
       ...(v.pausedAtMs !== undefined && v.runningAtMs !== undefined ? { downtimeToRunningMs: v.runningAtMs - v.pausedAtMs } : {}),
       ...(v.pausedAtMs !== undefined && v.healthyAtMs !== undefined ? { downtimeToHealthyMs: v.healthyAtMs - v.pausedAtMs } : {}),
       finalBytes: own.reduce((n, d) => n + (d.finalBytes ?? 0), 0),
-      disks: own.map((d) => ({ disk: d.disk, finalSeq: d.finalSeq, verified: d.verified, fenced: d.fenced, finalBytes: d.finalBytes })),
+      disks: own.map((d) => ({ disk: d.disk, finalSeq: d.finalSeq, verified: d.verified, sha256: d.sha256, fenced: d.fenced, finalBytes: d.finalBytes })),
       ...(v.error ? { error: v.error } : {}),
     };
   });

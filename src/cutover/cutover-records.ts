@@ -58,6 +58,8 @@ export interface DiskRecord {
   replication?: string;
   finalSeq?: number;
   verified?: 'full' | 'deltas';
+  /** verify 'full': the SHA-256 both the source and the replica had at the pause. */
+  sha256?: string;
   fenced: boolean;
   /** Bytes the final drain shipped for this disk. */
   finalBytes?: number;
@@ -114,6 +116,7 @@ const schema = [
      replication TEXT,
      final_seq INTEGER,
      verified TEXT,
+     sha256 TEXT,
      fenced INTEGER NOT NULL DEFAULT 0,
      final_bytes INTEGER,
      PRIMARY KEY (cutover_id, vm, disk)
@@ -235,6 +238,7 @@ export class CutoverRecords {
       ...(r.replication !== null ? { replication: r.replication as string } : {}),
       ...(r.final_seq !== null ? { finalSeq: r.final_seq as number } : {}),
       ...(r.verified !== null ? { verified: r.verified as 'full' | 'deltas' } : {}),
+      ...(r.sha256 !== null ? { sha256: r.sha256 as string } : {}),
       ...(r.final_bytes !== null ? { finalBytes: r.final_bytes as number } : {}),
     }));
   }
@@ -244,6 +248,7 @@ export class CutoverRecords {
       replication: fields.replication,
       final_seq: fields.finalSeq,
       verified: fields.verified,
+      sha256: fields.sha256,
       fenced: fields.fenced === undefined ? undefined : fields.fenced ? 1 : 0,
       final_bytes: fields.finalBytes,
     };

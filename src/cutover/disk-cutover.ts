@@ -113,7 +113,7 @@ export async function cutoverDisk(parts: DiskCutoverParts, options: DiskCutoverO
 }
 
 /** verify 'full': both whole disks hashed at once; any difference fails the cutover. */
-export async function verifyWhole(sourceDisk: Pick<CutoverSource, 'hash'>, replicaDisk: Pick<CutoverReplica, 'hash'>, signal?: AbortSignal): Promise<void> {
+export async function verifyWhole(sourceDisk: Pick<CutoverSource, 'hash'>, replicaDisk: Pick<CutoverReplica, 'hash'>, signal?: AbortSignal): Promise<DiskDigest> {
   const [source, replica] = await Promise.all([sourceDisk.hash(signal), replicaDisk.hash(signal)]);
   if (source.sizeBytes !== replica.sizeBytes) {
     throw new FerryError('checksum-mismatch', `the replica differs from the source: sizes differ (source ${source.sizeBytes}, replica ${replica.sizeBytes} bytes)`);
@@ -121,6 +121,7 @@ export async function verifyWhole(sourceDisk: Pick<CutoverSource, 'hash'>, repli
   if (source.sha256 !== replica.sha256) {
     throw new FerryError('checksum-mismatch', `the replica differs from the source: SHA-256 ${replica.sha256}, source ${source.sha256}`);
   }
+  return source;
 }
 
 /** Before the commit point: resumes the source and throws `err`, saying whether it resumed. */

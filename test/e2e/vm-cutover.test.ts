@@ -79,6 +79,8 @@ it('a group of two guests (three disks) cuts over by plan: replicas equal the pa
     ['app', 'healthy', [['app0', 'full', true]]],
   ]);
   for (const v of report.vms) expect(v.downtimeToHealthyMs).toBeGreaterThanOrEqual(v.downtimeToRunningMs!);
+  // What the full verify saw at the pause is what the (fenced, stopped) sources still hold.
+  for (const d of report.vms.flatMap((v) => v.disks)) expect(d.sha256, d.disk).toBe(await sha256File(g.images.get(d.disk)!));
 
   // Every state was passed, and the runbook's order held: db was healthy before app ran.
   const status = JSON.parse((await ferry(['cutover', 'status', id!, '--db', g.dbPath, '--json'])).stdout) as { events: Array<{ state: string; message: string }> };

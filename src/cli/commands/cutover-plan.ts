@@ -177,7 +177,10 @@ function printReport(r: CutoverReport, json: boolean): void {
   print(`cutover ${r.id} (plan ${r.plan}): ${r.state}${r.error ? ` (${r.error})` : ''}`);
   for (const vm of r.vms) {
     print(`  ${vm.vm}: ${vm.progress}; downtime to running ${ms(vm.downtimeToRunningMs)}, to healthy ${ms(vm.downtimeToHealthyMs)}; final delta ${vm.finalBytes} bytes${vm.error ? `; ${vm.error}` : ''}`);
-    for (const d of vm.disks) print(`    disk ${d.disk}: final seq ${d.finalSeq ?? '-'}, verified ${d.verified ?? '-'}, ${d.fenced ? 'source fenced' : 'source not fenced'}`);
+    for (const d of vm.disks) {
+      const verified = d.sha256 ? `full (source = replica, SHA-256 ${d.sha256.slice(0, 16)}…)` : (d.verified ?? '-');
+      print(`    disk ${d.disk}: final seq ${d.finalSeq ?? '-'}, verified ${verified}, ${d.fenced ? 'source fenced' : 'source not fenced'}`);
+    }
   }
   if (r.maxDowntimeToRunningMs !== undefined) print(`  group: downtime to running ${ms(r.maxDowntimeToRunningMs)}, to healthy ${ms(r.maxDowntimeToHealthyMs)}, final deltas ${r.finalBytes} bytes`);
 }
