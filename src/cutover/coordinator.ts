@@ -17,6 +17,8 @@
  * `pausing` it carries on; between `pausing` and `verifying` it rolls back (it cannot know
  * what the dead run's quiesces saw); from `committed` on it rolls forward, and asks a
  * destination's hypervisor for a start only when that VM is not running there.
+ * Interrupted on purpose (its signal), it rolls back if it is between pausing and the
+ * commit, and otherwise leaves the cutover where it is, for `resume`.
  *
  * It sees disks and hypervisors only through ports (CutoverWiring): the CLI wires them to
  * `ferry filter` control sockets, replica appliers and the VM drivers.
@@ -170,6 +172,7 @@ export class Coordinator {
     } catch (err) {
       // Nothing was paused: the sources simply keep running.
       await this.restoreBackpressure();
+      if (this.interrupted) throw err; // nothing to undo: 'resume' carries on from here
       const cancelled = err instanceof Cancelled;
       const message = cancelled ? 'cancelled by the operator before anything was paused' : asFerryError(err).message;
       this.transition(cancelled ? 'rolled back' : 'failed', message, message);
@@ -291,8 +294,10 @@ export class Coordinator {
     this.transition('pausing', `pausing ${this.plan.vms.map((vm) => vm.name).join(', ')}`);
     await Promise.all(
       this.plan.vms.map(async (vm) => {
+        // Recorded before the hypervisor is asked: a rollback resumes every VM that may be paused.
+        this.records.updateVm(this.record.id, vm.name, { progress: 'paused' });
         await this.options.wiring.driver(vm, 'source').pause(this.options.signal);
-        this.records.updateVm(this.record.id, vm.name, { progress: 'paused', pausedAtMs: Date.now() });
+        this.records.updateVm(this.record.id, vm.name, { pausedAtMs: Date.now() });
       }),
     );
     await Promise.all(this.disks().map(({ vm, disk }) => this.portsOf(vm, disk).source.quiesce()));
@@ -367,6 +372,7 @@ export class Coordinator {
         this.records.updateVm(this.record.id, vm.name, { progress: 'source stopped' });
       }
     } catch (err) {
+      if (this.interrupted) throw err; // still committed: 'resume' rolls forward
       // Destinations must not start beside a source that may still run.
       this.transition('failed', `after the commit, the sources could not all be fenced and stopped; no destination was started: ${asFerryError(err).message}`, asFerryError(err).message);
       return;
@@ -411,6 +417,7 @@ export class Coordinator {
     for (const [i, step] of this.plan.runbook.boot.entries()) {
       const results = await Promise.allSettled(step.vms.map((name) => this.startVm(this.plan.vms.find((vm) => vm.name === name)!)));
       const failed = results.flatMap((r, j) => (r.status === 'rejected' ? [`${step.vms[j]}: ${asFerryError(r.reason).message}`] : []));
+      if (this.interrupted) throw new FerryError('aborted', `interrupted while starting the destinations (still committed: 'ferry cutover resume ${this.record.id}' carries on)`);
       failures.push(...failed);
       if (failed.length > 0 && this.plan.runbook.onFailure === 'stop') break;
       if (step.delayMs > 0 && i < this.plan.runbook.boot.length - 1) await this.sleep(step.delayMs);
@@ -480,6 +487,11 @@ export class Coordinator {
     this.records.transition(this.record.id, state, message, error);
     this.record = this.records.get(this.record.id);
     this.options.onTransition?.(this.record);
+  }
+
+  /** Stopped by the caller (Ctrl-C, SIGTERM): the cutover stays where it was, for 'resume'. */
+  private get interrupted(): boolean {
+    return this.options.signal?.aborted === true;
   }
 
   private checkCancel(): void {
