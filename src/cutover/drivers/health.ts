@@ -18,7 +18,7 @@ export interface HealthProbe {
   run(remainingMs: number, signal?: AbortSignal): Promise<string | undefined>;
 }
 
-const retryMs = 250;
+const retryMs = 100;
 
 /** Runs the probes in order; rejects naming the first that fails or runs out of time. */
 export async function waitHealthy(what: string, probes: HealthProbe[], timeoutMs: number, consolePath: string | undefined, signal?: AbortSignal): Promise<void> {

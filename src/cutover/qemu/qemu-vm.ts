@@ -101,7 +101,8 @@ export interface QemuPaths {
 }
 
 const defaultKeepBytes = 1024 * 1024;
-const pollMs = 50;
+/** How often an exit or a console file is looked at: cheap checks, and a cutover waits on them. */
+const pollMs = 10;
 
 export class QemuVm {
   private readonly launch: QemuVmOptions | undefined;
@@ -328,7 +329,7 @@ export class QemuVm {
       };
       const listener = () => void check();
       // A console file is read again every few ms; a pipe tells when it has more.
-      const poll = fromPipe ? undefined : setInterval(listener, pollMs * 2);
+      const poll = fromPipe ? undefined : setInterval(listener, pollMs * 10);
       const timer = setTimeout(() => {
         done();
         reject(new FerryError('io', `QEMU: the console did not show ${pattern} within ${timeoutMs} ms${this.diagnostics()}`));

@@ -276,7 +276,7 @@ async function connectWithRetry(path: string, retryForMs: number, signal: AbortS
         // 'not-found': nothing listens there (no socket, or the stale socket of a QEMU gone).
         throw new FerryError(retriable ? 'not-found' : 'io', `QMP ${path}: cannot connect: ${(err as Error).message}`, { cause: err });
       }
-      await sleep(50);
+      await sleep(10); // QEMU opens its monitor within milliseconds of starting
     }
   }
 }
