@@ -1,15 +1,22 @@
 /**
- * Client of a `ferry filter` control socket (HTTP on a unix socket, node:http with
- * socketPath). Errors come back as the FerryError the filter raised. `cutoverSource(id)`
- * is the CutoverSource port of one disk, so a cutover can run in another process than the
- * filter (see migrate/disk-cutover.ts); it renews its quiesce's lease while it holds it.
+ * Client of a `ferry filter` or `ferry agent` control API: HTTP on its unix socket (a path),
+ * or HTTPS on its TCP address (`https://host:port`) with a bearer token, the server pinned
+ * by its certificate's SHA-256 fingerprint. Over TLS each request first completes the
+ * handshake and checks the fingerprint, and only then sends anything: a server presenting
+ * another certificate never sees the request or the token. Errors come back as the
+ * FerryError the filter raised. `cutoverSource(id)` is the CutoverSource port of one disk, so
+ * a cutover can run in another process than the filter (see migrate/disk-cutover.ts); it
+ * renews its quiesce's lease while it holds it.
  */
 import { request as httpRequest } from 'node:http';
+import { isIP } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { FerryError } from '../core/index.js';
 import type { CutoverSource } from '../cutover/index.js';
 import type { BackpressureSettings, FenceRecord, TrackingMode } from '../delta/index.js';
 import type { BaseCopyStatus, FilterDiskStatus, QuiesceStatus, SeedExportStatus } from '../migrate/index.js';
 import { errorFromResponse } from './http-errors.js';
+import { normalizeFingerprint } from './tls-cert.js';
 
 export interface FilterDiskList {
   disks: FilterDiskStatus[];
@@ -28,8 +35,52 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+/** How to reach an agent over TLS: its bearer token and its certificate's fingerprint. */
+export interface ControlTlsOptions {
+  token: string;
+  /** `sha256:<hex>` as `ferry agent` prints it (bare or colon-separated hex is accepted too). */
+  fingerprint: string;
+}
+
+/** An agent reached over TLS: where, the Authorization header, the pinned fingerprint. */
+interface RemoteControl {
+  host: string;
+  port: number;
+  authorization: string;
+  fingerprint: string;
+}
+
 export class FilterControlClient {
-  constructor(readonly socketPath: string) {}
+  /** Set for an https:// address; private, so the token shows in no inspection of the client. */
+  readonly #remote: RemoteControl | undefined;
+
+  /** `address`: the control socket's path, or `https://host:port` with `tls`. */
+  constructor(
+    readonly address: string,
+    tls?: ControlTlsOptions,
+  ) {
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(address)) {
+      let url: URL;
+      try {
+        url = new URL(address);
+      } catch {
+        throw new FerryError('bad-input', `control address: expected https://HOST:PORT or a unix socket path, received ${JSON.stringify(address)}`);
+      }
+      if (url.protocol !== 'https:' || url.port === '' || (url.pathname !== '/' && url.pathname !== '')) {
+        throw new FerryError('bad-input', `control address: expected https://HOST:PORT or a unix socket path, received ${JSON.stringify(address)}`);
+      }
+      if (!tls?.token) throw new FerryError('bad-input', `control address ${address}: a bearer token is needed over TLS`);
+      if (!tls.fingerprint) throw new FerryError('bad-input', `control address ${address}: the fingerprint of its certificate is needed over TLS (ferry agent prints it)`);
+      this.#remote = {
+        host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: Number(url.port),
+        authorization: `Bearer ${tls.token}`,
+        fingerprint: normalizeFingerprint(tls.fingerprint),
+      };
+    } else if (tls) {
+      throw new FerryError('bad-input', `control address ${JSON.stringify(address)}: a token and fingerprint go with an https:// address, not a unix socket`);
+    }
+  }
 
   listDisks(options?: RequestOptions): Promise<FilterDiskList> {
     return this.request('GET', '/v1/disks', undefined, options);
@@ -161,17 +212,22 @@ export class FilterControlClient {
   }
 
   /** One JSON request; resolves with the parsed reply, rejects with the filter's FerryError. */
-  request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
-    const what = `${method} ${path} on ${this.socketPath}`;
+  async request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
+    const what = `${method} ${path} on ${this.address}`;
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const timeoutMs = options.timeoutMs ?? 60_000;
+    const remote = this.#remote;
+    const socket = remote ? await this.#connectPinned(remote, what, timeoutMs, options.signal) : undefined;
     return new Promise<T>((resolve, reject) => {
       const req = httpRequest(
         {
-          socketPath: this.socketPath,
+          ...(socket ? { createConnection: () => socket, host: remote!.host, port: remote!.port } : { socketPath: this.address }),
           path,
           method,
-          headers: payload ? { 'content-type': 'application/json', 'content-length': payload.byteLength } : {},
+          headers: {
+            ...(payload ? { 'content-type': 'application/json', 'content-length': payload.byteLength } : {}),
+            ...(remote ? { authorization: remote.authorization } : {}),
+          },
           signal: options.signal,
           timeout: timeoutMs || undefined,
         },
@@ -194,14 +250,70 @@ export class FilterControlClient {
         },
       );
       req.on('timeout', () => req.destroy(new FerryError('io', `${what}: no reply within ${timeoutMs} ms`)));
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        if (err instanceof FerryError) reject(err);
-        else if (err.name === 'AbortError') reject(new FerryError('aborted', `${what}: aborted`, { cause: err }));
-        else if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-          reject(new FerryError('not-found', `no ferry filter answers on ${this.socketPath} (${err.code}): is it running, and is --control right?`, { cause: err }));
-        } else reject(new FerryError('io', `${what}: ${err.message}`, { cause: err }));
-      });
+      req.on('error', (err: NodeJS.ErrnoException) => reject(this.#connectionError(err, what)));
       req.end(payload);
     });
+  }
+
+  /**
+   * Opens a TLS connection to the agent and resolves with it once its certificate is the
+   * pinned one; nothing is written before. The certificate is not checked against any CA or
+   * name (it is self-signed, as a rule): the fingerprint is the check.
+   */
+  #connectPinned(remote: RemoteControl, what: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<TLSSocket> {
+    return new Promise<TLSSocket>((resolve, reject) => {
+      if (signal?.aborted) return reject(new FerryError('aborted', `${what}: aborted`, { cause: signal.reason }));
+      const socket = tlsConnect({
+        host: remote.host,
+        port: remote.port,
+        servername: isIP(remote.host) ? undefined : remote.host,
+        rejectUnauthorized: false,
+      });
+      const onAbort = () => fail(new FerryError('aborted', `${what}: aborted`, { cause: signal?.reason }));
+      const onError = (err: NodeJS.ErrnoException) => fail(this.#connectionError(err, what));
+      const onTimeout = () => fail(new FerryError('io', `${what}: no TLS handshake within ${timeoutMs} ms`));
+      const settle = () => {
+        signal?.removeEventListener('abort', onAbort);
+        socket.off('error', onError);
+        socket.off('timeout', onTimeout);
+        socket.setTimeout(0);
+      };
+      const fail = (err: FerryError) => {
+        settle();
+        socket.destroy();
+        reject(err);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      socket.on('error', onError);
+      if (timeoutMs) socket.setTimeout(timeoutMs, onTimeout);
+      socket.once('secureConnect', () => {
+        const presented = socket.getPeerCertificate().fingerprint256;
+        const fingerprint = presented ? normalizeFingerprint(presented) : undefined;
+        if (fingerprint !== remote.fingerprint) {
+          fail(
+            new FerryError(
+              'unauthorized',
+              `${this.address} presented a certificate with fingerprint ${fingerprint ?? '(none)'}, but ${remote.fingerprint} is pinned: not the agent expected, nothing was sent`,
+            ),
+          );
+          return;
+        }
+        settle();
+        resolve(socket);
+      });
+    });
+  }
+
+  #connectionError(err: NodeJS.ErrnoException, what: string): FerryError {
+    if (err instanceof FerryError) return err;
+    if (err.name === 'AbortError') return new FerryError('aborted', `${what}: aborted`, { cause: err });
+    if (this.#remote) {
+      if (err.code === 'ECONNREFUSED' || err.code === 'ENOTFOUND' || err.code === 'EHOSTUNREACH') {
+        return new FerryError('not-found', `no ferry agent answers on ${this.address} (${err.code}): is it running with --listen, and is the address right?`, { cause: err });
+      }
+    } else if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
+      return new FerryError('not-found', `no ferry filter answers on ${this.address} (${err.code}): is it running, and is --control right?`, { cause: err });
+    }
+    return new FerryError('io', `${what}: ${err.message}`, { cause: err });
   }
 }

@@ -1,7 +1,9 @@
 /**
  * The control interface of a `ferry filter` process: a small JSON HTTP API (hono), served
- * on a local unix socket (see unix-http.ts). Routes:
+ * on a local unix socket (see unix-http.ts) and, by `ferry agent`, over TLS with a bearer
+ * token (tls-http.ts). Routes:
  *
+ *   GET  /healthz                   { ok: true }: the process answers (over TLS, without a token)
  *   GET  /v1/disks                  every disk's status, and the link's rate
  *   GET  /v1/disks/:id              one disk: figures, tracker state, shipper, NBD stats, base copy
  *   POST /v1/disks/:id/quiesce      { owner, leaseMs? }: hold new IO for a cutover; replies once
@@ -40,6 +42,7 @@ import { errorResponse } from './http-errors.js';
 export function filterControlApp(service: FilterService): Hono {
   const app = new Hono();
 
+  app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/v1/disks', (c) => c.json({ disks: service.list(), rateBytesPerSec: service.throttle.rateBytesPerSec }));
   app.get('/v1/disks/:id', (c) => c.json(service.status(c.req.param('id'))));
 

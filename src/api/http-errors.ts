@@ -9,6 +9,7 @@ export const httpStatusFor: Record<ErrorCode, number> = {
   'not-found': 404,
   'invalid-state': 409,
   conflict: 409,
+  unauthorized: 401,
   'unsupported-version': 422,
   'checksum-mismatch': 502,
   'store-unavailable': 503,

@@ -13,6 +13,7 @@ export const exitCodes: Record<ErrorCode | 'ok' | 'different', number> = {
   'invalid-state': 7,
   conflict: 8,
   io: 9,
+  unauthorized: 10,
   internal: 70,
   aborted: 130,
 };

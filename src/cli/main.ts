@@ -15,12 +15,14 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
   { name: 'restore', summary: 'rebuild a disk from a manifest in a store, verifying every chunk', load: async () => (await import('./commands/restore.js')).restoreCommand },
   { name: 'verify', summary: 'check that two disks, or a disk and a manifest, are byte-identical', load: async () => (await import('./commands/verify.js')).verifyCommand },
   { name: 'filter', summary: 'serve disks to VMs over NBD, capturing every write and shipping it to a store', load: async () => (await import('./commands/filter.js')).filterCommand },
+  { name: 'agent', summary: "a host's long-lived agent: the filter, with its control API also over TLS for the migration service", load: async () => (await import('./commands/agent.js')).agentCommand },
   { name: 'base-copy', summary: "copy a live disk's existing data into the store, through its running filter", load: async () => (await import('./commands/base-copy.js')).baseCopyCommand },
   { name: 'replica', summary: 'build a replica from a base copy and keep it warm by applying deltas', load: async () => (await import('./commands/replica.js')).replicaCommand },
   { name: 'cutover', summary: 'cut a group of VMs over by plan (or one disk): pause, drain, apply, verify, commit, start in runbook order', load: async () => (await import('./commands/cutover.js')).cutoverCommand },
   { name: 'fence', summary: 'release a source disk fenced by its cutover (failback), on purpose', load: async () => (await import('./commands/fence.js')).fenceCommand },
   { name: 'status', summary: "show a running filter's disks: mode, lag, backlog, rates, predicted pause", load: async () => (await import('./commands/status.js')).statusCommand },
   { name: 'seed', summary: 'offline seeding: export disks to a portable device, verify it, import it into a store', load: async () => (await import('./commands/seed.js')).seedCommand },
+  { name: 'serve', summary: 'the migration service: the wizard API for hosts, stores and migrations, and its tokens', load: async () => (await import('./commands/serve.js')).serveCommand },
 ];
 
 function usage(): string {

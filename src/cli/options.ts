@@ -2,9 +2,11 @@
  * Flag parsing shared by the commands: node:util parseArgs with ferry's errors, store
  * settings from flags and the usual AWS_* environment variables.
  */
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { FerryError, parseDuration, parseSize, parseRate } from '../core/index.js';
-import { openStore, type ObjectStore } from '../store/index.js';
+import { openStore, type ObjectStore, type S3Settings } from '../store/index.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -67,8 +69,13 @@ export function intOption(value: string | undefined, flag: string, min: number, 
 
 /** Opens the store named by --store, with S3 settings from flags, then AWS_* variables. */
 export function storeFromFlags(values: { store?: string; 's3-endpoint'?: string; 's3-region'?: string; 's3-profile'?: string }): ObjectStore {
+  return openStore(required(values.store, '--store'), s3SettingsFromFlags(values));
+}
+
+/** S3 settings from the --s3-* flags, then the usual AWS_* variables. */
+export function s3SettingsFromFlags(values: { 's3-endpoint'?: string; 's3-region'?: string; 's3-profile'?: string }): S3Settings {
   const env = process.env;
-  return openStore(required(values.store, '--store'), {
+  return {
     endpoint: values['s3-endpoint'] ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL,
     region: values['s3-region'] ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION,
     accessKeyId: env.AWS_ACCESS_KEY_ID,
@@ -76,8 +83,18 @@ export function storeFromFlags(values: { store?: string; 's3-endpoint'?: string;
     sessionToken: env.AWS_SESSION_TOKEN,
     // Without one, the SDK reads AWS_PROFILE itself.
     profile: values['s3-profile'],
-  });
+  };
 }
+
+/** The state database: --db, else ferry.db in $FERRY_STATE_DIR or ~/.local/state/ferry. */
+export function stateDbPath(flag: string | undefined): string {
+  if (flag) return flag;
+  const stateDir = process.env.FERRY_STATE_DIR ?? join(homedir(), '.local', 'state', 'ferry');
+  return join(stateDir, 'ferry.db');
+}
+
+export const stateDbHelp = `  --db PATH         the state database (default $FERRY_STATE_DIR/ferry.db, or
+                    ~/.local/state/ferry/ferry.db)`;
 
 export const storeHelp = `Store:
   --store URL          file:<dir> or s3://bucket[/prefix]

@@ -8,8 +8,12 @@
  * Each part of ferry owns its tables and brings its schema as numbered steps;
  * `migrateSchema` applies the steps a database has not seen yet, once each, recorded in
  * `schema_versions`.
+ *
+ * The database holds secrets (the service's agent tokens), so it is private to its user: a
+ * new directory is made with mode 0700, and the file (with its WAL and shared-memory files,
+ * which SQLite creates with the database file's mode) is kept at 0600.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { FerryError } from './errors.js';
@@ -17,7 +21,10 @@ import { FerryError } from './errors.js';
 export type Database = BetterSqlite3.Database;
 
 export function openDatabase(path: string): Database {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  if (path !== ':memory:') {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    makePrivate(path);
+  }
   let db: Database;
   try {
     db = new BetterSqlite3(path);
@@ -29,6 +36,19 @@ export function openDatabase(path: string): Database {
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 10000');
   return db;
+}
+
+/** Creates the file with mode 0600 if it is missing; takes group and other access away from an existing one. */
+function makePrivate(path: string): void {
+  try {
+    closeSync(openSync(path, 'a', 0o600));
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+      const mode = statSync(file, { throwIfNoEntry: false })?.mode;
+      if (mode !== undefined && (mode & 0o077) !== 0) chmodSync(file, mode & 0o700);
+    }
+  } catch (err) {
+    throw new FerryError('io', `cannot make the database ${path} private (mode 0600): ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** Brings `component`'s tables up to `steps.length`: step i (SQL) runs once, in a transaction. */

@@ -18,6 +18,11 @@ export const errorCodes = [
   'invalid-state',
   /** Something already exists and we refuse to overwrite it. */
   'conflict',
+  /**
+   * Credentials were refused: a missing or wrong bearer token, or a server whose certificate
+   * is not the one pinned.
+   */
+  'unauthorized',
   /** A disk or file IO failed. */
   'io',
   /** The operation was cancelled through its AbortSignal. */

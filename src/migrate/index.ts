@@ -16,3 +16,5 @@ export {
   type SeedExportStatus,
 } from './filter-service.js';
 export { exportLiveSeed, parkForSeed, resumeAfterSeed, type LiveSeedOptions } from './seed-source.js';
+// The migration service (`ferry serve`): its records, the rules of a migration, store checks.
+export * from './service/index.js';

@@ -23,6 +23,7 @@ const byFerryCode: Record<ErrorCode, number> = {
   // A write to a read-only disk, or a device that refuses IO in its current state.
   'invalid-state': NBD_EPERM,
   'conflict': NBD_EPERM,
+  'unauthorized': NBD_EPERM,
   'io': NBD_EIO,
   // The device (or the server) is being shut down under the request.
   'aborted': NBD_ESHUTDOWN,

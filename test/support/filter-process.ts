@@ -13,6 +13,8 @@ export interface FilterProcess {
   /** Every disk's NBD socket, by id. */
   sockets: Map<string, string>;
   control: string;
+  /** What it has printed so far. */
+  stdout(): string;
   /** What it has logged so far. */
   stderr(): string;
   /** SIGTERM: a clean stop. */
@@ -20,20 +22,22 @@ export interface FilterProcess {
 }
 
 /**
- * Starts `ferry filter` serving `image` as disk d0, or each of `disks` (id -> image);
- * resolves once it has printed its sockets.
+ * Starts `ferry filter` (or `ferry agent`) serving `image` as disk d0, or each of `disks`
+ * (id -> image); resolves once it has printed its sockets (and an agent its fingerprint).
  */
-export async function startFilterProcess(options: { image?: string; disks?: Record<string, string>; stateDir: string; store: string; args?: string[] }): Promise<FilterProcess> {
+export async function startFilterProcess(options: { image?: string; disks?: Record<string, string>; stateDir: string; store: string; args?: string[]; command?: 'filter' | 'agent' }): Promise<FilterProcess> {
   const disks = Object.entries(options.disks ?? { d0: options.image! });
-  const { child, done } = startFerry(['filter', ...disks.flatMap(([id, image]) => ['--disk', `${id}=${image}`]), '--state-dir', options.stateDir, '--store', options.store, ...(options.args ?? [])]);
+  const command = options.command ?? 'filter';
+  const last = command === 'agent' && options.args?.includes('--listen') ? /^fingerprint /m : /^control /m;
+  const { child, done } = startFerry([command, ...disks.flatMap(([id, image]) => ['--disk', `${id}=${image}`]), '--state-dir', options.stateDir, '--store', options.store, ...(options.args ?? [])]);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   let exited: CliResult | undefined;
   void done.then((r) => (exited = r));
-  for (let i = 0; i < 300 && !/^control /m.test(stdout); i++) {
-    if (exited) throw new Error(`ferry filter exited early (${exited.code}): ${exited.stderr}`);
+  for (let i = 0; i < 300 && !last.test(stdout); i++) {
+    if (exited) throw new Error(`ferry ${command} exited early (${exited.code}): ${exited.stderr}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   const sockets = new Map<string, string>();
@@ -53,6 +57,7 @@ export async function startFilterProcess(options: { image?: string; disks?: Reco
     socketPath,
     sockets,
     control,
+    stdout: () => stdout,
     stderr: () => stderr,
     stop: () => {
       child.kill('SIGTERM');

@@ -44,6 +44,7 @@ describe('NBD error values', () => {
       'store-unavailable': EIO,
       'invalid-state': EPERM, // e.g. a write to a read-only disk
       'conflict': EPERM,
+      'unauthorized': EPERM,
       'io': EIO,
       'aborted': ESHUTDOWN, // the server is going away under the request
       'internal': EIO,

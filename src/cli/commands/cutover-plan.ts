@@ -3,13 +3,11 @@
  * cutover of whole VMs by the coordinator, persisted in the state database.
  */
 import { readFile, realpath } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { FerryError, Logger, ProcessLock, openDatabase, type Database } from '../../core/index.js';
 import { Coordinator, CutoverRecords, finalStates, isCommitted, parsePlan, report, type CutoverPlan, type CutoverReport } from '../../cutover/index.js';
 import { cutoverWiring } from '../cutover-wiring.js';
 import { exitCodes } from '../exit-codes.js';
-import { durationOption, parse, positionals, required } from '../options.js';
+import { durationOption, parse, positionals, required, stateDbHelp, stateDbPath } from '../options.js';
 import { print, stderrSink } from '../terminal.js';
 
 export const planUsage = `Usage: ferry cutover --plan PLAN [--at TIME] [--window W] [--budget B] [--hold] [--verify MODE]
@@ -35,8 +33,7 @@ Options:
   --budget B        downtime budget: the predicted pause must fit (default 2s)
   --hold            wait for 'ferry cutover go ID' once the pre-checks pass
   --verify MODE     'deltas' (default) or 'full' (SHA-256 of every source disk and replica)
-  --db PATH         the state database (default $FERRY_STATE_DIR/ferry.db, or
-                    ~/.local/state/ferry/ferry.db)
+${stateDbHelp}
   --json            print the report (or status) as JSON
 Exit status: 0 once every destination VM is healthy; 130 rolled back; 7 failed.`;
 
@@ -47,7 +44,7 @@ export async function runPlanCommand(argv: string[], signal: AbortSignal): Promi
   const rest = sub === 'run' ? argv : argv.slice(1);
   if (sub === 'run') return startCutover(rest, signal);
   const { values, positionals: args } = parse(rest, dbOption);
-  const db = openDatabase(dbPath(values.db));
+  const db = openDatabase(stateDbPath(values.db));
   try {
     const records = new CutoverRecords(db);
     if (sub === 'list' || (sub === 'status' && values.all)) {
@@ -102,7 +99,7 @@ async function startCutover(argv: string[], signal: AbortSignal): Promise<number
     throw new FerryError('not-found', `--plan: cannot read ${planPath}: ${(err as Error).message}`);
   }
   const plan = withOverrides(parsePlan(text, planPath), values);
-  const db = openDatabase(dbPath(values.db));
+  const db = openDatabase(stateDbPath(values.db));
   try {
     const records = new CutoverRecords(db);
     const unfinished = records.list({ unfinished: true, planName: plan.name });
@@ -191,11 +188,5 @@ function printStatus(records: CutoverRecords, id: string, json: boolean): void {
   if (json) return print(JSON.stringify({ ...r, events }));
   printReport(r, false);
   for (const e of events.slice(-15)) print(`  ${new Date(e.atMs).toISOString()}  ${e.state.padEnd(11)}  ${e.message}`);
-}
-
-function dbPath(flag: string | undefined): string {
-  if (flag) return flag;
-  const stateDir = process.env.FERRY_STATE_DIR ?? join(homedir(), '.local', 'state', 'ferry');
-  return join(stateDir, 'ferry.db');
 }
 

@@ -1,11 +1,42 @@
 import { join, resolve } from 'node:path';
 import { badInput, formatRate, Logger } from '../../core/index.js';
-import { filterControlApp, serveOnUnixSocket } from '../../api/index.js';
+import { filterControlApp, serveOnUnixSocket, type UnixHttpServer } from '../../api/index.js';
 import { claimSocketPath, FilterService, type FilterDiskSpec } from '../../migrate/index.js';
 import { Repository } from '../../store/index.js';
 import type { Command } from '../command.js';
-import { parse, rateOption, required, sizeOption, storeFromFlags, storeHelp, storeOptions } from '../options.js';
+import { parse, rateOption, required, sizeOption, storeFromFlags, storeHelp, storeOptions, type OptionSpec } from '../options.js';
 import { print, stderrSink } from '../terminal.js';
+
+/** The flags of `ferry filter`, which `ferry agent` takes too. */
+export const filterOptions = {
+  ...storeOptions,
+  disk: { type: 'string', multiple: true },
+  'state-dir': { type: 'string' },
+  'socket-dir': { type: 'string' },
+  control: { type: 'string' },
+  rate: { type: 'string' },
+  'journal-limit': { type: 'string' },
+  'chunk-size': { type: 'string' },
+} satisfies OptionSpec;
+
+export const filterOptionsHelp = `  --disk ID=PATH       a disk to serve (repeatable); ID: letters, digits, '.', '_', '-'
+  --state-dir DIR      tracker state and journals (kept across restarts)
+  --socket-dir DIR     where the NBD sockets go (default: the state dir)
+  --control PATH       control socket (default: <state-dir>/control.sock)
+  --rate RATE          the link's replication budget for all disks, e.g. 50M/s (default: unlimited)
+  --journal-limit SIZE unshipped journal per disk before falling back to the bitmap (default 1G)
+  --chunk-size SIZE    chunk size if the store is new (default 4M)`;
+
+export type FilterValues = ReturnType<typeof parse<typeof filterOptions>>['values'];
+
+/**
+ * What `ferry agent` adds to a filter: started once the disks and the control socket are up
+ * (a second process on the same state stops before), stopped before them; its lines are
+ * printed after the control socket's (`name value`, and as fields of --json).
+ */
+export interface FilterAddOn {
+  start(context: { service: FilterService; stateDir: string; logger: Logger }): Promise<{ lines: Array<[name: string, value: string]>; close(): Promise<void> }>;
+}
 
 export const filterCommand: Command = {
   name: 'filter',
@@ -24,79 +55,78 @@ flushes, seals the journal, closes the trackers so a restart needs no full resyn
 exits 0. Prints where each export and the control socket are; logs go to stderr.
 
 Options:
-  --disk ID=PATH       a disk to serve (repeatable); ID: letters, digits, '.', '_', '-'
-  --state-dir DIR      tracker state and journals (kept across restarts)
-  --socket-dir DIR     where the NBD sockets go (default: the state dir)
-  --control PATH       control socket (default: <state-dir>/control.sock)
-  --rate RATE          the link's replication budget for all disks, e.g. 50M/s (default: unlimited)
-  --journal-limit SIZE unshipped journal per disk before falling back to the bitmap (default 1G)
-  --chunk-size SIZE    chunk size if the store is new (default 4M)
+${filterOptionsHelp}
   --json               print the exports and control socket as one JSON line
   -q, --quiet          log warnings and errors only
 ${storeHelp}`,
   async run(argv, signal) {
-    const { values, positionals: args } = parse(argv, {
-      ...storeOptions,
-      disk: { type: 'string', multiple: true },
-      'state-dir': { type: 'string' },
-      'socket-dir': { type: 'string' },
-      control: { type: 'string' },
-      rate: { type: 'string' },
-      'journal-limit': { type: 'string' },
-      'chunk-size': { type: 'string' },
-    });
-    if (args.length > 0) throw badInput('arguments', args, 'none (disks are given with --disk ID=PATH)');
-    const disks = (values.disk ?? []).map(parseDisk);
-    if (disks.length === 0) throw badInput('--disk', undefined, 'at least one --disk ID=PATH');
-    const stateDir = resolve(required(values['state-dir'], '--state-dir'));
-    const socketDir = resolve(values['socket-dir'] ?? stateDir);
-    const controlPath = resolve(values.control ?? join(stateDir, 'control.sock'));
-    const rate = rateOption(values.rate, '--rate') ?? 0;
-    const journalLimit = sizeOption(values['journal-limit'], '--journal-limit');
-    const logger = new Logger(stderrSink, values.quiet ? 'warn' : 'info');
-    const store = storeFromFlags(values);
-    try {
-      const repo = await Repository.openOrInit(store, sizeOption(values['chunk-size'], '--chunk-size'));
-      await claimSocketPath(controlPath); // before the disks: a second filter stops here
-      const service = await FilterService.start({
-        disks,
-        stateDir,
-        socketDir,
-        repo,
-        rateBytesPerSec: rate,
-        journal: journalLimit === undefined ? undefined : { hardLimitBytes: journalLimit },
-        logger,
-      });
-      let control;
-      try {
-        control = await serveOnUnixSocket(filterControlApp(service).fetch, controlPath, logger.child({ component: 'control' }));
-      } catch (err) {
-        await service.close();
-        throw err;
-      }
-      const exports = service.list().map((d) => ({ id: d.id, uri: d.uri, socketPath: d.socketPath }));
-      if (values.json) {
-        print(JSON.stringify({ exports, control: controlPath }));
-      } else {
-        for (const e of exports) print(`export ${e.id} ${e.uri}`);
-        print(`control ${controlPath}`);
-      }
-      logger.info('filter running', { disks: exports.length, rate: rate ? formatRate(rate) : 'unlimited', control: controlPath });
-
-      await new Promise<void>((resolve) => {
-        if (signal.aborted) resolve();
-        else signal.addEventListener('abort', () => resolve(), { once: true });
-      });
-      logger.info('stopping: finishing IO in flight, sealing journals');
-      await control.close();
-      await service.close();
-      logger.info('filter stopped cleanly');
-      return 0;
-    } finally {
-      await store.close();
-    }
+    const { values, positionals } = parse(argv, filterOptions);
+    return runFilter('filter', values, positionals, signal);
   },
 };
+
+/**
+ * Runs a filter until `signal`: serves the disks, the control socket and `addOn`; prints
+ * where they are; on the signal stops them cleanly and resolves 0.
+ */
+export async function runFilter(command: string, values: FilterValues, args: string[], signal: AbortSignal, addOn?: FilterAddOn): Promise<number> {
+  if (args.length > 0) throw badInput('arguments', args, 'none (disks are given with --disk ID=PATH)');
+  const disks = (values.disk ?? []).map(parseDisk);
+  if (disks.length === 0) throw badInput('--disk', undefined, 'at least one --disk ID=PATH');
+  const stateDir = resolve(required(values['state-dir'], '--state-dir'));
+  const socketDir = resolve(values['socket-dir'] ?? stateDir);
+  const controlPath = resolve(values.control ?? join(stateDir, 'control.sock'));
+  const rate = rateOption(values.rate, '--rate') ?? 0;
+  const journalLimit = sizeOption(values['journal-limit'], '--journal-limit');
+  const logger = new Logger(stderrSink, values.quiet ? 'warn' : 'info');
+  const store = storeFromFlags(values);
+  try {
+    const repo = await Repository.openOrInit(store, sizeOption(values['chunk-size'], '--chunk-size'));
+    await claimSocketPath(controlPath); // before the disks: a second filter stops here
+    const service = await FilterService.start({
+      disks,
+      stateDir,
+      socketDir,
+      repo,
+      rateBytesPerSec: rate,
+      journal: journalLimit === undefined ? undefined : { hardLimitBytes: journalLimit },
+      logger,
+    });
+    let control: UnixHttpServer | undefined;
+    let added: Awaited<ReturnType<FilterAddOn['start']>> | undefined;
+    try {
+      control = await serveOnUnixSocket(filterControlApp(service).fetch, controlPath, logger.child({ component: 'control' }));
+      added = await addOn?.start({ service, stateDir, logger });
+    } catch (err) {
+      await control?.close();
+      await service.close();
+      throw err;
+    }
+    const exports = service.list().map((d) => ({ id: d.id, uri: d.uri, socketPath: d.socketPath }));
+    const lines = added?.lines ?? [];
+    if (values.json) {
+      print(JSON.stringify({ exports, control: controlPath, ...Object.fromEntries(lines) }));
+    } else {
+      for (const e of exports) print(`export ${e.id} ${e.uri}`);
+      print(`control ${controlPath}`);
+      for (const [name, value] of lines) print(`${name} ${value}`);
+    }
+    logger.info(`${command} running`, { disks: exports.length, rate: rate ? formatRate(rate) : 'unlimited', control: controlPath, ...Object.fromEntries(lines) });
+
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    logger.info('stopping: finishing IO in flight, sealing journals');
+    await added?.close();
+    await control.close();
+    await service.close();
+    logger.info(`${command} stopped cleanly`);
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
 
 function parseDisk(value: string): FilterDiskSpec {
   const at = value.indexOf('=');
