@@ -11,10 +11,10 @@
  */
 import { execFile } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { FerryError, Logger, badInput, writeFileAtomic } from '../core/index.js';
+import { FerryError, Logger, badInput, writeFileAtomic, makeDirectory } from '../core/index.js';
 
 export const agentCertFile = 'agent-cert.pem';
 export const agentKeyFile = 'agent-key.pem';
@@ -76,7 +76,7 @@ export async function loadOrCreateTlsIdentity(dir: string, options: { hostname?:
     });
     return identityOf(existing, key, certPath, keyPath, false);
   }
-  await mkdir(dir, { recursive: true });
+  await makeDirectory(dir);
   const { cert, key } = await generate(dir, options.hostname ?? osHostname());
   await writeFileAtomic(keyPath, key, { mode: 0o600, syncDirectory: false });
   await writeFileAtomic(certPath, cert, { mode: 0o644 });

@@ -13,16 +13,17 @@
  * new directory is made with mode 0700, and the file (with its WAL and shared-memory files,
  * which SQLite creates with the database file's mode) is kept at 0600.
  */
-import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
+import { makeDirectorySync } from './directory.js';
 import { FerryError } from './errors.js';
 
 export type Database = BetterSqlite3.Database;
 
 export function openDatabase(path: string): Database {
   if (path !== ':memory:') {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    makeDirectorySync(dirname(path), 0o700);
     makePrivate(path);
   }
   let db: Database;

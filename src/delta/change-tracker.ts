@@ -24,9 +24,9 @@
  * marked dirty and the tracker starts in bitmap mode, inconsistent.
  */
 import { EventEmitter } from 'node:events';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, Logger, asFerryError, badInput, isReplicationId, newReplicationId, writeDataBytes, writeFileAtomic, type WriteData } from '../core/index.js';
+import { FerryError, Logger, asFerryError, badInput, isReplicationId, newReplicationId, writeDataBytes, writeFileAtomic, type WriteData, makeDirectory } from '../core/index.js';
 import { DirtyBitmap, defaultBlockSizeBytes, type Extent } from './dirty-bitmap.js';
 import { Journal, type JournalOptions, type RecordKind, type SealedSegment } from './journal.js';
 
@@ -109,7 +109,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   static async open(options: ChangeTrackerOptions): Promise<ChangeTracker> {
     const logger = options.logger ?? Logger.silent();
     const blockSizeBytes = options.blockSizeBytes ?? defaultBlockSizeBytes;
-    await mkdir(options.dir, { recursive: true });
+    await makeDirectory(options.dir);
     const previous = await readState(options.dir);
     if (previous && (previous.sizeBytes !== options.sizeBytes || previous.blockSizeBytes !== blockSizeBytes)) {
       throw new FerryError(

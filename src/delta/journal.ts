@@ -23,9 +23,9 @@
  * files are deleted.
  */
 import { EventEmitter } from 'node:events';
-import { mkdir, readFile, readdir, unlink } from 'node:fs/promises';
+import { readFile, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, Logger, asFerryError, badInput, fsyncDirectory, writeDataBytes, writeFileAtomic, type WriteData } from '../core/index.js';
+import { FerryError, Logger, asFerryError, badInput, fsyncDirectory, writeDataBytes, writeFileAtomic, type WriteData, makeDirectory } from '../core/index.js';
 import type { Extent } from './dirty-bitmap.js';
 import { OpenSegment } from './open-segment.js';
 import { SealedSegment } from './sealed-segment.js';
@@ -121,7 +121,7 @@ export class Journal extends EventEmitter<JournalEvents> {
   /** Opens (creating if needed) the journal in `dir`, recovering from a crash. */
   static async open(dir: string, options: JournalOptions = {}): Promise<Journal> {
     const logger = options.logger ?? Logger.silent();
-    await mkdir(dir, { recursive: true });
+    await makeDirectory(dir);
     const persisted = await readState(dir);
     let nextSeq = persisted;
     const names = (await readdir(dir)).sort();

@@ -20,9 +20,9 @@
  * start trusts it: no full resync), leaving the journal on disk to ship after the restart.
  */
 import { connect } from 'node:net';
-import { lstat, mkdir, unlink } from 'node:fs/promises';
+import { lstat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, Logger, asFerryError, badInput, hashDisk } from '../core/index.js';
+import { FerryError, Logger, asFerryError, badInput, hashDisk, makeDirectory } from '../core/index.js';
 import { fenceMessage, type BackpressureSettings, type ChangeTrackerState, type FenceRecord, type JournalOptions, type ShipperStats, type TrackingMode } from '../delta/index.js';
 import { NbdServer, type NbdServerStats } from '../nbd/index.js';
 import type { SeedKey } from '../seed/index.js';
@@ -148,7 +148,7 @@ export class FilterService {
       if (seen.has(disk.id)) throw badInput('disk id', disk.id, 'each disk id once');
       seen.add(disk.id);
     }
-    await mkdir(options.socketDir, { recursive: true });
+    await makeDirectory(options.socketDir);
     const throttle = new Throttle(options.rateBytesPerSec ?? 0);
     const disks = new Map<string, ServedDisk>();
     const service = new FilterService(disks, throttle, logger);

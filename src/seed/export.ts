@@ -17,11 +17,11 @@
  * the same seed (same disks; a different seed on the device is a conflict), drops any volume
  * after the last recorded one and continues from there, with the seed's first epochs.
  */
-import { mkdir, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { checkReplicationId, FerryError, fsyncDirectory, ProgressMeter, readChunks, writeFileAtomic, type BlockDevice, type Progress } from '../core/index.js';
+import { checkReplicationId, FerryError, fsyncDirectory, ProgressMeter, readChunks, writeFileAtomic, type BlockDevice, type Progress, makeDirectory } from '../core/index.js';
 import { checkDiskId, chunkKey, defaultChunkSizeBytes, manifestVersion, type Manifest } from '../store/index.js';
 import {
   decodeSeedManifest,
@@ -129,7 +129,7 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
     if (!Number.isSafeInteger(disk.epoch) || disk.epoch < 0) throw new FerryError('bad-input', `disk ${disk.id}: epoch: expected a seq >= 0, received ${disk.epoch}`);
     if (disk.replication !== undefined) checkReplicationId(disk.replication, `disk ${disk.id}: replication`);
   }
-  await mkdir(deviceDir, { recursive: true });
+  await makeDirectory(deviceDir);
   const manifestPath = join(deviceDir, seedManifestFile);
   const progressPath = join(deviceDir, seedProgressFile);
 

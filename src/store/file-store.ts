@@ -14,12 +14,12 @@
  * The data path uses callback `fs` calls on raw fds (one small promise each) rather than
  * FileHandle, and creates each folder once.
  */
-import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { close, constants, fdatasync, open, rename } from 'node:fs';
 import { dirname, join } from 'node:path';
 import PQueue from 'p-queue';
 import { randomBytes } from 'node:crypto';
-import { FerryError, fsyncDirectory, throwIfAborted, writeFully } from '../core/index.js';
+import { FerryError, fsyncDirectory, throwIfAborted, writeFully, makeDirectory } from '../core/index.js';
 import { isValidKey, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
 
 const tempMarker = '.tmp-';
@@ -148,7 +148,9 @@ export class FileStore implements ObjectStore {
         this.knownFolders.delete(folder); // removed behind our back: create it again
       }
     }
-    await mkdir(folder, { recursive: true });
+    await makeDirectory(folder).catch((err: unknown) => {
+      throw new FerryError('store-unavailable', `${this.location}: cannot make folder ${folder}: ${(err as Error).message}`, { cause: err });
+    });
     this.knownFolders.add(folder);
     return openTemp();
   }

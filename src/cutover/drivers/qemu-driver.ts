@@ -11,9 +11,9 @@
  * serves one client at a time: calls of one driver take turns, and nothing else may hold
  * the monitor for long.
  */
-import { access, constants, mkdir } from 'node:fs/promises';
+import { access, constants } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { FerryError, isFerryError, Logger, throwIfAborted } from '../../core/index.js';
+import { FerryError, isFerryError, Logger, throwIfAborted, makeDirectory } from '../../core/index.js';
 import { QemuVm, type QemuAttachOptions, type QemuDisk } from '../qemu/index.js';
 import type { HealthCheck, VmDriver, VmStatus } from '../vm-driver.js';
 import { defaultPath, isRunnable } from './command.js';
@@ -152,7 +152,7 @@ export class QemuDriver implements VmDriver {
         if (!isFerryError(err, 'not-found')) throw new FerryError('invalid-state', `${this.description}: cannot tell whether it runs, not starting it: ${(err as Error).message}`, { cause: err });
       }
       throwIfAborted(signal);
-      await mkdir(spec.runDir, { recursive: true });
+      await makeDirectory(spec.runDir);
       const vm = new QemuVm({
         runDir: spec.runDir,
         detached: true,

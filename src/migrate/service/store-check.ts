@@ -3,9 +3,7 @@
  * if the store is empty (which also proves the service may write there). The outcome is a
  * result, not an error: an unreachable store is something to report.
  */
-import { mkdir, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { FerryError, asFerryError, formatBytes } from '../../core/index.js';
+import { FerryError, asFerryError, formatBytes, makeDirectory } from '../../core/index.js';
 import { FileStore, Repository, openStore, type ObjectStore, type S3Settings } from '../../store/index.js';
 import type { StoreCheck } from './records.js';
 
@@ -42,28 +40,11 @@ export async function checkStore(url: string, s3: S3Settings = {}, timeoutMs = d
 }
 
 async function openRepository(store: ObjectStore): Promise<{ repository: Repository; initialized: boolean }> {
-  if (store instanceof FileStore) await makeDirectory(store.root);
+  if (store instanceof FileStore) {
+    await makeDirectory(store.root).catch((err: unknown) => {
+      throw new FerryError('store-unavailable', `cannot make the store's directory ${store.root}: ${(err as Error).message}`, { cause: err });
+    });
+  }
   const initialized = (await store.stat('config')) === undefined;
   return { repository: initialized ? await Repository.openOrInit(store) : await Repository.open(store), initialized };
-}
-
-/**
- * Makes a `file:` store's directory one level at a time. A recursive mkdir where the
- * filesystem refuses to create anything (under /proc) never returns under Node 20: libuv
- * retries it forever on a threadpool thread. Made here, a path like that fails at once.
- */
-async function makeDirectory(root: string): Promise<void> {
-  const missing: string[] = [];
-  for (let dir = root; !(await stat(dir).then(() => true, () => false)); dir = dirname(dir)) {
-    missing.unshift(dir);
-    if (dirname(dir) === dir) break;
-  }
-  for (const dir of missing) {
-    try {
-      await mkdir(dir, { mode: 0o755 });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
-      throw new FerryError('store-unavailable', `cannot make the store's directory ${dir}: ${(err as Error).message}`, { cause: err });
-    }
-  }
 }
