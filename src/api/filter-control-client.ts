@@ -14,7 +14,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { FerryError } from '../core/index.js';
 import type { CutoverSource } from '../cutover/index.js';
 import type { BackpressureSettings, FenceRecord, TrackingMode } from '../delta/index.js';
-import type { BaseCopyStatus, FilterDiskStatus, QuiesceStatus, SeedExportStatus } from '../migrate/index.js';
+import type { BaseCopyStatus, FilterDiskStatus, QuiesceStatus, ReplicaStatus, SeedExportStatus } from '../migrate/index.js';
 import { errorFromResponse } from './http-errors.js';
 import { normalizeFingerprint } from './tls-cert.js';
 
@@ -153,6 +153,25 @@ export class FilterControlClient {
     const body = typeof rate === 'string' ? { rate } : { rateBytesPerSec: rate };
     const reply = await this.request<{ rateBytesPerSec: number }>('PUT', '/v1/rate', body, options);
     return reply.rateBytesPerSec;
+  }
+
+  /** An agent: restore a base into `path` and follow its replication there. */
+  addReplica(body: { id: string; disk: string; store: string; manifest: string; path: string }, options?: RequestOptions): Promise<ReplicaStatus> {
+    return this.request('POST', '/v1/replicas', body, options);
+  }
+
+  async listReplicas(options?: RequestOptions): Promise<ReplicaStatus[]> {
+    const reply = await this.request<{ replicas: ReplicaStatus[] }>('GET', '/v1/replicas', undefined, options);
+    return reply.replicas;
+  }
+
+  replica(id: string, options?: RequestOptions): Promise<ReplicaStatus> {
+    return this.request('GET', `/v1/replicas/${encodeURIComponent(id)}`, undefined, options);
+  }
+
+  /** Stops following the replica (its file stays); resolves with its last status. */
+  removeReplica(id: string, options?: RequestOptions): Promise<ReplicaStatus> {
+    return this.request('DELETE', `/v1/replicas/${encodeURIComponent(id)}`, undefined, options);
   }
 
   /**

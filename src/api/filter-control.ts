@@ -28,6 +28,8 @@
  *   GET  /v1/seed-export            its progress and, when done, the seed id
  *   GET  /v1/rate, PUT /v1/rate     the link's budget, shared by all disks:
  *                                   { rate: "50M/s" } or { rateBytesPerSec: 50000000 }
+ *   /v1/replicas...                 with a ReplicaService (ferry agent): the replicas this
+ *                                   host follows, see replica-routes.ts
  *
  * Errors are `{ error: { code, message } }` with the status from http-errors.ts; bad input
  * names the field and the value received. Numbers that are not finite (a predicted pause
@@ -35,11 +37,13 @@
  */
 import { Hono, type Context } from 'hono';
 import { FerryError, badInput, parseRate } from '../core/index.js';
-import type { FilterService } from '../migrate/index.js';
+import type { FilterService, ReplicaService } from '../migrate/index.js';
 import type { SeedKey } from '../seed/index.js';
 import { errorResponse } from './http-errors.js';
+import { mountReplicaRoutes } from './replica-routes.js';
 
-export function filterControlApp(service: FilterService): Hono {
+/** The control API of a filter; with `replicas` (an agent), the replica routes too. */
+export function filterControlApp(service: FilterService, options: { replicas?: ReplicaService } = {}): Hono {
   const app = new Hono();
 
   app.get('/healthz', (c) => c.json({ ok: true }));
@@ -145,6 +149,8 @@ export function filterControlApp(service: FilterService): Hono {
     service.setRate(rate);
     return c.json({ rateBytesPerSec: service.throttle.rateBytesPerSec });
   });
+
+  if (options.replicas) mountReplicaRoutes(app, options.replicas, jsonBody);
 
   app.notFound((c) => {
     const { status, body } = errorResponse(new FerryError('not-found', `no route ${c.req.method} ${new URL(c.req.url).pathname}`));

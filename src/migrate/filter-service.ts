@@ -45,7 +45,8 @@ export interface FilterServiceOptions {
   stateDir: string;
   /** Where the NBD sockets go: `<socketDir>/<id>.sock`. */
   socketDir: string;
-  repo: Repository;
+  /** Where the disks' deltas and base copies go; needed when there are disks. */
+  repo?: Repository;
   /** The link's replication budget shared by all disks (0 = unlimited). */
   rateBytesPerSec?: number;
   journal?: Omit<JournalOptions, 'logger'>;
@@ -141,7 +142,7 @@ export class FilterService {
   /** Opens every disk under capture, starts shipping, and serves each over NBD. */
   static async start(options: FilterServiceOptions): Promise<FilterService> {
     const logger = options.logger ?? Logger.silent();
-    if (options.disks.length === 0) throw badInput('disks', options.disks, 'at least one disk');
+    if (options.disks.length > 0 && !options.repo) throw badInput('repo', undefined, 'a store for the disks\' deltas');
     const seen = new Set<string>();
     for (const disk of options.disks) {
       checkDiskId(disk.id);
@@ -160,7 +161,7 @@ export class FilterService {
           diskId: spec.id,
           sourcePath: spec.path,
           trackerDir: join(options.stateDir, spec.id),
-          repo: options.repo,
+          repo: options.repo!,
           throttle,
           journal: options.journal,
           backpressure: options.backpressure,

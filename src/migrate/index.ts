@@ -3,6 +3,7 @@ export { restoreDisk, type RestoreOptions, type RestoreProgress, type RestoreSta
 export { compareDisks, verifyDiskAgainstManifest, type DiskComparison, type VerifyOptions } from './verify.js';
 export { Throttle, type TrafficClass } from './throttle.js';
 export { initReplica, type InitReplicaOptions } from './replica-init.js';
+export { ReplicaService, replicaRegistryFile, replicaRegistryVersion, type ReplicaRunState, type ReplicaServiceOptions, type ReplicaSpec, type ReplicaStatus } from './replica-service.js';
 export { DiskReplication, SourceReplication, type DiskReplicationOptions, type ReplicationFigures, type SourceReplicationOptions } from './disk-replication.js';
 export {
   FilterService,

@@ -11,13 +11,16 @@ export interface InitReplicaOptions extends Pick<RestoreOptions, 'repo' | 'manif
   replicaPath: string;
   logger?: Logger;
   lock?: ApplierLockOptions;
+  /** Called once the replica's lock is held, just before the restore begins. */
+  onLocked?: () => void;
 }
 
 export async function initReplica(options: InitReplicaOptions): Promise<ReplicaApplier> {
-  const { concurrency, onProgress, ...rest } = options;
+  const { concurrency, onProgress, onLocked, ...rest } = options;
   return ReplicaApplier.create({
     ...rest,
     restoreBase: async (manifestId, destPath, signal) => {
+      onLocked?.();
       await restoreDisk({ repo: options.repo, manifestId, destPath, concurrency, onProgress, signal });
     },
   });

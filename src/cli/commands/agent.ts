@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { badInput, FerryError } from '../../core/index.js';
-import { filterControlApp, hashToken, loadOrCreateTlsIdentity, loadTlsIdentity, serveOverTls } from '../../api/index.js';
+import { hashToken, loadOrCreateTlsIdentity, loadTlsIdentity, serveOverTls } from '../../api/index.js';
 import type { Command } from '../command.js';
 import { parse, storeHelp } from '../options.js';
 import { filterOptions, filterOptionsHelp, runFilter, type FilterAddOn } from './filter.js';
@@ -11,13 +11,18 @@ const minTokenLength = 16;
 
 export const agentCommand: Command = {
   name: 'agent',
-  usage: `Usage: ferry agent --disk ID=PATH [--disk ...] --state-dir DIR --store URL [--listen HOST:PORT --token-file FILE] [options]
+  usage: `Usage: ferry agent [--disk ID=PATH ...] --state-dir DIR [--store URL] [--listen HOST:PORT --token-file FILE] [options]
 
-Runs the long-lived agent of a hypervisor host: everything 'ferry filter' does (NBD exports,
-capture, shipping, the control API on a local unix socket), and with --listen the same
-control API over TCP with TLS, for the migration service on another host. Every request
-but GET /healthz needs "Authorization: Bearer <token>", the token read from --token-file
-(only its SHA-256 is kept; it is never logged).
+Runs the long-lived agent of a hypervisor host. As a source it does everything 'ferry
+filter' does for its --disk disks (NBD exports, capture, shipping; --store is needed with
+disks). As a destination it follows replicas: POST /v1/replicas on its control API
+restores a base and applies the replication's deltas as they come, as 'ferry replica apply
+--follow' does, until the replication is cut over; the list is kept in
+<state-dir>/replicas.json and followed again after a restart. It may run with no disks.
+The control API is on a local unix socket, and with --listen over TCP with TLS, for the
+migration service on another host. Every request there but GET /healthz needs
+"Authorization: Bearer <token>", the token read from --token-file (only its SHA-256 is
+kept; it is never logged).
 
 The TLS certificate is --tls-cert/--tls-key, or else generated on the first start into
 <state-dir>/agent-cert.pem and agent-key.pem (EC P-256, self-signed, ten years; needs the
@@ -50,16 +55,16 @@ ${storeHelp}`,
       for (const [flag, value] of [['--token-file', tokenFile], ['--tls-cert', certFile], ['--tls-key', keyFile]] as const) {
         if (value !== undefined) throw new FerryError('bad-input', `${flag} goes with --listen HOST:PORT, which is not given`);
       }
-      return runFilter('agent', values, positionals, signal);
+      return runFilter('agent', values, positionals, signal, {});
     }
     if (tokenFile === undefined) throw new FerryError('bad-input', '--token-file is required with --listen: the bearer token clients must send');
     if ((certFile === undefined) !== (keyFile === undefined)) throw new FerryError('bad-input', '--tls-cert and --tls-key go together (or give neither: a certificate is generated in the state dir)');
     const tokenHash = hashToken(await readToken(resolve(tokenFile)));
 
     const addOn: FilterAddOn = {
-      async start({ service, stateDir, logger }) {
+      async start({ control, stateDir, logger }) {
         const identity = certFile && keyFile ? await loadTlsIdentity(resolve(certFile), resolve(keyFile)) : await loadOrCreateTlsIdentity(stateDir, { logger });
-        const server = await serveOverTls(filterControlApp(service).fetch, {
+        const server = await serveOverTls(control, {
           host: listen.host,
           port: listen.port,
           cert: identity.cert,
@@ -76,7 +81,7 @@ ${storeHelp}`,
         };
       },
     };
-    return runFilter('agent', values, positionals, signal, addOn);
+    return runFilter('agent', values, positionals, signal, { addOn });
   },
 };
 

@@ -1,10 +1,10 @@
 import { join, resolve } from 'node:path';
 import { badInput, formatRate, Logger } from '../../core/index.js';
-import { filterControlApp, serveOnUnixSocket, type UnixHttpServer } from '../../api/index.js';
-import { claimSocketPath, FilterService, type FilterDiskSpec } from '../../migrate/index.js';
+import { filterControlApp, serveOnUnixSocket, type FetchHandler, type UnixHttpServer } from '../../api/index.js';
+import { claimSocketPath, FilterService, ReplicaService, type FilterDiskSpec } from '../../migrate/index.js';
 import { Repository } from '../../store/index.js';
 import type { Command } from '../command.js';
-import { parse, rateOption, required, sizeOption, storeFromFlags, storeHelp, storeOptions, type OptionSpec } from '../options.js';
+import { parse, rateOption, required, s3SettingsFromFlags, sizeOption, storeFromFlags, storeHelp, storeOptions, type OptionSpec } from '../options.js';
 import { print, stderrSink } from '../terminal.js';
 
 /** The flags of `ferry filter`, which `ferry agent` takes too. */
@@ -32,10 +32,16 @@ export type FilterValues = ReturnType<typeof parse<typeof filterOptions>>['value
 /**
  * What `ferry agent` adds to a filter: started once the disks and the control socket are up
  * (a second process on the same state stops before), stopped before them; its lines are
- * printed after the control socket's (`name value`, and as fields of --json).
+ * printed after the control socket's (`name value`, and as fields of --json). `control`
+ * answers the control API as the unix socket does.
  */
 export interface FilterAddOn {
-  start(context: { service: FilterService; stateDir: string; logger: Logger }): Promise<{ lines: Array<[name: string, value: string]>; close(): Promise<void> }>;
+  start(context: { service: FilterService; control: FetchHandler; stateDir: string; logger: Logger }): Promise<{ lines: Array<[name: string, value: string]>; close(): Promise<void> }>;
+}
+
+/** How `ferry agent` runs a filter: with no disks allowed, the replicas it follows, and its add-on. */
+export interface AgentRole {
+  addOn?: FilterAddOn;
 }
 
 export const filterCommand: Command = {
@@ -66,22 +72,24 @@ ${storeHelp}`,
 };
 
 /**
- * Runs a filter until `signal`: serves the disks, the control socket and `addOn`; prints
- * where they are; on the signal stops them cleanly and resolves 0.
+ * Runs a filter until `signal`: serves the disks, the control socket and, for an agent, the
+ * replicas it follows (registry in the state dir) and its add-on; prints where they are; on
+ * the signal stops them cleanly and resolves 0. An agent may serve no disks (a destination
+ * host); then --store is needed only with disks.
  */
-export async function runFilter(command: string, values: FilterValues, args: string[], signal: AbortSignal, addOn?: FilterAddOn): Promise<number> {
+export async function runFilter(command: string, values: FilterValues, args: string[], signal: AbortSignal, agent?: AgentRole): Promise<number> {
   if (args.length > 0) throw badInput('arguments', args, 'none (disks are given with --disk ID=PATH)');
   const disks = (values.disk ?? []).map(parseDisk);
-  if (disks.length === 0) throw badInput('--disk', undefined, 'at least one --disk ID=PATH');
+  if (disks.length === 0 && !agent) throw badInput('--disk', undefined, 'at least one --disk ID=PATH');
   const stateDir = resolve(required(values['state-dir'], '--state-dir'));
   const socketDir = resolve(values['socket-dir'] ?? stateDir);
   const controlPath = resolve(values.control ?? join(stateDir, 'control.sock'));
   const rate = rateOption(values.rate, '--rate') ?? 0;
   const journalLimit = sizeOption(values['journal-limit'], '--journal-limit');
   const logger = new Logger(stderrSink, values.quiet ? 'warn' : 'info');
-  const store = storeFromFlags(values);
+  const store = disks.length > 0 || values.store !== undefined ? storeFromFlags(values) : undefined;
   try {
-    const repo = await Repository.openOrInit(store, sizeOption(values['chunk-size'], '--chunk-size'));
+    const repo = store && (await Repository.openOrInit(store, sizeOption(values['chunk-size'], '--chunk-size')));
     await claimSocketPath(controlPath); // before the disks: a second filter stops here
     const service = await FilterService.start({
       disks,
@@ -92,13 +100,17 @@ export async function runFilter(command: string, values: FilterValues, args: str
       journal: journalLimit === undefined ? undefined : { hardLimitBytes: journalLimit },
       logger,
     });
+    let replicas: ReplicaService | undefined;
     let control: UnixHttpServer | undefined;
     let added: Awaited<ReturnType<FilterAddOn['start']>> | undefined;
     try {
-      control = await serveOnUnixSocket(filterControlApp(service).fetch, controlPath, logger.child({ component: 'control' }));
-      added = await addOn?.start({ service, stateDir, logger });
+      if (agent) replicas = await ReplicaService.open({ stateDir, s3: s3SettingsFromFlags(values), logger });
+      const app = filterControlApp(service, { replicas });
+      control = await serveOnUnixSocket(app.fetch, controlPath, logger.child({ component: 'control' }));
+      added = await agent?.addOn?.start({ service, control: app.fetch, stateDir, logger });
     } catch (err) {
       await control?.close();
+      await replicas?.close();
       await service.close();
       throw err;
     }
@@ -111,7 +123,7 @@ export async function runFilter(command: string, values: FilterValues, args: str
       print(`control ${controlPath}`);
       for (const [name, value] of lines) print(`${name} ${value}`);
     }
-    logger.info(`${command} running`, { disks: exports.length, rate: rate ? formatRate(rate) : 'unlimited', control: controlPath, ...Object.fromEntries(lines) });
+    logger.info(`${command} running`, { disks: exports.length, ...(replicas ? { replicas: replicas.list().length } : {}), rate: rate ? formatRate(rate) : 'unlimited', control: controlPath, ...Object.fromEntries(lines) });
 
     await new Promise<void>((resolve) => {
       if (signal.aborted) resolve();
@@ -120,11 +132,12 @@ export async function runFilter(command: string, values: FilterValues, args: str
     logger.info('stopping: finishing IO in flight, sealing journals');
     await added?.close();
     await control.close();
+    await replicas?.close();
     await service.close();
     logger.info(`${command} stopped cleanly`);
     return 0;
   } finally {
-    await store.close();
+    await store?.close();
   }
 }
 
