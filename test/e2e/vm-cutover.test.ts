@@ -124,18 +124,13 @@ it('a cutover whose destination cannot start is refused before anything is pause
 
 it('held for the go: a replica damaged meanwhile fails the full verify, and the cutover rolls back with the source running again', async () => {
   const g = await group('held', { vms: [{ name: 'solo', disks: ['h0'] }], schedule: { hold: true, verify: 'full' } });
-  const run = startFerry(['cutover', '--plan', g.planPath, '--db', g.dbPath, '--json']);
-  let stderr = '';
-  run.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  for (let i = 0; i < 600 && !/\bheld\b/.test(stderr); i++) await new Promise((r) => setTimeout(r, 50));
-  const id = /^cutover (\S+) of plan group$/m.exec(stderr)?.[1];
-  expect(id, stderr).toBeTruthy();
+  const { run, id } = await startHeld(g);
   // A byte of the replica goes bad where the guest never writes (past its pattern region).
   const { open } = await import('node:fs/promises');
   const replica = await open(g.replicas.get('h0')!, 'r+');
   await replica.write(Buffer.from([0xee]), 0, 1, 4 * 1024 * 1024 + 17);
   await replica.close();
-  const go = await ferry(['cutover', 'go', id!, '--db', g.dbPath]);
+  const go = await ferry(['cutover', 'go', id, '--db', g.dbPath]);
   expect(go.code, go.stderr).toBe(0);
   const result = await run.done;
   expect(result.code, result.stderr).toBe(130);
@@ -153,6 +148,15 @@ async function destinationPid(g: VmGroup): Promise<number | undefined> {
   const vm = await QemuVm.attach({ runDir: g.destinations.get('solo')!, timeoutMs: 5000 }).catch(() => undefined);
   await vm?.disconnect();
   return vm?.pid;
+}
+
+/** Starts `ferry cutover --plan` on a plan with hold; resolves once it waits for the go, with its id. */
+async function startHeld(g: VmGroup): Promise<{ run: ReturnType<typeof startFerry>; id: string }> {
+  const run = startFerry(['cutover', '--plan', g.planPath, '--db', g.dbPath, '--json']);
+  let stderr = '';
+  run.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  await waitUntil('the cutover to be held', async () => /\bheld\b/.test(stderr));
+  return { run, id: /^cutover (\S+) of plan group$/m.exec(stderr)![1]! };
 }
 
 /** Starts a one-disk cutover that SIGKILLs itself right after persisting `state`; returns its id. */
@@ -210,11 +214,7 @@ for (const state of ['pre-checks', 'pausing', 'draining', 'applying', 'verifying
 
 it('a store that goes away during the drain rolls the cutover back, the source running again', async () => {
   const g = await group('nostore', { vms: [{ name: 'solo', disks: ['n0'] }], schedule: { hold: true } });
-  const run = startFerry(['cutover', '--plan', g.planPath, '--db', g.dbPath, '--json']);
-  let stderr = '';
-  run.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  await waitUntil('the cutover to be held', async () => /\bheld\b/.test(stderr));
-  const id = /^cutover (\S+) of plan group$/m.exec(stderr)![1]!;
+  const { run, id } = await startHeld(g);
   const storeDir = g.store.slice('file:'.length);
   const { rename, writeFile } = await import('node:fs/promises');
   await rename(storeDir, `${storeDir}.away`);
@@ -248,11 +248,7 @@ it('a cutover waits for its time, and gives up at the end of its window when a d
 
 it('a held cutover cancelled by the operator rolls back without pausing anything', async () => {
   const g = await group('cancel', { vms: [{ name: 'solo', disks: ['c0'] }], schedule: { hold: true } });
-  const run = startFerry(['cutover', '--plan', g.planPath, '--db', g.dbPath, '--json']);
-  let stderr = '';
-  run.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  await waitUntil('the cutover to be held', async () => /\bheld\b/.test(stderr));
-  const id = /^cutover (\S+) of plan group$/m.exec(stderr)![1]!;
+  const { run, id } = await startHeld(g);
   const cancel = await ferry(['cutover', 'cancel', id, '--db', g.dbPath]);
   expect(cancel.code, cancel.stderr).toBe(0);
   const result = await run.done;
