@@ -12,7 +12,7 @@ import { request as httpRequest } from 'node:http';
 import { isIP } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { FerryError } from '../core/index.js';
-import type { CutoverSource } from '../cutover/index.js';
+import type { CutoverSource, FinalDrain } from '../cutover/index.js';
 import type { BackpressureSettings, FenceRecord, TrackingMode } from '../delta/index.js';
 import type { BaseCopyStatus, FilterDiskStatus, QuiesceStatus, ReplicaStatus, SeedExportStatus } from '../migrate/index.js';
 import { errorFromResponse } from './http-errors.js';
@@ -104,9 +104,9 @@ export class FilterControlClient {
     await this.request('POST', `/v1/disks/${encodeURIComponent(id)}/resume`, by, options);
   }
 
-  async drain(id: string, owner: string, options: RequestOptions = {}): Promise<number> {
-    const reply = await this.request<{ finalSeq: number }>('POST', `/v1/disks/${encodeURIComponent(id)}/drain`, { owner }, { timeoutMs: 0, ...options });
-    return reply.finalSeq;
+  async drain(id: string, owner: string, options: RequestOptions = {}): Promise<FinalDrain> {
+    const { finalSeq, bytes } = await this.request<FinalDrain>('POST', `/v1/disks/${encodeURIComponent(id)}/drain`, { owner }, { timeoutMs: 0, ...options });
+    return { finalSeq, bytes };
   }
 
   async fence(id: string, owner: string, finalSeq: number, options?: RequestOptions): Promise<FenceRecord> {

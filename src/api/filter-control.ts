@@ -12,7 +12,7 @@
  *                                   owner holds it
  *   POST /v1/disks/:id/quiesce/renew  { owner, leaseMs? }: extend the lease; 409 once it ran out
  *   POST /v1/disks/:id/resume       { owner } or { force: true }: let IO through again
- *   POST /v1/disks/:id/drain        { owner }: quiesced only: seal and ship everything -> { finalSeq }
+ *   POST /v1/disks/:id/drain        { owner }: quiesced only: seal and ship everything -> { finalSeq, bytes }
  *   POST /v1/disks/:id/fence        { owner, finalSeq }: the cutover's commit: refuse the disk's IO
  *                                   durably, also after a restart
  *   DELETE /v1/disks/:id/fence      { reason? }: an operator's release (failback): the disk serves
@@ -71,7 +71,7 @@ export function filterControlApp(service: FilterService, options: { replicas?: R
   app.post('/v1/disks/:id/drain', async (c) => {
     const id = c.req.param('id');
     const body = await jsonBody(c);
-    return c.json({ id, finalSeq: await service.drainFinal(id, owner(body), c.req.raw.signal) });
+    return c.json({ id, ...(await service.drainFinal(id, owner(body), c.req.raw.signal)) });
   });
   app.post('/v1/disks/:id/fence', async (c) => {
     const id = c.req.param('id');

@@ -48,7 +48,6 @@ async function openDisk(vm: VmPlan, disk: DiskPlan, owner: string, leaseMs: numb
       lagSeconds: s.figures.lagSeconds,
       // JSON carries an unknown prediction (no drain measured yet) as null.
       predictedPauseMs: s.figures.predictedPauseMs ?? Infinity,
-      bytesShipped: s.shipper.bytesShipped,
       ...(s.quiesce ? { quiesceOwner: s.quiesce.owner } : {}),
       ...(s.fence ? { fence: { replication: s.fence.replication, finalSeq: s.fence.finalSeq } } : {}),
       backpressure: { highWaterBytes: s.backpressure.highWaterBytes, maxDelayMs: s.backpressure.maxDelayMs },

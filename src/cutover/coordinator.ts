@@ -23,6 +23,7 @@
  * It sees disks and hypervisors only through ports (CutoverWiring): the CLI wires them to
  * `ferry filter` control sockets, replica appliers and the VM drivers.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError, asFerryError } from '../core/index.js';
 import { CutoverRecords, finalStates, isCommitted, type CutoverRecord, type CutoverState, type DiskRecord, type VmRecord } from './cutover-records.js';
 import { verifyWhole, type CutoverReplica, type CutoverSource } from './disk-cutover.js';
@@ -39,8 +40,6 @@ export interface SourceDiskStatus {
   lagSeconds: number;
   /** Predicted pause to drain what is waiting, at the measured rate; Infinity when unknown. */
   predictedPauseMs: number;
-  /** Bytes shipped so far: the final delta's size is the difference across the drain. */
-  bytesShipped: number;
   quiesceOwner?: string;
   fence?: { replication: string; finalSeq: number };
   backpressure: BackpressureLevel;
@@ -307,11 +306,10 @@ export class Coordinator {
     this.transition('draining', 'sealing and shipping the final deltas');
     await Promise.all(
       this.disks().map(async ({ vm, disk }) => {
-        const { source } = this.portsOf(vm, disk);
-        const before = await source.status(this.options.signal);
-        const finalSeq = await source.drainFinal(this.options.signal);
-        const after = await source.status(this.options.signal);
-        this.records.updateDisk(this.record.id, vm.name, disk.id, { finalSeq, replication: after.replication, finalBytes: after.bytesShipped - before.bytesShipped });
+        const { source, replica } = this.portsOf(vm, disk);
+        const { finalSeq, bytes } = await source.drainFinal(this.options.signal);
+        // The pre-checks saw the source capture the replication the replica follows.
+        this.records.updateDisk(this.record.id, vm.name, disk.id, { finalSeq, replication: replica.status().replication, finalBytes: bytes });
       }),
     );
   }
@@ -399,7 +397,7 @@ export class Coordinator {
           // written since the commit.
           await ports.source.resumeOwnedBy(this.ownerPrefix, this.options.signal);
           await ports.source.quiesce();
-          seq = await ports.source.drainFinal(this.options.signal);
+          ({ finalSeq: seq } = await ports.source.drainFinal(this.options.signal));
         }
         if (seq !== finalSeq) {
           throw new FerryError('conflict', `disk ${vm.name}/${disk.id} was written after the commit (seq ${seq}, committed at ${finalSeq}): someone resumed its source`);
@@ -499,18 +497,8 @@ export class Coordinator {
   }
 
   private async sleep(ms: number): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      const signal = this.options.signal;
-      if (signal?.aborted) return reject(new FerryError('aborted', 'interrupted'));
-      const timer = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      const onAbort = () => {
-        clearTimeout(timer);
-        reject(new FerryError('aborted', 'interrupted'));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
+    await sleep(ms, undefined, { signal: this.options.signal }).catch((err: unknown) => {
+      throw new FerryError('aborted', 'interrupted', { cause: err });
     });
   }
 }

@@ -19,15 +19,20 @@ export interface CutoverSource {
   /** Holds new IO and resolves once every IO in flight has completed. */
   quiesce(): Promise<void>;
   resume(): Promise<void>;
-  /**
-   * Called quiesced: seals the journal and ships everything (a resync too, if one is owed).
-   * Resolves with the seq replay must reach for the replica to equal the source.
-   */
-  drainFinal(signal?: AbortSignal): Promise<number>;
+  /** Called quiesced: seals the journal and ships everything (a resync too, if one is owed). */
+  drainFinal(signal?: AbortSignal): Promise<FinalDrain>;
   /** The commit point: called quiesced; refuses the disk's IO from now on, durably. */
   fence(finalSeq: number, signal?: AbortSignal): Promise<void>;
   /** SHA-256 of the whole (paused) source disk, for verify 'full'. */
   hash(signal?: AbortSignal): Promise<DiskDigest>;
+}
+
+/** What the final drain shipped. */
+export interface FinalDrain {
+  /** The seq replay must reach for the replica to equal the source. */
+  finalSeq: number;
+  /** Bytes of the final deltas. */
+  bytes: number;
 }
 
 /** The destination side of one disk. */
@@ -83,7 +88,7 @@ export async function cutoverDisk(parts: DiskCutoverParts, options: DiskCutoverO
     return rollBack(parts, err);
   }
   try {
-    finalSeq = await parts.source.drainFinal(options.signal);
+    ({ finalSeq } = await parts.source.drainFinal(options.signal));
     applyStarted = performance.now();
     await parts.replica.applyUntil(finalSeq, { signal: options.signal });
     verifyStarted = performance.now();

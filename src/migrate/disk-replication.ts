@@ -8,7 +8,7 @@
  * are the same ones a split deployment runs on each side.
  */
 import { FerryError, FileDevice, Logger, hashDisk } from '../core/index.js';
-import { cutoverDisk, type CutoverSource, type DiskCutoverOptions, type DiskCutoverResult } from '../cutover/index.js';
+import { cutoverDisk, type CutoverSource, type DiskCutoverOptions, type DiskCutoverResult, type FinalDrain } from '../cutover/index.js';
 import {
   Backpressure,
   CaptureFilter,
@@ -306,17 +306,18 @@ export class SourceReplication {
   /**
    * Called quiesced: seals the journal and ships everything, a resync too (even if the
    * operator had parked the disk in bitmap mode: a cutover needs every change shipped).
-   * Resolves with the seq replay must reach.
+   * Resolves with the seq replay must reach and the bytes shipped.
    */
-  async drainFinal(signal?: AbortSignal): Promise<number> {
+  async drainFinal(signal?: AbortSignal): Promise<FinalDrain> {
     if (!this.filter.quiesced) throw new FerryError('invalid-state', `disk ${this.options.diskId}: the final drain needs the source quiesced first`);
     this.unpark();
+    const before = this.shipper.figures().bytesShipped;
     await this.shipper.drain(signal);
     const { tracker } = this;
     if (tracker.mode !== 'streaming' || !tracker.consistent || tracker.sealedSegments().length > 0) {
       throw new FerryError('invalid-state', `disk ${this.options.diskId}: changes are still unshipped after the final drain (mode ${tracker.mode})`);
     }
-    return tracker.currentSeq;
+    return { finalSeq: tracker.currentSeq, bytes: this.shipper.figures().bytesShipped - before };
   }
 
   /**

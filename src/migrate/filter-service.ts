@@ -24,6 +24,7 @@ import { lstat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, Logger, asFerryError, badInput, hashDisk, makeDirectory } from '../core/index.js';
 import { fenceMessage, type BackpressureSettings, type ChangeTrackerState, type FenceRecord, type JournalOptions, type ShipperStats, type TrackingMode } from '../delta/index.js';
+import type { FinalDrain } from '../cutover/index.js';
 import { NbdServer, type NbdServerStats } from '../nbd/index.js';
 import type { SeedKey } from '../seed/index.js';
 import { checkDiskId, type Repository } from '../store/index.js';
@@ -259,12 +260,12 @@ export class FilterService {
   }
 
   /** Quiesced by `owner` only: seals and ships everything; resolves with the final seq. */
-  async drainFinal(id: string, owner: string, signal?: AbortSignal): Promise<number> {
+  async drainFinal(id: string, owner: string, signal?: AbortSignal): Promise<FinalDrain> {
     const disk = this.disk(id);
     this.leaseOf(id, disk, owner);
-    const seq = await disk.replication.drainFinal(signal);
-    this.logger.info('final delta drained', { disk: id, finalSeq: seq });
-    return seq;
+    const drained = await disk.replication.drainFinal(signal);
+    this.logger.info('final delta drained', { disk: id, ...drained });
+    return drained;
   }
 
   /**

@@ -10,7 +10,7 @@ import { FilterControlClient } from '../../src/api/index.js';
 import { startFerry, type CliResult } from '../support/cli.js';
 import { sha256File } from '../support/images.js';
 import { RandomWorkload } from '../support/random-workload.js';
-import { startTestReplication } from '../support/replication.js';
+import { drainSource, startTestReplication } from '../support/replication.js';
 import { tempDir } from '../support/temp.js';
 
 const MiB = 1024 * 1024;
@@ -57,14 +57,7 @@ it('starts with no disks, follows a replica added over its control socket, and a
   const stateDir = join(dir.path, 'agent');
   const sizeBytes = 8 * MiB;
   const { rep, sourcePath, storeDir } = await startTestReplication(join(dir.path, 'src'), { sizeBytes, seed: 5, journal: { segmentMaxAgeMs: 30 } });
-  const drain = async () => {
-    await rep.filter.quiesce();
-    try {
-      return await rep.drainFinal();
-    } finally {
-      rep.filter.resume();
-    }
-  };
+  const drain = () => drainSource(rep);
   const workload = (n: number) => new RandomWorkload({ seed: 500 + n, sizeBytes, writers: 2, opsPerWriter: 20, maxIoBytes: MiB }).run(rep.filter);
   const replicaPath = join(dir.path, 'replica.img');
   try {

@@ -13,7 +13,7 @@ import { filterControlApp } from '../../src/api/index.js';
 import { FilterService, ReplicaService, type ReplicaStatus } from '../../src/migrate/index.js';
 import { sha256File } from '../support/images.js';
 import { RandomWorkload } from '../support/random-workload.js';
-import { startTestReplication } from '../support/replication.js';
+import { drainSource, startTestReplication } from '../support/replication.js';
 import { tempDir } from '../support/temp.js';
 
 const MiB = 1024 * 1024;
@@ -60,14 +60,7 @@ describe('replicas followed by the agent', () => {
       journal: { segmentMaxAgeMs: 30, segmentMaxBytes: 2 * MiB, hardLimitBytes: 256 * MiB },
     });
     const workload = (n: number) => new RandomWorkload({ seed: 700 + n, sizeBytes, writers: 3, opsPerWriter: 25, maxIoBytes: MiB }).run(rep.filter);
-    const drain = async () => {
-      await rep.filter.quiesce();
-      try {
-        return await rep.drainFinal();
-      } finally {
-        rep.filter.resume();
-      }
-    };
+    const drain = () => drainSource(rep);
     const store = `file:${storeDir}`;
     let agent = await agentApp(stateDir);
     try {

@@ -2,7 +2,7 @@
  * A disk under live replication for tests: a random sparse source image, a file: store and
  * a DiskReplication over them, all under `base` (a path prefix in a temp directory).
  */
-import { DiskReplication, type DiskReplicationOptions } from '../../src/migrate/index.js';
+import { DiskReplication, type DiskReplicationOptions, type SourceReplication } from '../../src/migrate/index.js';
 import { FileStore, Repository } from '../../src/store/index.js';
 import { makeSparseImage } from './images.js';
 
@@ -32,4 +32,17 @@ export async function startTestReplication(base: string, options: TestReplicatio
     repo,
   });
   return { rep, repo, sourcePath, storeDir, replicaPath };
+}
+
+/**
+ * Ships everything the source has written (quiesced meanwhile, as a cutover's drain is) and
+ * resumes it; resolves with the seq a replica must reach to equal the source.
+ */
+export async function drainSource(rep: SourceReplication): Promise<number> {
+  await rep.filter.quiesce();
+  try {
+    return (await rep.drainFinal()).finalSeq;
+  } finally {
+    rep.filter.resume();
+  }
 }
