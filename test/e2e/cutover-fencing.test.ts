@@ -16,7 +16,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdir, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FilterControlClient } from '../../src/api/index.js';
-import { ferry, startFerry, type CliResult } from '../support/cli.js';
+import { ferry, startFollower, type CliResult } from '../support/cli.js';
 import { startFilterProcess, type FilterProcess } from '../support/filter-process.js';
 import { makeSparseImage, sha256File } from '../support/images.js';
 import { NbdTestClient, nbdDevice } from '../support/nbd-client.js';
@@ -72,7 +72,7 @@ async function baseCopy(filter: FilterProcess): Promise<string> {
 
 /** Starts `replica apply --follow`; resolves once it has applied a first delta. */
 async function follow(store: string, replica: string): Promise<{ child: ChildProcess; done: Promise<CliResult> }> {
-  const follower = startFerry(['replica', 'apply', '--store', store, replica, '--follow', '--poll-ms', '50']);
+  const follower = await startFollower(store, replica);
   children.push(follower.child);
   let out = '';
   follower.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

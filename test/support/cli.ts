@@ -35,3 +35,22 @@ export function startFerry(args: string[], env: NodeJS.ProcessEnv = {}): { child
 export function ferry(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return startFerry(args, env).done;
 }
+
+/**
+ * Starts `ferry replica apply --follow` on a replica and resolves once it holds the replica's
+ * lock (it says so on stderr): a cutover started after that takes the replica over from it
+ * instead of racing it for the lock.
+ */
+export async function startFollower(store: string, replica: string): Promise<{ child: ChildProcess; done: Promise<CliResult> }> {
+  const follower = startFerry(['replica', 'apply', '--store', store, replica, '--follow', '--poll-ms', '50']);
+  let err = '';
+  const following = new Promise<void>((resolve) => {
+    follower.child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (/following replica/.test(err)) resolve();
+    });
+  });
+  const ended = await Promise.race([following.then(() => undefined), follower.done]);
+  if (ended) throw new Error(`replica apply --follow ${replica} exited (${ended.code ?? ended.signal}) before following: ${ended.stderr}`);
+  return follower;
+}

@@ -10,7 +10,7 @@ import { mkdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { QemuVm } from '../../src/cutover/index.js';
-import { ferry, startFerry, type CliResult } from './cli.js';
+import { ferry, startFollower, type CliResult } from './cli.js';
 import { startFilterProcess, type FilterProcess } from './filter-process.js';
 import { guestAppend, testGuest, type TestGuest } from './test-guest.js';
 
@@ -113,7 +113,7 @@ export async function startVmGroup(options: {
         expect(copy.code, copy.stderr).toBe(0);
         const init = await ferry(['replica', 'init', '--store', store, '--disk', disk, '--manifest', copy.stdout.trim(), replicas.get(disk)!, '-q']);
         expect(init.code, init.stderr).toBe(0);
-        followers.push(startFerry(['replica', 'apply', '--store', store, replicas.get(disk)!, '--follow', '--poll-ms', '50']));
+        followers.push(await startFollower(store, replicas.get(disk)!));
       }
     }
     const plan = {

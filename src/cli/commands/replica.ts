@@ -89,9 +89,10 @@ async function apply(argv: string[], signal: AbortSignal): Promise<number> {
   try {
     const repo = await Repository.open(store);
     const follow = values.follow === true;
+    const logger = new Logger(stderrSink, values.quiet ? 'warn' : 'info');
     applier = await ReplicaApplier.open(repo, replicaPath!, {
       lock: { purpose: follow ? 'ferry replica apply --follow' : 'ferry replica apply', yieldable: follow },
-      logger: new Logger(stderrSink, values.quiet ? 'warn' : 'info'),
+      logger,
     });
     const json = values.json === true;
     if (!follow) {
@@ -99,6 +100,9 @@ async function apply(argv: string[], signal: AbortSignal): Promise<number> {
       report(replicaPath!, applier.snapshot(), result.applied, json);
       return 0;
     }
+    // The replica's lock is held from here: a cutover started now takes it over from us.
+    const start = applier.snapshot();
+    logger.info('following replica', { replica: replicaPath!, replication: start.replication, nextSeq: start.nextSeq });
     const cutOver = await applier.follow({
       signal,
       pollMs,
