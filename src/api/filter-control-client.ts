@@ -11,8 +11,8 @@
 import { request as httpRequest } from 'node:http';
 import { isIP } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { FerryError } from '../core/index.js';
-import type { CutoverSource, FinalDrain } from '../cutover/index.js';
+import { FerryError, type DiskDigest } from '../core/index.js';
+import type { CutoverSource, FinalDrain, HealthCheck, SideSpec, VmStatus } from '../cutover/index.js';
 import type { BackpressureSettings, FenceRecord, TrackingMode } from '../delta/index.js';
 import type { BaseCopyStatus, FilterDiskStatus, QuiesceStatus, ReplicaStatus, SeedExportStatus } from '../migrate/index.js';
 import { errorFromResponse } from './http-errors.js';
@@ -27,6 +27,16 @@ export interface DiskHash {
   id: string;
   sha256: string;
   sizeBytes: number;
+}
+
+export type VmAction = 'status' | 'check' | 'start' | 'pause' | 'resume' | 'stop' | 'health';
+
+/** A VM's side as the plan gives it, the replica files it boots from, its health checks. */
+export interface VmActionBody {
+  side: 'source' | 'destination';
+  spec: SideSpec;
+  disks?: string[];
+  health?: HealthCheck;
 }
 
 export interface RequestOptions {
@@ -156,7 +166,7 @@ export class FilterControlClient {
   }
 
   /** An agent: restore a base into `path` and follow its replication there. */
-  addReplica(body: { id: string; disk: string; store: string; manifest: string; path: string }, options?: RequestOptions): Promise<ReplicaStatus> {
+  addReplica(body: { id: string; disk: string; store: string; manifest: string; path?: string }, options?: RequestOptions): Promise<ReplicaStatus> {
     return this.request('POST', '/v1/replicas', body, options);
   }
 
@@ -172,6 +182,34 @@ export class FilterControlClient {
   /** Stops following the replica (its file stays); resolves with its last status. */
   removeReplica(id: string, options?: RequestOptions): Promise<ReplicaStatus> {
     return this.request('DELETE', `/v1/replicas/${encodeURIComponent(id)}`, undefined, options);
+  }
+
+  /** A cutover `owner` holds the replica (its follower stops) for `leaseMs`, renewed by each call. */
+  holdReplica(id: string, owner: string, leaseMs?: number, options?: RequestOptions): Promise<ReplicaStatus> {
+    return this.request('POST', `/v1/replicas/${encodeURIComponent(id)}/hold`, { owner, leaseMs }, options);
+  }
+
+  /** Applies what the store holds to a held replica, or (untilSeq) until replay reaches that seq. */
+  applyReplica(id: string, owner: string, untilSeq?: number, options: RequestOptions = {}): Promise<ReplicaStatus> {
+    return this.request('POST', `/v1/replicas/${encodeURIComponent(id)}/apply`, { owner, untilSeq }, { timeoutMs: 0, ...options });
+  }
+
+  hashReplica(id: string, owner: string, options: RequestOptions = {}): Promise<DiskDigest> {
+    return this.request('POST', `/v1/replicas/${encodeURIComponent(id)}/hash`, { owner }, { timeoutMs: 0, ...options });
+  }
+
+  commitReplica(id: string, owner: string, finalSeq: number, verified: 'full' | 'deltas', options?: RequestOptions): Promise<ReplicaStatus> {
+    return this.request('POST', `/v1/replicas/${encodeURIComponent(id)}/commit`, { owner, finalSeq, verified }, options);
+  }
+
+  releaseReplica(id: string, owner: string, options?: RequestOptions): Promise<ReplicaStatus> {
+    return this.request('POST', `/v1/replicas/${encodeURIComponent(id)}/release`, { owner }, options);
+  }
+
+  /** A VM of the agent's host: `status` resolves with its VmStatus, the other actions once done. */
+  vm(name: string, action: VmAction, body: VmActionBody, options: RequestOptions = {}): Promise<VmStatus | { ok: true }> {
+    // start waits for QEMU, health for the guest: their time is the caller's to bound.
+    return this.request('POST', `/v1/vms/${encodeURIComponent(name)}/${action}`, body, { timeoutMs: 0, ...options });
   }
 
   /**

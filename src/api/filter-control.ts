@@ -28,6 +28,7 @@
  *   GET  /v1/seed-export            its progress and, when done, the seed id
  *   GET  /v1/rate, PUT /v1/rate     the link's budget, shared by all disks:
  *                                   { rate: "50M/s" } or { rateBytesPerSec: 50000000 }
+ *   /v1/vms/...                     an agent's only: its host's VMs, see vm-routes.ts
  *   /v1/replicas...                 with a ReplicaService (ferry agent): the replicas this
  *                                   host follows, see replica-routes.ts
  *
@@ -35,15 +36,17 @@
  * names the field and the value received. Numbers that are not finite (a predicted pause
  * with no drain rate measured yet) are sent as null.
  */
-import { Hono, type Context } from 'hono';
-import { FerryError, badInput, parseRate } from '../core/index.js';
+import { Hono } from 'hono';
+import { FerryError, badInput, parseRate, type Logger } from '../core/index.js';
 import type { FilterService, ReplicaService } from '../migrate/index.js';
 import type { SeedKey } from '../seed/index.js';
 import { errorResponse } from './http-errors.js';
+import { jsonBody, optionalInt, owner } from './request-fields.js';
 import { mountReplicaRoutes } from './replica-routes.js';
+import { mountVmRoutes } from './vm-routes.js';
 
-/** The control API of a filter; with `replicas` (an agent), the replica routes too. */
-export function filterControlApp(service: FilterService, options: { replicas?: ReplicaService } = {}): Hono {
+/** The control API of a filter; with `replicas` (an agent), the replica and VM routes too. */
+export function filterControlApp(service: FilterService, options: { replicas?: ReplicaService; logger?: Logger; env?: NodeJS.ProcessEnv } = {}): Hono {
   const app = new Hono();
 
   app.get('/healthz', (c) => c.json({ ok: true }));
@@ -53,32 +56,32 @@ export function filterControlApp(service: FilterService, options: { replicas?: R
   app.post('/v1/disks/:id/quiesce', async (c) => {
     const id = c.req.param('id');
     const body = await jsonBody(c);
-    return c.json({ id, quiesced: true, ...(await service.quiesce(id, owner(body), optionalInt(body, 'leaseMs', 100, 600_000))) });
+    return c.json({ id, quiesced: true, ...(await service.quiesce(id, owner(body, 'disk'), optionalInt(body, 'leaseMs', 100, 600_000))) });
   });
   app.post('/v1/disks/:id/quiesce/renew', async (c) => {
     const id = c.req.param('id');
     const body = await jsonBody(c);
-    return c.json({ id, quiesced: true, ...service.renew(id, owner(body), optionalInt(body, 'leaseMs', 100, 600_000)) });
+    return c.json({ id, quiesced: true, ...service.renew(id, owner(body, 'disk'), optionalInt(body, 'leaseMs', 100, 600_000)) });
   });
   app.post('/v1/disks/:id/resume', async (c) => {
     const id = c.req.param('id');
     const body = await jsonBody(c);
     if (body.force !== undefined && body.force !== true) throw badInput('force', body.force, 'true, or no "force"');
     if (body.force !== true && body.owner === undefined) throw badInput('owner', undefined, 'the quiesce\'s owner, or "force": true');
-    service.resume(id, { owner: body.owner === undefined ? undefined : owner(body), force: body.force === true });
+    service.resume(id, { owner: body.owner === undefined ? undefined : owner(body, 'disk'), force: body.force === true });
     return c.json({ id, quiesced: false });
   });
   app.post('/v1/disks/:id/drain', async (c) => {
     const id = c.req.param('id');
     const body = await jsonBody(c);
-    return c.json({ id, ...(await service.drainFinal(id, owner(body), c.req.raw.signal)) });
+    return c.json({ id, ...(await service.drainFinal(id, owner(body, 'disk'), c.req.raw.signal)) });
   });
   app.post('/v1/disks/:id/fence', async (c) => {
     const id = c.req.param('id');
     const body = await jsonBody(c);
     const finalSeq = body.finalSeq;
     if (typeof finalSeq !== 'number' || !Number.isSafeInteger(finalSeq) || finalSeq < 0) throw badInput('finalSeq', finalSeq, 'the seq the final drain reported');
-    return c.json({ id, fence: await service.fence(id, owner(body), finalSeq) });
+    return c.json({ id, fence: await service.fence(id, owner(body, 'disk'), finalSeq) });
   });
   app.delete('/v1/disks/:id/fence', async (c) => {
     const id = c.req.param('id');
@@ -150,7 +153,10 @@ export function filterControlApp(service: FilterService, options: { replicas?: R
     return c.json({ rateBytesPerSec: service.throttle.rateBytesPerSec });
   });
 
-  if (options.replicas) mountReplicaRoutes(app, options.replicas, jsonBody);
+  if (options.replicas) {
+    mountReplicaRoutes(app, options.replicas);
+    mountVmRoutes(app, { logger: options.logger, env: options.env });
+  }
 
   app.notFound((c) => {
     const { status, body } = errorResponse(new FerryError('not-found', `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
@@ -161,36 +167,6 @@ export function filterControlApp(service: FilterService, options: { replicas?: R
     return c.json(body, status as 400);
   });
   return app;
-}
-
-/** The request's JSON body as an object; an empty body is {}. */
-async function jsonBody(c: Context): Promise<Record<string, unknown>> {
-  const text = await c.req.text();
-  if (text.trim() === '') return {};
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw badInput('body', text.length > 60 ? `${text.slice(0, 57)}...` : text, 'a JSON object');
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badInput('body', value, 'a JSON object');
-  return value as Record<string, unknown>;
-}
-
-/** A quiesce's owner: who asks, as the cutover names itself. */
-function owner(body: Record<string, unknown>): string {
-  const value = body.owner;
-  if (typeof value !== 'string' || value.length === 0 || value.length > 200 || [...value].some((ch) => ch < ' ')) {
-    throw badInput('owner', value, 'a name of 1 to 200 printable characters for the cutover that holds the disk');
-  }
-  return value;
-}
-
-function optionalInt(body: Record<string, unknown>, field: string, min: number, max: number): number | undefined {
-  const value = body[field];
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw badInput(field, value, `a whole number from ${min} to ${max}`);
-  return value;
 }
 
 function seedKey(value: unknown): SeedKey | undefined {

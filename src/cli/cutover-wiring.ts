@@ -7,6 +7,7 @@ import { FilterControlClient } from '../api/index.js';
 import { FerryError, type Logger } from '../core/index.js';
 import { createVmDriver, type CutoverDiskPorts, type CutoverWiring, type DiskPlan, type VmDriver, type VmPlan } from '../cutover/index.js';
 import { ReplicaApplier } from '../delta/index.js';
+import { sourceDiskPort } from '../migrate/index.js';
 import { Repository, openStore } from '../store/index.js';
 
 export function cutoverWiring(options: { leaseMs: number; logger: Logger; env: NodeJS.ProcessEnv }): CutoverWiring {
@@ -36,36 +37,8 @@ async function openDisk(vm: VmPlan, disk: DiskPlan, owner: string, leaseMs: numb
     await store.close();
     throw err;
   }
-  const client = new FilterControlClient(disk.control);
-  const port = client.cutoverSource(disk.id, owner, leaseMs);
-  const status = async (sig?: AbortSignal) => {
-    const s = await client.disk(disk.id, { signal: sig });
-    return {
-      replication: s.tracker.replication,
-      mode: s.tracker.mode,
-      consistent: s.tracker.consistent,
-      currentSeq: s.tracker.currentSeq,
-      lagSeconds: s.figures.lagSeconds,
-      // JSON carries an unknown prediction (no drain measured yet) as null.
-      predictedPauseMs: s.figures.predictedPauseMs ?? Infinity,
-      ...(s.quiesce ? { quiesceOwner: s.quiesce.owner } : {}),
-      ...(s.fence ? { fence: { replication: s.fence.replication, finalSeq: s.fence.finalSeq } } : {}),
-      backpressure: { highWaterBytes: s.backpressure.highWaterBytes, maxDelayMs: s.backpressure.maxDelayMs },
-    };
-  };
   return {
-    source: {
-      ...port,
-      status,
-      async resumeOwnedBy(ownerPrefix, sig) {
-        const held = (await status(sig)).quiesceOwner;
-        if (held === owner) await port.resume();
-        else if (held?.startsWith(ownerPrefix)) await client.resume(disk.id, { force: true }, { signal: sig });
-      },
-      async setBackpressure(level, sig) {
-        await client.setBackpressure(disk.id, level, { signal: sig });
-      },
-    },
+    source: sourceDiskPort(new FilterControlClient(disk.control), disk.id, owner, leaseMs),
     replica: {
       applyUntil: (seq, o) => applier.applyUntil(seq, o),
       commitCutover: (finalSeq, verified, sig) => applier.commitCutover(finalSeq, verified, sig),

@@ -182,6 +182,14 @@ export function parsePlan(text: string, source = 'plan'): CutoverPlan {
   return plan;
 }
 
+/** Checks one side of a VM as a plan's `vms[i].source` or `.destination` is checked. */
+export function parseSideSpec(raw: unknown, side: 'source' | 'destination', path: string = side): SideSpec {
+  const p = new Problems();
+  const spec = checkSide(p, path, raw, side);
+  if (p.list.length > 0 || !spec) throw new FerryError('bad-input', p.list.join('; '));
+  return spec;
+}
+
 function checkPlan(p: Problems, raw: unknown): CutoverPlan | undefined {
   const o = p.object('plan', raw);
   if (!o) return undefined;

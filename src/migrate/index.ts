@@ -18,4 +18,5 @@ export {
 } from './filter-service.js';
 export { exportLiveSeed, parkForSeed, resumeAfterSeed, type LiveSeedOptions } from './seed-source.js';
 // The migration service (`ferry serve`): its records, the rules of a migration, store checks.
+export { AgentVmDriver, heldReplicaPort, sourceDiskPort, type AgentControl } from './agent-ports.js';
 export * from './service/index.js';

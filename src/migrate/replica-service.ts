@@ -8,11 +8,17 @@
  * started again follows them again: a replica whose restore was interrupted is restored
  * again (the restore continues where it stopped), one with a replay state is reopened. A
  * replica whose replication was cut over is recorded as such and not followed again.
+ *
+ * A cutover run by the migration service on another host holds a replica through this
+ * service (`hold`): the follower stops, the replica's applier belongs to the cutover's
+ * owner, which applies, hashes and commits through it, and lets go (`release`), after
+ * which the follower goes on (or ends, once cut over). A hold has a lease that every call
+ * renews: a cutover that went away gives the replica back to its follower.
  */
 import { readFile, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FerryError, Logger, makeDirectory, pathExists, writeFileAtomic } from '../core/index.js';
+import { FerryError, Logger, makeDirectory, pathExists, writeFileAtomic, type DiskDigest } from '../core/index.js';
 import { ReplicaApplier, type ReplicaState } from '../delta/index.js';
 import { checkDiskId, openStore, Repository, type ObjectStore, type S3Settings } from '../store/index.js';
 import { initReplica } from './replica-init.js';
@@ -32,7 +38,7 @@ export interface ReplicaSpec {
   store: string;
   /** The base copy's or seed's manifest id (or a unique prefix). */
   manifestId: string;
-  /** The replica file (absolute). */
+  /** The replica file (absolute); default `<stateDir>/replicas/<id>.img`. */
   path: string;
 }
 
@@ -48,7 +54,7 @@ interface Registry {
   replicas: RegistryEntry[];
 }
 
-export type ReplicaRunState = 'restoring' | 'following' | 'cut-over' | 'stopped' | 'failed';
+export type ReplicaRunState = 'restoring' | 'following' | 'held' | 'cut-over' | 'stopped' | 'failed';
 
 export interface ReplicaStatus extends ReplicaSpec {
   addedAt: string;
@@ -63,7 +69,20 @@ export interface ReplicaStatus extends ReplicaSpec {
   cutoverFinalSeq?: number;
   deltasApplied: number;
   bytesApplied: number;
+  /** The cutover that holds the replica, while one does. */
+  heldBy?: string;
 }
+
+/** A replica held by a cutover: its applier, and the lease that gives it back. */
+interface Hold {
+  owner: string;
+  applier: ReplicaApplier;
+  store: ObjectStore;
+  leaseMs: number;
+  timer: NodeJS.Timeout;
+}
+
+export const defaultHoldLeaseMs = 60_000;
 
 export interface ReplicaServiceOptions {
   /** replicas.json goes here. */
@@ -86,6 +105,7 @@ interface Follower {
   snapshot?: Readonly<ReplicaState>;
   abort: AbortController;
   done: Promise<void>;
+  hold?: Hold;
 }
 
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -116,7 +136,7 @@ export class ReplicaService {
         follower.snapshot = await readStateFile(entry.path);
         continue;
       }
-      follower.done = service.run(follower, () => {}).catch(() => {});
+      service.follow(follower);
     }
     if (registry.replicas.length > 0) service.logger.info('following replicas again', { replicas: registry.replicas.length });
     return service;
@@ -127,9 +147,12 @@ export class ReplicaService {
    * an unknown manifest, a path another process follows are refused here); the restore and
    * the following go on in the background.
    */
-  async add(spec: ReplicaSpec): Promise<ReplicaStatus> {
+  async add(input: Omit<ReplicaSpec, 'path'> & { path?: string }): Promise<ReplicaStatus> {
     if (this.closed) throw new FerryError('invalid-state', 'the replica service is closing');
+    // Without a path, the replica goes under the state dir, named for its id.
+    const spec: ReplicaSpec = { ...input, path: input.path ?? join(this.options.stateDir, 'replicas', `${input.id}.img`) };
     checkSpec(spec);
+    if (input.path === undefined) await makeDirectory(dirname(spec.path));
     const path = await canonicalPath(spec.path);
     // Checked after the await and with no other in between, so two requests cannot both pass.
     if (this.followers.has(spec.id)) throw new FerryError('conflict', `replica ${JSON.stringify(spec.id)} exists already (${this.followers.get(spec.id)!.entry.path})`);
@@ -177,12 +200,125 @@ export class ReplicaService {
       ...(s?.cutover ? { cutoverFinalSeq: s.cutover.finalSeq } : {}),
       deltasApplied: s?.deltasApplied ?? 0,
       bytesApplied: s?.bytesApplied ?? 0,
+      ...(f.hold ? { heldBy: f.hold.owner } : {}),
     };
+  }
+
+  /**
+   * A cutover (`owner`) takes the replica: its follower stops and releases the replica's
+   * lock, and this service opens the applier for the owner. Holding it again renews the
+   * lease; another owner gets 'conflict'. Only a replica being followed (restored, not
+   * failed) can be held.
+   */
+  async hold(id: string, owner: string, leaseMs = defaultHoldLeaseMs): Promise<ReplicaStatus> {
+    const f = this.follower(id);
+    if (f.hold) {
+      this.held(f, owner);
+      return this.status(id);
+    }
+    if (f.state !== 'following' && f.state !== 'cut-over') {
+      throw new FerryError('invalid-state', `replica ${id} is ${f.state}${f.error ? ` (${f.error})` : ''}: only a replica being followed can be held for a cutover`);
+    }
+    f.abort.abort();
+    await f.done;
+    if (f.hold) return (this.held(f, owner), this.status(id)); // another request of the same moment won
+    const store = openStore(f.entry.store, this.options.s3);
+    let applier: ReplicaApplier;
+    try {
+      applier = await ReplicaApplier.open(await Repository.open(store), f.entry.path, { logger: this.logger.child({ replica: id }), lock: { purpose: `ferry agent (held by ${owner})` } });
+    } catch (err) {
+      await store.close();
+      this.follow(f);
+      throw err;
+    }
+    f.hold = { owner, applier, store, leaseMs, timer: setTimeout(() => {}, 0) };
+    f.state = 'held';
+    f.snapshot = applier.snapshot();
+    this.renew(f);
+    this.logger.info('replica held for a cutover', { id, owner, leaseMs });
+    return this.status(id);
+  }
+
+  /** Applies what the store holds (`untilSeq`: until replay reaches it, as a cutover's apply does). */
+  async applyHeld(id: string, owner: string, options: { untilSeq?: number; signal?: AbortSignal } = {}): Promise<ReplicaStatus> {
+    const f = this.follower(id);
+    const { applier } = this.held(f, owner);
+    try {
+      if (options.untilSeq === undefined) await applier.applyAvailable(options.signal);
+      else await applier.applyUntil(options.untilSeq, { signal: options.signal });
+    } finally {
+      f.snapshot = applier.snapshot();
+      this.renew(f);
+    }
+    return this.status(id);
+  }
+
+  async hashHeld(id: string, owner: string, signal?: AbortSignal): Promise<DiskDigest> {
+    const f = this.follower(id);
+    try {
+      return await this.held(f, owner).applier.hash(signal);
+    } finally {
+      if (f.hold) this.renew(f);
+    }
+  }
+
+  /** The cutover's commit at the replica (ReplicaApplier.commitCutover). */
+  async commitHeld(id: string, owner: string, finalSeq: number, verified: 'full' | 'deltas', signal?: AbortSignal): Promise<ReplicaStatus> {
+    const f = this.follower(id);
+    const { applier } = this.held(f, owner);
+    await applier.commitCutover(finalSeq, verified, signal);
+    f.snapshot = applier.snapshot();
+    this.renew(f);
+    return this.status(id);
+  }
+
+  /** The cutover lets go: the follower goes on, or records the cut over. Releasing a replica not held by `owner` is a no-op. */
+  async release(id: string, owner: string): Promise<ReplicaStatus> {
+    const f = this.follower(id);
+    if (f.hold?.owner === owner) await this.letGo(f, 'released');
+    return this.status(id);
+  }
+
+  private held(f: Follower, owner: string): Hold {
+    if (!f.hold) throw new FerryError('invalid-state', `replica ${f.entry.id} is not held (by ${JSON.stringify(owner)} or anyone): hold it first`);
+    if (f.hold.owner !== owner) throw new FerryError('conflict', `replica ${f.entry.id} is held by ${JSON.stringify(f.hold.owner)}, not ${JSON.stringify(owner)}`);
+    this.renew(f);
+    return f.hold;
+  }
+
+  private renew(f: Follower): void {
+    const hold = f.hold!;
+    clearTimeout(hold.timer);
+    hold.timer = setTimeout(() => {
+      this.logger.warn('the hold of a replica ran out: its follower goes on', { id: f.entry.id, owner: hold.owner, leaseMs: hold.leaseMs });
+      void this.letGo(f, 'lease ran out');
+    }, hold.leaseMs);
+    hold.timer.unref();
+  }
+
+  private async letGo(f: Follower, why: string): Promise<void> {
+    const hold = f.hold;
+    if (!hold) return;
+    delete f.hold;
+    clearTimeout(hold.timer);
+    f.snapshot = hold.applier.snapshot();
+    await hold.applier.close();
+    await hold.store.close();
+    this.logger.info('replica let go by its cutover', { id: f.entry.id, owner: hold.owner, why });
+    if (!this.closed) this.follow(f);
+  }
+
+  /** Follows the replica again in the background (a replica cut over is recorded so, and ends at once). */
+  private follow(f: Follower): void {
+    f.state = 'following';
+    f.abort = new AbortController();
+    f.done = this.run(f, () => {}).catch(() => {});
   }
 
   /** Stops following the replica and forgets it; the replica file and its state stay. */
   async remove(id: string): Promise<ReplicaStatus> {
     const f = this.follower(id);
+    if (f.hold) throw new FerryError('conflict', `replica ${id} is held by cutover ${JSON.stringify(f.hold.owner)}; it is removed once let go`);
     f.abort.abort();
     await f.done;
     const status = this.status(id);
@@ -195,7 +331,10 @@ export class ReplicaService {
   /** Stops every follower (each releases its replica's lock); the registry stays for the next start. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const f of this.followers.values()) f.abort.abort();
+    for (const f of this.followers.values()) {
+      f.abort.abort();
+      await this.letGo(f, 'the agent stops');
+    }
     await Promise.all([...this.followers.values()].map((f) => f.done));
     await this.registryWrite;
   }

@@ -83,7 +83,7 @@ describe('service records', () => {
     const db = openDatabase(path);
     new ServiceRecords(db);
     new ServiceRecords(db);
-    expect(db.prepare("SELECT version FROM schema_versions WHERE component = 'service'").get()).toEqual({ version: 1 });
+    expect(db.prepare("SELECT version FROM schema_versions WHERE component = 'service'").get()).toEqual({ version: 2 });
     const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map((t) => t.name);
     expect(tables).toEqual(expect.arrayContaining(['tokens', 'hosts', 'stores', 'migrations', 'migration_events', 'schema_versions']));
     db.close();

@@ -5,7 +5,7 @@
  */
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Logger } from '../../core/index.js';
-import type { HostRecord, MigrationRecord, MigrationEvent, ServiceRecords, StoreCheck, StoreRecord } from '../../migrate/index.js';
+import type { HostRecord, MigrationRecord, MigrationEvent, ServiceRecords, Steering, StoreCheck, StoreRecord } from '../../migrate/index.js';
 import type { S3Settings } from '../../store/index.js';
 import { errorSchema } from './schemas.js';
 
@@ -24,6 +24,8 @@ export interface WizardDeps {
   /** S3 settings of the service (credentials from its environment); a store may override endpoint and region. */
   s3: S3Settings;
   storeCheckTimeoutMs: number;
+  /** What moves migrations on (`ferry serve` runs one); without it, migrations stay where the API puts them. */
+  steering?: Steering;
 }
 
 const errorDescriptions: Record<number, string> = {
@@ -91,6 +93,8 @@ export function migrationView(migration: MigrationRecord) {
     createdAt: iso(migration.createdAtMs),
     updatedAt: iso(migration.updatedAtMs),
     ...(migration.error !== undefined ? { error: migration.error } : {}),
+    ...(migration.cutoverId !== undefined ? { cutoverId: migration.cutoverId } : {}),
+    cutoverRequested: migration.cutoverRequested,
   };
 }
 

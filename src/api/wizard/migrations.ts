@@ -1,17 +1,19 @@
 /**
- * Migrations: created as drafts, validated, throttled, cancelled, and their event logs.
- * Running them (copy, replication, cutover through the agents) comes with the agents.
+ * Migrations: created as drafts, validated, started (the service's steering then moves them
+ * on through the agents), throttled, cut over (now, at a time, held for the go), cancelled;
+ * their progress and event logs.
  */
 import { createRoute, z } from '@hono/zod-openapi';
-import { FerryError } from '../../core/index.js';
-import { IssuesError, finalMigrationStates, inventoryIssues, referenceIssues, renderIssues, type MigrationRecord } from '../../migrate/index.js';
+import { FerryError, asFerryError } from '../../core/index.js';
+import { parseSideSpec, report } from '../../cutover/index.js';
+import { IssuesError, finalMigrationStates, inventoryIssues, referenceIssues, renderIssues, type Issue, type MigrationRecord } from '../../migrate/index.js';
 import { errorResponses, eventView, jsonBody, jsonContent, migrationView, type WizardApp, type WizardDeps } from './common.js';
 import { zodIssues } from './issues.js';
-import { eventSchema, eventsQuery, idParams, migrationCreateSchema, migrationSchema, migrationSettingsSchema, throttlePatchSchema } from './schemas.js';
+import { cutoverRequestSchema, eventSchema, eventsQuery, idParams, migrationCreateSchema, migrationSchema, migrationSettingsSchema, progressSchema, throttlePatchSchema } from './schemas.js';
 
 const tags = ['migrations'];
 
-export function migrationRoutes(app: WizardApp, { records, logger }: WizardDeps): void {
+export function migrationRoutes(app: WizardApp, { records, logger, steering }: WizardDeps): void {
   app.openapi(
     createRoute({
       method: 'post',
@@ -76,6 +78,7 @@ export function migrationRoutes(app: WizardApp, { records, logger }: WizardDeps)
         ...(parsed.success ? [] : zodIssues(parsed.error, migration.settings)),
         ...referenceIssues(records, migration),
         ...inventoryIssues(records, migration.sourceHost, migration.settings),
+        ...vmSideIssues(migration, false),
       ];
       if (problems.length > 0) {
         const error = new IssuesError(renderIssues('migration', problems), `migration ${migration.id} is not valid`);
@@ -121,14 +124,109 @@ export function migrationRoutes(app: WizardApp, { records, logger }: WizardDeps)
       request: { params: idParams },
       responses: { 200: jsonContent(migrationSchema, 'The migration, cancelled'), ...errorResponses(404, 409) },
     }),
-    (c) => {
+    async (c) => {
       const migration = unfinished(records.getMigration(c.req.valid('param').id), 'cancelled');
       if (migration.state === 'cutting over') {
         throw new FerryError('invalid-state', `migration ${migration.id} is cutting over: its cutover decides whether it rolls back`);
       }
-      const cancelled = records.transition(migration.id, 'cancelled', `cancelled (it was ${migration.state}); nothing had run on the hosts, so nothing was cleaned up or kept`);
+      const done = migration.state === 'draft' || migration.state === 'validated' || !steering ? 'nothing had run on the hosts, so nothing was cleaned up or kept' : await steering.cleanUp(migration);
+      const cancelled = records.transition(migration.id, 'cancelled', `cancelled (it was ${migration.state}); ${done}`);
       logger.info('migration cancelled', { migration: migration.id, was: migration.state });
       return c.json(migrationView(cancelled), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/migrations/{id}/start',
+      tags,
+      summary: 'Start a validated migration: base copies, then replicas that follow the changes',
+      request: { params: idParams },
+      responses: { 200: jsonContent(migrationSchema, 'The migration, copying'), ...errorResponses(404, 409) },
+    }),
+    (c) => {
+      const migration = records.getMigration(c.req.valid('param').id);
+      if (migration.state !== 'validated') throw new FerryError('invalid-state', `migration ${migration.id} is ${migration.state}: only a validated migration is started (POST .../validate first)`);
+      const started = records.startMigration(migration.id);
+      steering?.poke();
+      logger.info('migration started', { migration: migration.id });
+      return c.json(migrationView(started), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/migrations/{id}/cutover',
+      tags,
+      summary: 'Ask for the cutover: now, or not before `at`; held for the go if asked',
+      description: 'The cutover begins once the migration is ready (every replica consistent). Every VM needs its source and destination (as in a cutover plan); a 400 names each one missing or wrong.',
+      request: { params: idParams, ...jsonBody(cutoverRequestSchema) },
+      responses: { 200: jsonContent(migrationSchema, 'The migration, its cutover requested'), ...errorResponses(400, 404, 409) },
+    }),
+    (c) => {
+      const migration = unfinished(records.getMigration(c.req.valid('param').id), 'cut over');
+      if (!['validated', 'copying', 'replicating', 'ready'].includes(migration.state)) throw new FerryError('invalid-state', `migration ${migration.id} is ${migration.state}: its cutover was asked for already`);
+      const problems = vmSideIssues(migration, true);
+      if (problems.length > 0) throw new IssuesError(renderIssues('migration', problems), `migration ${migration.id} cannot be cut over`);
+      const updated = records.requestCutover(migration.id, c.req.valid('json'));
+      steering?.poke();
+      logger.info('cutover requested', { migration: migration.id });
+      return c.json(migrationView(updated), 200);
+    },
+  );
+
+  for (const [action, summary] of [
+    ['go', 'The go for a cutover held for it'],
+    ['cancel', 'Cancel a cutover: it rolls back if it has not committed'],
+  ] as const) {
+    app.openapi(
+      createRoute({
+        method: 'post',
+        path: `/v1/migrations/{id}/cutover/${action}`,
+        tags,
+        summary,
+        request: { params: idParams },
+        responses: { 200: jsonContent(migrationSchema, 'The migration'), ...errorResponses(404, 409) },
+      }),
+      (c) => {
+        const migration = records.getMigration(c.req.valid('param').id);
+        if (migration.state !== 'cutting over' || !migration.cutoverId || !steering) throw new FerryError('invalid-state', `migration ${migration.id} is ${migration.state}: no cutover is under way`);
+        if (action === 'go') steering.cutoverRecords.requestGo(migration.cutoverId);
+        else steering.cutoverRecords.requestCancel(migration.cutoverId);
+        records.addEvent(migration.id, action === 'go' ? 'the operator gave the go' : 'the operator cancelled the cutover');
+        return c.json(migrationView(records.getMigration(migration.id)), 200);
+      },
+    );
+  }
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/migrations/{id}/progress',
+      tags,
+      summary: 'Where each disk is (base copy, lag, replica), bytes to go and ETA, the cutover report',
+      request: { params: idParams },
+      responses: { 200: jsonContent(progressSchema, 'As the service last saw it'), ...errorResponses(404) },
+    }),
+    (c) => {
+      const migration = records.getMigration(c.req.valid('param').id);
+      const seen = steering?.progressOf(migration.id);
+      const cutover = migration.cutoverId && steering ? report(steering.cutoverRecords, migration.cutoverId) : undefined;
+      const disks = seen?.disks ?? records.migrationDisks(migration.id);
+      return c.json(
+        {
+          id: migration.id,
+          state: migration.state,
+          disks,
+          bytesToGo: seen?.bytesToGo ?? 0,
+          ...(seen?.etaSeconds !== undefined ? { etaSeconds: seen.etaSeconds } : {}),
+          ...(cutover ? { cutover: cutover as unknown as Record<string, unknown> } : {}),
+          at: new Date(seen?.atMs ?? Date.now()).toISOString(),
+        },
+        200,
+      );
     },
   );
 
@@ -147,6 +245,26 @@ export function migrationRoutes(app: WizardApp, { records, logger }: WizardDeps)
       return c.json({ events: records.events(id, after).map(eventView) }, 200);
     },
   );
+}
+
+/** The VMs' sides and health checks, checked as a cutover plan's are; `required`: each VM must have both sides. */
+function vmSideIssues(migration: MigrationRecord, required: boolean): Issue[] {
+  const issues: Issue[] = [];
+  migration.settings.vms.forEach((vm, i) => {
+    for (const side of ['source', 'destination'] as const) {
+      const spec = vm[side];
+      if (spec === undefined) {
+        if (required) issues.push({ path: ['vms', i, side], message: `expected how the ${side} host runs VM ${JSON.stringify(vm.name)} (as a cutover plan's vms[].${side}), received nothing` });
+        continue;
+      }
+      try {
+        parseSideSpec(spec, side, `vms[${i}].${side}`);
+      } catch (err) {
+        issues.push({ path: ['vms', i, side], message: asFerryError(err).message });
+      }
+    }
+  });
+  return issues;
 }
 
 function unfinished(migration: MigrationRecord, what: string): MigrationRecord {

@@ -175,12 +175,18 @@ const throttleSchema = z
   })
   .meta({ id: 'Throttle' });
 
+/** A VM's side or health checks, as in a cutover plan: checked as a plan is, when the migration is validated. */
+const sideSpec = z.record(z.string(), z.unknown());
+
 const settingsShape = {
   vms: z
     .array(
       z.strictObject({
         name: nameText,
         disks: z.array(z.strictObject({ id: diskIdText, replica: absolutePath.optional().meta({ description: "The replica's path at the destination host; default: the destination agent's choice" }) })).min(1),
+        source: sideSpec.optional().meta({ description: "How the source host runs the VM, as a cutover plan's vms[].source (docs/FORMAT.md); needed for the cutover" }),
+        destination: sideSpec.optional().meta({ description: "How the destination host runs it, as a cutover plan's vms[].destination; needed for the cutover" }),
+        health: sideSpec.optional().meta({ description: "When the destination VM is healthy, as a cutover plan's vms[].health" }),
       }),
     )
     .min(1),
@@ -202,6 +208,8 @@ const settingsShape = {
       window: durationText.default('30m'),
       budget: durationText.default('2s').meta({ description: 'Downtime budget: the predicted pause must fit' }),
       hold: z.boolean().default(false).meta({ description: 'Wait for the go once ready' }),
+      verify: z.enum(['deltas', 'full']).optional().meta({ description: 'deltas: every delta verified as applied (default); full: SHA-256 of each whole source and replica while paused' }),
+      maxLagSeconds: z.number().int().min(0).max(86_400).optional().meta({ description: 'Replicas may lag their sources by at most this much when the pause starts (default 10)' }),
     })
     .default({ window: '30m', budget: '2s', hold: false }),
   runbook: z
@@ -239,8 +247,45 @@ export const migrationSchema = z
     createdAt: timestamp,
     updatedAt: timestamp,
     error: z.string().optional(),
+    cutoverId: z.string().optional().meta({ description: 'Its cutover, once begun' }),
+    cutoverRequested: z.boolean(),
   })
   .meta({ id: 'Migration' });
+
+export const cutoverRequestSchema = z
+  .strictObject({
+    at: isoTime.optional().meta({ description: 'Not before this time; default: now' }),
+    hold: z.boolean().optional().meta({ description: 'Wait for the go once the pre-checks pass' }),
+    verify: z.enum(['deltas', 'full']).optional(),
+  })
+  .meta({ id: 'CutoverRequest' });
+
+const diskProgressSchema = z
+  .object({
+    vm: z.string(),
+    disk: z.string(),
+    manifestId: z.string().optional(),
+    replicaId: z.string(),
+    replicaPath: z.string().optional(),
+    baseCopy: z.object({ state: z.string(), bytesDone: z.number(), bytesTotal: z.number(), rateBytesPerSec: z.number() }).partial().optional(),
+    source: z
+      .object({ mode: z.string(), consistent: z.boolean(), lagSeconds: z.number(), backlogBytes: z.number(), drainRateBytesPerSec: z.number(), predictedPauseMs: z.number().nullable() })
+      .optional(),
+    replica: z.object({ state: z.string(), nextSeq: z.number(), consistent: z.boolean(), bytesApplied: z.number(), error: z.string() }).partial().optional(),
+  })
+  .meta({ id: 'DiskProgress' });
+
+export const progressSchema = z
+  .object({
+    id: z.string(),
+    state: z.enum(migrationStates),
+    disks: z.array(diskProgressSchema),
+    bytesToGo: z.number().meta({ description: 'Base copy bytes still to go' }),
+    etaSeconds: z.number().optional(),
+    cutover: z.record(z.string(), z.unknown()).optional().meta({ description: 'The cutover report (states, downtime, disks verified)' }),
+    at: timestamp,
+  })
+  .meta({ id: 'MigrationProgress' });
 
 export const eventSchema = z.object({ seq: z.number().int(), at: timestamp, message: z.string() }).meta({ id: 'MigrationEvent' });
 

@@ -105,7 +105,7 @@ export async function runFilter(command: string, values: FilterValues, args: str
     let added: Awaited<ReturnType<FilterAddOn['start']>> | undefined;
     try {
       if (agent) replicas = await ReplicaService.open({ stateDir, s3: s3SettingsFromFlags(values), logger });
-      const app = filterControlApp(service, { replicas });
+      const app = filterControlApp(service, { replicas, logger, env: process.env });
       control = await serveOnUnixSocket(app.fetch, controlPath, logger.child({ component: 'control' }));
       added = await agent?.addOn?.start({ service, control: app.fetch, stateDir, logger });
     } catch (err) {

@@ -5,10 +5,10 @@
 import { realpath } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import { FerryError, Logger, ProcessLock, badInput, openDatabase } from '../../core/index.js';
-import { loadWizardApi } from '../../api/index.js';
-import { ServiceRecords } from '../../migrate/index.js';
+import { FilterControlClient, loadWizardApi } from '../../api/index.js';
+import { ServiceRecords, Steering } from '../../migrate/index.js';
 import type { Command } from '../command.js';
-import { parse, positionals, s3SettingsFromFlags, stateDbHelp, stateDbPath } from '../options.js';
+import { intOption, parse, positionals, s3SettingsFromFlags, stateDbHelp, stateDbPath } from '../options.js';
 import { print, stderrSink } from '../terminal.js';
 
 export const defaultListen = '127.0.0.1:7070';
@@ -21,7 +21,10 @@ export const serveCommand: Command = {
        ferry serve token revoke NAME     the token no longer opens the API
 
 Runs the migration service: the wizard API (JSON over HTTP) for hosts, stores and
-migrations, kept in the state database. Every route is under /v1 and needs a bearer token
+migrations, kept in the state database, and the steering that moves every started
+migration on through the hosts' agents (over TLS, each pinned by its fingerprint): base
+copies at the source, replicas at the destination, then the cutover. Killed and started
+again, it carries on from the database. Every route is under /v1 and needs a bearer token
 ('Authorization: Bearer TOKEN'), but GET /healthz; GET /v1/openapi.json describes them all.
 A token is printed once by 'ferry serve token create NAME'; the database keeps only its
 SHA-256. It also keeps the agents' tokens, so it is private to its user (mode 0600).
@@ -38,6 +41,7 @@ ${stateDbHelp}
                     $AWS_ENDPOINT_URL, or AWS); credentials come from $AWS_ACCESS_KEY_ID and
                     $AWS_SECRET_ACCESS_KEY, or a profile (--s3-profile NAME, $AWS_PROFILE)
   --s3-region NAME  for s3: stores that name none (default: $AWS_REGION, or us-east-1)
+  --poll-ms MS      how often each migration is looked at (default 1000)
   --json            print the address (or the token, the token list) as JSON
   -q, --quiet       log warnings and errors only`,
   async run(argv, signal) {
@@ -52,6 +56,7 @@ const serveOptions = {
   's3-endpoint': { type: 'string' },
   's3-region': { type: 'string' },
   's3-profile': { type: 'string' },
+  'poll-ms': { type: 'string' },
 } as const;
 
 async function runService(argv: string[], signal: AbortSignal): Promise<number> {
@@ -65,8 +70,16 @@ async function runService(argv: string[], signal: AbortSignal): Promise<number> 
   try {
     lock = await ProcessLock.acquire(`serve:${await realpath(dbPath)}`, { purpose: 'ferry serve', description: `the service of ${dbPath}`, signal });
     const records = new ServiceRecords(db);
+    // Each host's agent over TLS, pinned by its fingerprint, with its token.
+    const steering = new Steering({
+      records,
+      db,
+      logger,
+      connect: (h) => new FilterControlClient(h.agent.url, { token: h.agent.token, fingerprint: h.agent.fingerprint }),
+      pollMs: intOption(values['poll-ms'], '--poll-ms', 50, 60_000),
+    });
     const { openApiPath, serveWizardApi, wizardApp } = await loadWizardApi();
-    const app = wizardApp({ records, logger, s3: s3SettingsFromFlags(values) });
+    const app = wizardApp({ records, logger, s3: s3SettingsFromFlags(values), steering });
     const server = await serveWizardApi(app, host, port);
     if (values.json) print(JSON.stringify({ url: server.url, openapi: `${server.url}${openApiPath}`, db: dbPath }));
     else {
@@ -75,14 +88,16 @@ async function runService(argv: string[], signal: AbortSignal): Promise<number> 
       print(`db ${dbPath}`);
     }
     logger.info('service running', { url: server.url, db: dbPath });
+    steering.start();
     if (records.listTokens().length === 0) logger.warn("no API token yet: make one with 'ferry serve token create NAME'", { db: dbPath });
 
     await new Promise<void>((resolve) => {
       if (signal.aborted) resolve();
       else signal.addEventListener('abort', () => resolve(), { once: true });
     });
-    logger.info('stopping: finishing the requests in flight');
+    logger.info('stopping: finishing the requests in flight; cutovers stop where they are and go on at the next start');
     await server.close();
+    await steering.stop();
     logger.info('service stopped cleanly');
     return 0;
   } finally {

@@ -15,6 +15,7 @@ export {
   type HostRecord,
   type HostRole,
   type MigrationDisk,
+  type MigrationDiskProgress,
   type MigrationEvent,
   type MigrationInput,
   type MigrationRecord,
@@ -31,3 +32,4 @@ export {
 } from './records.js';
 export { IssuesError, formatIssuePath, inventoryIssues, referenceIssues, rateWindowIssues, renderIssues, settingsIssues, type Issue, type RenderedIssue } from './rules.js';
 export { checkStore, defaultStoreCheckTimeoutMs } from './store-check.js';
+export { Steering, rateAt, type DiskProgress, type MigrationProgress, type SteeringOptions } from './steering.js';

@@ -96,6 +96,11 @@ export interface MigrationDisk {
 export interface MigrationVm {
   name: string;
   disks: MigrationDisk[];
+  /** How each side runs the VM, as in a cutover plan (docs/FORMAT.md): needed for the cutover. */
+  source?: Record<string, unknown>;
+  destination?: Record<string, unknown>;
+  /** When the destination VM counts as healthy, as in a cutover plan. */
+  health?: Record<string, unknown>;
 }
 
 /** One entry of a weekly schedule of rates: on these days, from..to (UTC, HH:MM), this rate. */
@@ -121,7 +126,7 @@ export interface MigrationSettings {
   transport: { mode: 'network' } | { mode: 'seed'; device?: string; volumeSize?: string };
   throttle: Throttle;
   backpressure?: { highWater?: string; maxDelay?: string };
-  cutover: { at?: string; window: string; budget: string; hold: boolean };
+  cutover: { at?: string; window: string; budget: string; hold: boolean; verify?: 'deltas' | 'full'; maxLagSeconds?: number };
   runbook?: { boot: Array<{ vms: string[]; delay?: string }>; onFailure: 'stop' | 'continue' };
 }
 
@@ -140,6 +145,22 @@ export interface MigrationRecord extends MigrationInput {
   updatedAtMs: number;
   /** Why it failed. */
   error?: string;
+  /** Its cutover (cutover-records), once one was begun. */
+  cutoverId?: string;
+  /** The operator asked for the cutover (now, or at `settings.cutover.at`). */
+  cutoverRequested: boolean;
+}
+
+/** Where one disk of a running migration is: its base copy, its replica at the destination. */
+export interface MigrationDiskProgress {
+  vm: string;
+  disk: string;
+  /** The base copy's manifest, once the copy is done. */
+  manifestId?: string;
+  /** The replica's id at the destination agent. */
+  replicaId: string;
+  /** The replica's path there, once the agent has it. */
+  replicaPath?: string;
 }
 
 export interface MigrationEvent {
@@ -193,6 +214,17 @@ const schema = [
      message TEXT NOT NULL
    );
    CREATE INDEX migration_events_by_migration ON migration_events (migration_id, seq);`,
+  `ALTER TABLE migrations ADD COLUMN cutover_id TEXT;
+   ALTER TABLE migrations ADD COLUMN cutover_requested INTEGER NOT NULL DEFAULT 0;
+   CREATE TABLE migration_disks (
+     migration_id TEXT NOT NULL REFERENCES migrations (id),
+     vm TEXT NOT NULL,
+     disk TEXT NOT NULL,
+     manifest TEXT,
+     replica_id TEXT NOT NULL,
+     replica_path TEXT,
+     PRIMARY KEY (migration_id, disk)
+   );`,
 ];
 
 /** A token's last use is written at most this often: a request should not cost a synced write. */
@@ -244,6 +276,8 @@ interface MigrationRow {
   created_at: number;
   updated_at: number;
   error: string | null;
+  cutover_id: string | null;
+  cutover_requested: number;
 }
 
 export class ServiceRecords {
@@ -415,6 +449,64 @@ export class ServiceRecords {
     return this.getMigration(id);
   }
 
+  /** Starts a validated migration: its disks' rows, and the state 'copying'. */
+  startMigration(id: string): MigrationRecord {
+    const migration = this.getMigration(id);
+    this.db.transaction(() => {
+      const insert = this.db.prepare('INSERT INTO migration_disks (migration_id, vm, disk, replica_id) VALUES (?, ?, ?, ?)');
+      for (const vm of migration.settings.vms) for (const disk of vm.disks) insert.run(id, vm.name, disk.id, `${id}.${disk.id}`);
+      this.transition(id, 'copying', 'started: base copies of every disk at the source host');
+    })();
+    return this.getMigration(id);
+  }
+
+  migrationDisks(id: string): MigrationDiskProgress[] {
+    const rows = this.db.prepare('SELECT vm, disk, manifest, replica_id, replica_path FROM migration_disks WHERE migration_id = ? ORDER BY rowid').all(id) as Array<{
+      vm: string;
+      disk: string;
+      manifest: string | null;
+      replica_id: string;
+      replica_path: string | null;
+    }>;
+    return rows.map((r) => ({ vm: r.vm, disk: r.disk, replicaId: r.replica_id, ...(r.manifest ? { manifestId: r.manifest } : {}), ...(r.replica_path ? { replicaPath: r.replica_path } : {}) }));
+  }
+
+  /** Records a disk's base copy, or its replica's path, as the agents reported them. */
+  updateMigrationDisk(id: string, disk: string, fields: { manifestId?: string; replicaPath?: string }): void {
+    this.db
+      .prepare('UPDATE migration_disks SET manifest = COALESCE(?, manifest), replica_path = COALESCE(?, replica_path) WHERE migration_id = ? AND disk = ?')
+      .run(fields.manifestId ?? null, fields.replicaPath ?? null, id, disk);
+  }
+
+  /** The operator asks for the cutover: with `at`, not before then; `hold`: wait for the go. */
+  requestCutover(id: string, cutover: { at?: string; hold?: boolean; verify?: 'deltas' | 'full' }): MigrationRecord {
+    const migration = this.getMigration(id);
+    const settings = { ...migration.settings, cutover: { ...migration.settings.cutover, ...cutover } };
+    this.db.transaction(() => {
+      this.db.prepare('UPDATE migrations SET settings = ?, cutover_requested = 1, updated_at = ? WHERE id = ?').run(JSON.stringify(settings), Date.now(), id);
+      this.addEvent(id, `cutover requested${cutover.at ? ` for ${cutover.at}` : ''}${settings.cutover.hold ? ', held for the go' : ''}`);
+    })();
+    return this.getMigration(id);
+  }
+
+  /** Ties a migration to the cutover that moves it, and says it is cutting over. */
+  beginCutover(id: string, cutoverId: string): MigrationRecord {
+    this.db.transaction(() => {
+      this.db.prepare('UPDATE migrations SET cutover_id = ? WHERE id = ?').run(cutoverId, id);
+      this.transition(id, 'cutting over', `cutover ${cutoverId} begun`);
+    })();
+    return this.getMigration(id);
+  }
+
+  /** A cutover that rolled back: the migration is ready again, and a new cutover must be asked for. */
+  cutoverRolledBack(id: string, message: string): MigrationRecord {
+    this.db.transaction(() => {
+      this.db.prepare('UPDATE migrations SET cutover_requested = 0 WHERE id = ?').run(id);
+      this.transition(id, 'ready', message, message);
+    })();
+    return this.getMigration(id);
+  }
+
   /** Notes something that happened to a migration. */
   addEvent(id: string, message: string, atMs = Date.now()): void {
     this.db.prepare('INSERT INTO migration_events (migration_id, at, message) VALUES (?, ?, ?)').run(id, atMs, message);
@@ -485,5 +577,7 @@ function migrationFromRow(row: MigrationRow): MigrationRecord {
     createdAtMs: row.created_at,
     updatedAtMs: row.updated_at,
     ...(row.error !== null ? { error: row.error } : {}),
+    ...(row.cutover_id !== null ? { cutoverId: row.cutover_id } : {}),
+    cutoverRequested: row.cutover_requested === 1,
   };
 }

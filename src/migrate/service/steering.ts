@@ -1,0 +1,366 @@
+/**
+ * The migration service's steering: moves every started migration on through the agents,
+ * from what the state database says, so a service killed at any moment and started again
+ * carries on where it was.
+ *
+ *   copying      each disk's base copy at the source agent (started, or found running)
+ *   replicating  each disk's replica at the destination agent (restored, then followed)
+ *   ready        every replica follows its replication and is consistent
+ *   cutting over the cutover coordinator, over both agents (hold the replicas, drive the VMs)
+ *   done         the cutover ended healthy; a cutover that rolled back makes it ready again
+ *
+ * Each pass asks the agents where each disk is and acts only on what is missing: a base copy
+ * that an agent lost (restarted) is started again, a replica the destination already has is
+ * not added twice. An agent that does not answer holds its migration where it is, with an
+ * event, until it answers again. The source agent's link rate follows the migration's
+ * throttle and its weekly schedule.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FerryError, Logger, asFerryError, formatBytes, parseRate, type Database } from '../../core/index.js';
+import { Coordinator, CutoverRecords, parsePlan, type CutoverPlan, type CutoverReport, type CutoverWiring } from '../../cutover/index.js';
+import { AgentVmDriver, heldReplicaPort, sourceDiskPort, type AgentControl } from '../agent-ports.js';
+import type { BaseCopyStatus, FilterDiskStatus } from '../filter-service.js';
+import type { ReplicaStatus } from '../replica-service.js';
+import type { HostRecord, MigrationDiskProgress, MigrationRecord, RateWindow, ServiceRecords, Throttle } from './records.js';
+
+export interface SteeringOptions {
+  records: ServiceRecords;
+  /** The database of the records: cutovers are recorded there too. */
+  db: Database;
+  /** A client of a host's agent. */
+  connect(host: HostRecord): AgentControl;
+  logger?: Logger;
+  /** How often each migration is looked at (default 1 s). */
+  pollMs?: number;
+}
+
+/** What the service last saw of one disk of a migration. */
+export interface DiskProgress extends MigrationDiskProgress {
+  baseCopy?: Pick<BaseCopyStatus, 'state' | 'bytesDone' | 'bytesTotal' | 'rateBytesPerSec' | 'manifestId' | 'error'>;
+  source?: { mode: string; consistent: boolean; lagSeconds: number; backlogBytes: number; drainRateBytesPerSec: number; predictedPauseMs: number | null };
+  replica?: Pick<ReplicaStatus, 'state' | 'nextSeq' | 'consistent' | 'bytesApplied' | 'error'>;
+}
+
+export interface MigrationProgress {
+  id: string;
+  state: MigrationRecord['state'];
+  disks: DiskProgress[];
+  /** Base copy bytes still to go, over all disks. */
+  bytesToGo: number;
+  /** At the base copies' current rate; undefined when unknown. */
+  etaSeconds?: number;
+  cutover?: CutoverReport;
+  atMs: number;
+}
+
+const steeredStates: ReadonlyArray<MigrationRecord['state']> = ['copying', 'replicating', 'ready', 'cutting over'];
+
+export class Steering {
+  private readonly abort = new AbortController();
+  private readonly cutovers: CutoverRecords;
+  private readonly logger: Logger;
+  private readonly pollMs: number;
+  /** Coordinators running in this process, by migration. */
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly progress = new Map<string, MigrationProgress>();
+  /** The last trouble noted per migration: the same one is not noted again every pass. */
+  private readonly trouble = new Map<string, string>();
+  /** The rate last set at each migration's source agent. */
+  private readonly rates = new Map<string, number>();
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly options: SteeringOptions) {
+    this.cutovers = new CutoverRecords(options.db);
+    this.logger = (options.logger ?? Logger.silent()).child({ component: 'steering' });
+    this.pollMs = options.pollMs ?? 1000;
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Looks at the migrations now rather than at the next poll (after an API request changed one). */
+  poke(): void {
+    this.wake?.();
+  }
+
+  /** Stops steering; running cutovers stop where they are (and are resumed by the next start). */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.wake?.();
+    await this.loop;
+    await Promise.allSettled(this.running.values());
+  }
+
+  /** The last progress seen of a migration (undefined before its first pass). */
+  progressOf(id: string): MigrationProgress | undefined {
+    return this.progress.get(id);
+  }
+
+  /** The cutover records (for the API's go and cancel). */
+  get cutoverRecords(): CutoverRecords {
+    return this.cutovers;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      await this.pass();
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.pollMs);
+        this.wake = () => (clearTimeout(timer), resolve());
+      });
+    }
+  }
+
+  /** One look at every steered migration. */
+  async pass(): Promise<void> {
+    const migrations = this.options.records.listMigrations().filter((m) => steeredStates.includes(m.state));
+    await Promise.all(migrations.map((m) => this.step(m)));
+  }
+
+  private async step(m: MigrationRecord): Promise<void> {
+    try {
+      if (m.state === 'cutting over') return this.watchCutover(m);
+      const source = this.options.connect(this.options.records.getHost(m.sourceHost));
+      const destination = this.options.connect(this.options.records.getHost(m.destinationHost));
+      await this.applyThrottle(m, source);
+      const disks = await this.look(m, source, destination);
+      if (m.state === 'copying') await this.copy(m, source, disks);
+      else if (m.state === 'replicating') await this.replicate(m, destination, disks);
+      else if (m.state === 'ready' && m.cutoverRequested) this.beginCutover(m, source, destination, disks);
+      this.trouble.delete(m.id);
+    } catch (err) {
+      if (this.abort.signal.aborted) return;
+      const error = asFerryError(err);
+      if (error.code === 'bad-input' || error.code === 'not-found' || error.code === 'unsupported-version') {
+        this.fail(m, error.message);
+        return;
+      }
+      // Unreachable agents and stores, IO: the migration waits where it is.
+      const text = `waiting: ${error.message}`;
+      if (this.trouble.get(m.id) !== text) {
+        this.trouble.set(m.id, text);
+        this.options.records.addEvent(m.id, text);
+        this.logger.warn('migration waits', { migration: m.id, error: error.message });
+      }
+    }
+  }
+
+  /** Asks both agents where each disk is, and keeps it as the migration's progress. */
+  private async look(m: MigrationRecord, source: AgentControl, destination: AgentControl): Promise<DiskProgress[]> {
+    const disks: DiskProgress[] = [];
+    for (const row of this.options.records.migrationDisks(m.id)) {
+      const d: DiskProgress = { ...row };
+      const status = await source.disk(row.disk, { signal: this.abort.signal });
+      d.source = sourceFigures(status);
+      if (status.baseCopy) d.baseCopy = pick(status.baseCopy, ['state', 'bytesDone', 'bytesTotal', 'rateBytesPerSec', 'manifestId', 'error']);
+      if (m.state !== 'copying') {
+        const replica = await destination.replica(row.replicaId, { signal: this.abort.signal }).catch((err: unknown) => {
+          if (asFerryError(err).code === 'not-found') return undefined;
+          throw err;
+        });
+        if (replica) d.replica = pick(replica, ['state', 'nextSeq', 'consistent', 'bytesApplied', 'error']);
+      }
+      disks.push(d);
+    }
+    const toGo = disks.reduce((n, d) => n + (d.manifestId ? 0 : Math.max(0, (d.baseCopy?.bytesTotal ?? 0) - (d.baseCopy?.bytesDone ?? 0))), 0);
+    const rate = disks.reduce((n, d) => n + (d.baseCopy?.state === 'running' ? d.baseCopy.rateBytesPerSec : 0), 0);
+    this.progress.set(m.id, { id: m.id, state: m.state, disks, bytesToGo: toGo, ...(rate > 0 ? { etaSeconds: toGo / rate } : {}), atMs: Date.now() });
+    return disks;
+  }
+
+  private async copy(m: MigrationRecord, source: AgentControl, disks: DiskProgress[]): Promise<void> {
+    const { records } = this.options;
+    for (const d of disks) {
+      if (d.manifestId) continue;
+      const copy = d.baseCopy;
+      if (copy?.state === 'running') continue;
+      if (copy?.state === 'done' && copy.manifestId) {
+        records.updateMigrationDisk(m.id, d.disk, { manifestId: copy.manifestId });
+        d.manifestId = copy.manifestId;
+        records.addEvent(m.id, `base copy of ${d.vm}/${d.disk} done: ${formatBytes(copy.bytesTotal)}, manifest ${copy.manifestId.slice(0, 12)}`);
+        continue;
+      }
+      if (copy?.state === 'failed') records.addEvent(m.id, `base copy of ${d.vm}/${d.disk} failed, starting it again: ${copy.error?.message ?? 'no reason given'}`);
+      await source.startBaseCopy(d.disk, {}, { signal: this.abort.signal });
+      if (!copy) records.addEvent(m.id, `base copy of ${d.vm}/${d.disk} started`);
+    }
+    if (disks.every((d) => d.manifestId)) {
+      records.transition(m.id, 'replicating', 'every base copy is in the store: replicas are restored at the destination and follow the changes');
+      this.poke();
+    }
+  }
+
+  private async replicate(m: MigrationRecord, destination: AgentControl, disks: DiskProgress[]): Promise<void> {
+    const { records } = this.options;
+    const store = records.getStore(m.store);
+    for (const d of disks) {
+      if (d.replica) continue;
+      const wanted = m.settings.vms.find((vm) => vm.name === d.vm)?.disks.find((disk) => disk.id === d.disk)?.replica;
+      const added = await destination.addReplica({ id: d.replicaId, disk: d.disk, store: store.url, manifest: d.manifestId!, ...(wanted ? { path: wanted } : {}) }, { signal: this.abort.signal });
+      records.updateMigrationDisk(m.id, d.disk, { replicaPath: added.path });
+      records.addEvent(m.id, `replica of ${d.vm}/${d.disk} added at the destination: ${added.path}`);
+      d.replica = pick(added, ['state', 'nextSeq', 'consistent', 'bytesApplied', 'error']);
+    }
+    const failed = disks.find((d) => d.replica?.state === 'failed');
+    if (failed) throw new FerryError('bad-input', `the replica of ${failed.vm}/${failed.disk} failed at the destination: ${failed.replica?.error ?? 'no reason given'}`);
+    if (disks.every((d) => d.replica?.state === 'following' && d.replica.consistent)) {
+      records.transition(m.id, 'ready', 'every replica follows its disk and is consistent: ready for the cutover');
+      this.poke();
+    }
+  }
+
+  /** Makes the cutover plan of a ready migration, records the cutover, and runs it. */
+  private beginCutover(m: MigrationRecord, source: AgentControl, destination: AgentControl, disks: DiskProgress[]): void {
+    const plan = this.plan(m, source, disks);
+    const record = this.cutovers.create(plan);
+    const started = this.options.records.beginCutover(m.id, record.id);
+    this.logger.info('cutover begun', { migration: m.id, cutover: record.id });
+    this.coordinate(started, source, destination);
+  }
+
+  /** A migration cutting over: its coordinator runs here, or is started again (after a restart). */
+  private watchCutover(m: MigrationRecord): void {
+    if (this.running.has(m.id)) return;
+    const { records } = this.options;
+    this.coordinate(m, this.options.connect(records.getHost(m.sourceHost)), this.options.connect(records.getHost(m.destinationHost)));
+  }
+
+  private coordinate(m: MigrationRecord, source: AgentControl, destination: AgentControl): void {
+    const id = m.cutoverId!;
+    const replicaIds = new Map(this.options.records.migrationDisks(m.id).map((d) => [d.disk, d.replicaId]));
+    const leaseMs = this.cutovers.get(id).plan.schedule.leaseMs;
+    const wiring: CutoverWiring = {
+      async openDisk(_vm, disk, owner, signal) {
+        const replica = await heldReplicaPort(destination, replicaIds.get(disk.id)!, owner, { signal });
+        return { source: sourceDiskPort(source, disk.id, owner, leaseMs), replica };
+      },
+      driver: (vm, side) => new AgentVmDriver(side === 'source' ? source : destination, vm, side),
+    };
+    const coordinator = new Coordinator({ records: this.cutovers, wiring, signal: this.abort.signal, pollMs: Math.min(this.pollMs, 500) });
+    const run = coordinator
+      .run(id)
+      .then((report) => this.finishCutover(m, report))
+      .catch((err: unknown) => {
+        if (!this.abort.signal.aborted) this.logger.error('cutover coordinator failed; it is started again', { migration: m.id, cutover: id, error: asFerryError(err).message });
+      })
+      .finally(() => this.running.delete(m.id));
+    this.running.set(m.id, run);
+  }
+
+  private finishCutover(m: MigrationRecord, report: CutoverReport): void {
+    if (this.abort.signal.aborted && !['healthy', 'rolled back', 'failed'].includes(report.state)) return; // stopped: resumed at the next start
+    const { records } = this.options;
+    const committed = this.cutovers.events(report.id).some((e) => e.state === 'committed');
+    if (report.state === 'healthy') records.transition(m.id, 'done', `cutover ${report.id} healthy: the VMs run at the destination`);
+    else if (!committed) records.cutoverRolledBack(m.id, `cutover ${report.id} ${report.state}${report.error ? `: ${report.error}` : ''}; the sources run, the replicas follow again`);
+    else records.transition(m.id, 'failed', `cutover ${report.id} ${report.state} after its commit: ${report.error ?? 'no reason given'}`, report.error);
+    const progress = this.progress.get(m.id);
+    if (progress) progress.cutover = report;
+  }
+
+  /** The migration as a cutover plan (docs/FORMAT.md), checked as a plan file is. */
+  private plan(m: MigrationRecord, source: AgentControl, disks: DiskProgress[]): CutoverPlan {
+    const store = this.options.records.getStore(m.store);
+    const { cutover, runbook } = m.settings;
+    const raw = {
+      version: 1,
+      name: `migration-${m.id}`,
+      store: store.url,
+      vms: m.settings.vms.map((vm) => ({
+        name: vm.name,
+        disks: vm.disks.map((disk) => ({ id: disk.id, control: source.address, replica: disks.find((d) => d.disk === disk.id)!.replicaPath! })),
+        source: vm.source,
+        destination: vm.destination,
+        ...(vm.health ? { health: vm.health } : {}),
+      })),
+      ...(runbook ? { runbook } : {}),
+      schedule: {
+        ...(cutover.at ? { at: cutover.at } : {}),
+        window: cutover.window,
+        budget: cutover.budget,
+        hold: cutover.hold,
+        ...(cutover.verify ? { verify: cutover.verify } : {}),
+        ...(cutover.maxLagSeconds !== undefined ? { maxLagSeconds: cutover.maxLagSeconds } : {}),
+      },
+    };
+    return parsePlan(JSON.stringify(raw), `the cutover plan of migration ${m.id}`);
+  }
+
+  private async applyThrottle(m: MigrationRecord, source: AgentControl): Promise<void> {
+    const rate = rateAt(m.settings.throttle, new Date());
+    if (this.rates.get(m.id) === rate) return;
+    await source.setRate(rate, { signal: this.abort.signal });
+    this.rates.set(m.id, rate);
+    this.options.records.addEvent(m.id, `link rate at the source host: ${rate === 0 ? 'unlimited' : `${formatBytes(rate)}/s`}`);
+  }
+
+  /**
+   * Undoes what a cancelled migration set going at the hosts, as far as it may: the
+   * destination stops following its replicas. Says what was done and what was kept.
+   */
+  async cleanUp(m: MigrationRecord): Promise<string> {
+    const destination = this.options.connect(this.options.records.getHost(m.destinationHost));
+    const stopped: string[] = [];
+    const failed: string[] = [];
+    for (const d of this.options.records.migrationDisks(m.id)) {
+      if (!d.replicaPath) continue;
+      try {
+        await destination.removeReplica(d.replicaId);
+        stopped.push(d.replicaPath);
+      } catch (err) {
+        if (asFerryError(err).code === 'not-found') stopped.push(d.replicaPath);
+        else failed.push(`${d.replicaPath} (${asFerryError(err).message})`);
+      }
+    }
+    return [
+      stopped.length > 0 ? `the destination stopped following ${stopped.length} replica(s), kept as files: ${stopped.join(', ')}` : 'no replica had been made',
+      ...(failed.length > 0 ? [`could not reach the destination to stop following: ${failed.join(', ')}`] : []),
+      'kept: the base copies in the store (a new migration of these disks reuses their chunks), and the source disks, still served and captured by the source agent',
+    ].join('; ');
+  }
+
+  private fail(m: MigrationRecord, message: string): void {
+    this.options.records.transition(m.id, 'failed', `failed: ${message}`, message);
+    this.logger.error('migration failed', { migration: m.id, error: message });
+  }
+
+  /** For tests: waits until the migration is in `state` (or a final one), looking every poll. */
+  async waitFor(id: string, states: ReadonlyArray<MigrationRecord['state']>, timeoutMs = 600_000): Promise<MigrationRecord> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.options.records.getMigration(id);
+      if (states.includes(m.state) || ['done', 'failed', 'cancelled'].includes(m.state)) return m;
+      if (Date.now() > until) throw new FerryError('aborted', `migration ${id} is still ${m.state} after ${timeoutMs} ms`);
+      await sleep(100);
+    }
+  }
+}
+
+/** The throttle's rate at `now` in bytes/s (0: unlimited): the first schedule window that covers it, else its rate. */
+export function rateAt(throttle: Throttle, now: Date): number {
+  const day = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'][now.getUTCDay()] as RateWindow['days'][number];
+  const minute = now.getUTCHours() * 60 + now.getUTCMinutes();
+  const toMinutes = (hhmm: string) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
+  const window = throttle.schedule.find((w) => w.days.includes(day) && toMinutes(w.from) <= minute && minute < toMinutes(w.to));
+  return parseRate(window?.rate ?? throttle.rate, 'rate');
+}
+
+function sourceFigures(s: FilterDiskStatus): DiskProgress['source'] {
+  const f = s.figures;
+  return {
+    mode: s.tracker.mode,
+    consistent: s.tracker.consistent,
+    lagSeconds: f.lagSeconds,
+    backlogBytes: f.backlogBytes,
+    drainRateBytesPerSec: f.drainRateBytesPerSec,
+    predictedPauseMs: Number.isFinite(f.predictedPauseMs) ? f.predictedPauseMs : null,
+  };
+}
+
+function pick<T extends object, K extends keyof T>(value: T, keys: K[]): Pick<T, K> {
+  const out = {} as Pick<T, K>;
+  for (const key of keys) if (value[key] !== undefined) out[key] = value[key];
+  return out;
+}

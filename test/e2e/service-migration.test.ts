@@ -1,0 +1,194 @@
+/**
+ * The migration service end to end, as an operator runs it: two `ferry agent`s (a source
+ * host serving a running QEMU guest's disks, a destination host with none), each with its
+ * own state directory and its control API over TLS on loopback, and `ferry serve` steering
+ * them. Everything goes through the wizard API: hosts, store, migration, validate, start,
+ * cutover. The replicas end byte-identical to the paused sources, the destination guest
+ * checks the data it wrote at the source, and exactly one copy of each VM runs.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { QemuVm } from '../../src/cutover/index.js';
+import { sha256File } from '../support/images.js';
+import { serviceToken, startAgent, startService, wizardClient, type AgentProcess, type ServiceProcess } from '../support/service.js';
+import { guestAppend, guestVerifyReports, testGuest, type TestGuest } from '../support/test-guest.js';
+import { tempDir } from '../support/temp.js';
+
+const MiB = 1024 * 1024;
+const guestBlocks = 64;
+
+let dir: Awaited<ReturnType<typeof tempDir>>;
+let guest: TestGuest;
+const children: ChildProcess[] = [];
+const vms: string[] = []; // run directories of every VM a test started, source or destination
+
+beforeAll(async () => {
+  dir = await tempDir('ferry-service-');
+  guest = await testGuest();
+});
+afterEach(async () => {
+  for (const runDir of vms.splice(0)) await (await QemuVm.attach({ runDir, timeoutMs: 2000 }).catch(() => undefined))?.kill();
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+afterAll(async () => {
+  await dir.cleanup();
+});
+
+/** What QEMU says of the VM in `runDir`: 'running', 'paused', or 'absent'. */
+async function vmState(runDir: string): Promise<string> {
+  const vm = await QemuVm.attach({ runDir, timeoutMs: 5000 }).catch(() => undefined);
+  if (!vm) return 'absent';
+  try {
+    return (await vm.status()).running ? 'running' : 'paused';
+  } finally {
+    await vm.disconnect();
+  }
+}
+
+interface Site {
+  base: string;
+  store: string;
+  images: Map<string, string>;
+  source: AgentProcess;
+  destination: AgentProcess;
+  sourceRun: string;
+  destinationRun: string;
+  service: ServiceProcess;
+  call: ReturnType<typeof wizardClient>;
+}
+
+/** Two agents over TLS, a guest writing through the source agent, and the service. */
+async function site(name: string, disks: string[]): Promise<Site> {
+  const base = join(dir.path, name);
+  const store = `file:${join(base, 'store')}`;
+  await mkdir(join(base, 'src'), { recursive: true });
+  await mkdir(join(base, 'dst'), { recursive: true });
+  const images = new Map(disks.map((d) => [d, join(base, `${d}.img`)]));
+  for (const image of images.values()) {
+    await writeFile(image, '');
+    await truncate(image, 8 * MiB);
+  }
+  const source = await startAgent({ name: `${name}-src`, stateDir: join(base, 'src', 'state'), disks: Object.fromEntries(images), store });
+  children.push(source.child);
+  const destination = await startAgent({ name: `${name}-dst`, stateDir: join(base, 'dst', 'state') });
+  children.push(destination.child);
+
+  const sourceRun = join(base, 'run-src');
+  const destinationRun = join(base, 'run-dst');
+  await mkdir(sourceRun, { recursive: true });
+  const vm = new QemuVm({
+    runDir: sourceRun,
+    detached: true,
+    kernelPath: guest.kernelPath,
+    initrdPath: guest.initrdPath,
+    append: guestAppend({ blocks: guestBlocks, disks: disks.map((_, i) => `vd${String.fromCharCode(97 + i)}`), sleepSeconds: 0.05 }),
+    disks: disks.map((d) => ({ socketPath: source.sockets.get(d)!, exportName: d })),
+  });
+  vms.push(sourceRun, destinationRun);
+  await vm.start();
+  await vm.waitForConsole(/FERRY-GUEST: wrote gen 2\b/, 60_000);
+  await vm.disconnect(); // its QMP monitor is the source agent's now
+
+  const db = join(base, 'service', 'ferry.db');
+  const token = await serviceToken(db);
+  const service = await startService({ db });
+  children.push(service.child);
+  const s: Site = { base, store, images, source, destination, sourceRun, destinationRun, service, call: wizardClient(() => s.service.url, token) };
+  return s;
+}
+
+/** Registers both hosts and the store, and creates the migration of VM `db` with `disks`. */
+async function createMigration(s: Site, disks: string[]): Promise<string> {
+  const { call } = s;
+  const host = (name: string, role: string, agent: AgentProcess) => call('POST', '/v1/hosts', { name, role, agent: { url: agent.url, fingerprint: agent.fingerprint, token: agent.token } });
+  const src = await host('site-a', 'source', s.source);
+  const dst = await host('site-b', 'destination', s.destination);
+  const store = await call('POST', '/v1/stores', { name: 'shared', url: s.store });
+  expect([src.status, dst.status, store.status]).toEqual([201, 201, 201]);
+  const created = await call<{ id: string; state: string }>('POST', '/v1/migrations', {
+    name: 'move-db',
+    sourceHost: src.body.id,
+    destinationHost: dst.body.id,
+    store: store.body.id,
+    vms: [
+      {
+        name: 'db',
+        disks: disks.map((id) => ({ id })),
+        source: { driver: 'qemu', qmp: join(s.sourceRun, 'qmp.sock') },
+        destination: {
+          driver: 'qemu',
+          runDir: s.destinationRun,
+          launch: { kernel: guest.kernelPath, initrd: guest.initrdPath, append: guestAppend({ blocks: guestBlocks, disks: disks.map((_, i) => `vd${String.fromCharCode(97 + i)}`), sleepSeconds: 0.05, verify: true }) },
+        },
+        health: { console: 'FERRY-GUEST: verify done', timeout: '60s' },
+      },
+    ],
+    cutover: { budget: '10s', window: '3m', verify: 'full', maxLagSeconds: 30 },
+  });
+  expect(created.status, JSON.stringify(created.body)).toBe(201);
+  const id = created.body.id;
+  expect((await call('POST', `/v1/migrations/${id}/validate`)).body).toMatchObject({ state: 'validated' });
+  return id;
+}
+
+/** Polls the migration until it is in `state` (or failed), and returns it. */
+async function until(s: Site, id: string, state: string, timeoutMs = 180_000): Promise<{ state: string; error?: string }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const reply = await s.call<{ state: string; error?: string }>('GET', `/v1/migrations/${id}`).catch(() => undefined); // the service may be restarting
+    if (reply?.body.state === state || reply?.body.state === 'failed') return reply.body;
+    if (Date.now() > deadline) throw new Error(`migration ${id} is ${reply?.body.state} after ${timeoutMs} ms, not ${state}; events: ${JSON.stringify((await s.call('GET', `/v1/migrations/${id}/events`)).body)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function events(s: Site, id: string): Promise<string[]> {
+  return (await s.call<{ events: Array<{ message: string }> }>('GET', `/v1/migrations/${id}/events`)).body.events.map((e) => e.message);
+}
+
+/** The end state every migration must reach: replicas equal to the stopped sources when paused, one copy of the VM running, its data checked. */
+async function expectMoved(s: Site, id: string, disks: string[]): Promise<void> {
+  const progress = (await s.call<{ cutover: { state: string; vms: Array<{ disks: Array<{ disk: string; verified: string; sha256: string }> }> } }>('GET', `/v1/migrations/${id}/progress`)).body;
+  expect(progress.cutover.state).toBe('healthy');
+  // The destination guest writes on from the data it checked, so the replicas are compared
+  // as the full verify saw them, paused: the same bytes as the source disks, which stopped there.
+  for (const disk of disks) {
+    const source = await sha256File(s.images.get(disk)!);
+    expect(progress.cutover.vms[0]!.disks.find((d) => d.disk === disk), disk).toMatchObject({ verified: 'full', sha256: source });
+  }
+  expect(await vmState(s.sourceRun)).toBe('absent');
+  expect(await vmState(s.destinationRun)).toBe('running');
+  const reports = guestVerifyReports(await readFile(join(s.destinationRun, 'console.log'), 'utf8'));
+  expect(reports.map((r) => [r.disk, r.ok])).toEqual(disks.map((_, i) => [`vd${String.fromCharCode(97 + i)}`, true]));
+}
+
+it('two agents over TLS and the service move a running guest through the wizard API: the replicas equal the sources, the destination guest verifies its data', async () => {
+  const disks = ['d0', 'd1'];
+  const s = await site('plain', disks);
+  const id = await createMigration(s, disks);
+  const started = await s.call('POST', `/v1/migrations/${id}/start`);
+  expect(started.body).toMatchObject({ state: 'copying' });
+  expect((await until(s, id, 'ready')).state).toBe('ready');
+
+  const progress = (await s.call<{ disks: Array<{ disk: string; manifestId: string; replica: { state: string; consistent: boolean }; source: { mode: string } }> }>('GET', `/v1/migrations/${id}/progress`)).body;
+  expect(progress.disks.map((d) => [d.disk, d.replica.state, d.replica.consistent, d.source.mode, typeof d.manifestId])).toEqual(disks.map((d) => [d, 'following', true, 'streaming', 'string']));
+
+  expect((await s.call('POST', `/v1/migrations/${id}/cutover`, {})).body).toMatchObject({ cutoverRequested: true });
+  const done = await until(s, id, 'done');
+  expect(done.state, done.error).toBe('done');
+  await expectMoved(s, id, disks);
+  expect(await events(s, id)).toEqual(
+    expect.arrayContaining([
+      expect.stringMatching(/^started/),
+      expect.stringMatching(/^base copy of db\/d0 done/),
+      expect.stringMatching(/^replica of db\/d1 added at the destination/),
+      expect.stringMatching(/^every replica follows/),
+      expect.stringMatching(/^cutover \S+ begun/),
+      expect.stringMatching(/^cutover \S+ healthy/),
+    ]),
+  );
+  // Agents' tokens never reach a log line.
+  expect(s.service.stderr()).not.toContain(s.source.token);
+});
