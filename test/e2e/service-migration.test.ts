@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { QemuVm } from '../../src/cutover/index.js';
 import { sha256File } from '../support/images.js';
-import { serviceToken, startAgent, startService, wizardClient, type AgentProcess, type ServiceProcess } from '../support/service.js';
+import { freePort, serviceToken, startAgent, startService, wizardClient, type AgentProcess, type ServiceProcess } from '../support/service.js';
 import { guestAppend, guestVerifyReports, testGuest, type TestGuest } from '../support/test-guest.js';
 import { tempDir } from '../support/temp.js';
 
@@ -55,6 +55,7 @@ interface Site {
   destination: AgentProcess;
   sourceRun: string;
   destinationRun: string;
+  db: string;
   service: ServiceProcess;
   call: ReturnType<typeof wizardClient>;
 }
@@ -72,7 +73,8 @@ async function site(name: string, disks: string[]): Promise<Site> {
   }
   const source = await startAgent({ name: `${name}-src`, stateDir: join(base, 'src', 'state'), disks: Object.fromEntries(images), store });
   children.push(source.child);
-  const destination = await startAgent({ name: `${name}-dst`, stateDir: join(base, 'dst', 'state') });
+  // The destination agent keeps its address across restarts: the service knows it by it.
+  const destination = await startAgent({ name: `${name}-dst`, stateDir: join(base, 'dst', 'state'), port: await freePort() });
   children.push(destination.child);
 
   const sourceRun = join(base, 'run-src');
@@ -95,8 +97,16 @@ async function site(name: string, disks: string[]): Promise<Site> {
   const token = await serviceToken(db);
   const service = await startService({ db });
   children.push(service.child);
-  const s: Site = { base, store, images, source, destination, sourceRun, destinationRun, service, call: wizardClient(() => s.service.url, token) };
+  const s: Site = { base, store, images, source, destination, sourceRun, destinationRun, db, service, call: wizardClient(() => s.service.url, token) };
   return s;
+}
+
+/** SIGKILLs the service (if it still runs) and starts it again on its database, with `env`. */
+async function restartService(s: Site, env: NodeJS.ProcessEnv = {}): Promise<void> {
+  s.service.child.kill('SIGKILL');
+  await s.service.done;
+  s.service = await startService({ db: s.db, env });
+  children.push(s.service.child);
 }
 
 /** Registers both hosts and the store, and creates the migration of VM `db` with `disks`. */
@@ -133,12 +143,13 @@ async function createMigration(s: Site, disks: string[]): Promise<string> {
   return id;
 }
 
-/** Polls the migration until it is in `state` (or failed), and returns it. */
-async function until(s: Site, id: string, state: string, timeoutMs = 180_000): Promise<{ state: string; error?: string }> {
+/** Polls the migration until it is in `state` (or one of them, or failed), and returns it. */
+async function until(s: Site, id: string, state: string | string[], timeoutMs = 180_000): Promise<{ state: string; error?: string }> {
+  const states = [state, 'failed'].flat();
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const reply = await s.call<{ state: string; error?: string }>('GET', `/v1/migrations/${id}`).catch(() => undefined); // the service may be restarting
-    if (reply?.body.state === state || reply?.body.state === 'failed') return reply.body;
+    if (reply && states.includes(reply.body.state)) return reply.body;
     if (Date.now() > deadline) throw new Error(`migration ${id} is ${reply?.body.state} after ${timeoutMs} ms, not ${state}; events: ${JSON.stringify((await s.call('GET', `/v1/migrations/${id}/events`)).body)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -191,4 +202,43 @@ it('two agents over TLS and the service move a running guest through the wizard 
   );
   // Agents' tokens never reach a log line.
   expect(s.service.stderr()).not.toContain(s.source.token);
+});
+
+it('survives SIGKILLs of the service during replication, before the commit (it rolls back) and after it (it rolls forward), and a restart of the destination agent', async () => {
+  const disks = ['r0'];
+  const s = await site('restart', disks);
+  const id = await createMigration(s, disks);
+  expect((await s.call('POST', `/v1/migrations/${id}/start`)).status).toBe(200);
+  await until(s, id, ['replicating', 'ready']);
+  await restartService(s);
+
+  // The destination agent goes away and comes back: its replica is followed again.
+  const url = new URL(s.destination.url);
+  await s.destination.stop();
+  s.destination = await startAgent({ name: 'restart-dst', stateDir: join(s.base, 'dst', 'state'), port: Number(url.port) });
+  children.push(s.destination.child);
+  const ready = await until(s, id, 'ready');
+  expect(ready.state, `${ready.error}: ${(await events(s, id)).join('\n')}`).toBe('ready');
+
+  // Killed while the sources are paused and draining: the next service rolls back.
+  await restartService(s, { FERRY_FAILPOINT: 'cutover:draining' });
+  expect((await s.call('POST', `/v1/migrations/${id}/cutover`, {})).status).toBe(200);
+  expect((await s.service.done).signal).toBe('SIGKILL');
+  await restartService(s);
+  const back = await until(s, id, 'ready');
+  expect(back.error).toMatch(/rolled back: the coordinator stopped while draining/);
+  expect(await vmState(s.sourceRun)).toBe('running');
+  expect(await vmState(s.destinationRun)).toBe('absent');
+
+  // Killed right after the commit: the next service rolls forward, and starts the destination once.
+  await restartService(s, { FERRY_FAILPOINT: 'cutover:committed' });
+  expect((await s.call('POST', `/v1/migrations/${id}/cutover`, {})).status).toBe(200);
+  expect((await s.service.done).signal).toBe('SIGKILL');
+  expect(await vmState(s.destinationRun)).toBe('absent');
+  await restartService(s);
+  const done = await until(s, id, 'done');
+  expect(done.state, done.error).toBe('done');
+  await expectMoved(s, id, disks);
+  const log = (await readFile(join(s.destinationRun, 'console.log'), 'utf8')).match(/FERRY-GUEST: verify done/g) ?? [];
+  expect(log).toHaveLength(1);
 });

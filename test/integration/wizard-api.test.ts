@@ -116,6 +116,11 @@ describe('health and authentication', () => {
       ['PATCH', '/v1/migrations/mig-1/throttle'],
       ['POST', '/v1/migrations/mig-1/cancel'],
       ['GET', '/v1/migrations/mig-1/events'],
+      ['POST', '/v1/migrations/mig-1/start'],
+      ['POST', '/v1/migrations/mig-1/cutover'],
+      ['POST', '/v1/migrations/mig-1/cutover/go'],
+      ['POST', '/v1/migrations/mig-1/cutover/cancel'],
+      ['GET', '/v1/migrations/mig-1/progress'],
       ['GET', '/v1/openapi.json'],
       ['GET', '/v1/no-such-route'],
     ];
@@ -389,6 +394,11 @@ describe('migrations', () => {
       ['PATCH', '/v1/migrations/mig-nope/throttle', { rate: '1M/s' }],
       ['POST', '/v1/migrations/mig-nope/cancel', undefined],
       ['GET', '/v1/migrations/mig-nope/events', undefined],
+      ['POST', '/v1/migrations/mig-nope/start', undefined],
+      ['POST', '/v1/migrations/mig-nope/cutover', {}],
+      ['POST', '/v1/migrations/mig-nope/cutover/go', undefined],
+      ['POST', '/v1/migrations/mig-nope/cutover/cancel', undefined],
+      ['GET', '/v1/migrations/mig-nope/progress', undefined],
     ] as const) {
       const reply = await call(method, path, body);
       expect(reply, `${method} ${path}`).toMatchObject({ status: 404, body: { error: { code: 'not-found', message: 'no migration "mig-nope"' } } });
@@ -401,6 +411,66 @@ describe('migrations', () => {
       expect(reply.status).toBe(409);
       expect(reply.body.error.message).toContain(id);
     }
+  });
+});
+
+describe('starting and cutting over', () => {
+  const sides = {
+    source: { driver: 'qemu', qmp: '/run/vm/db/qmp.sock' },
+    destination: { driver: 'qemu', runDir: '/run/ferry/db', launch: { kernel: '/boot/vmlinuz' } },
+    health: { console: 'login:', timeout: '2m' },
+  };
+
+  it('starts only a validated migration, and then lists its disks as progress', async () => {
+    const draft = (await call('POST', '/v1/migrations', migration({ name: 'started' }))).body.id as string;
+    const early = await call('POST', `/v1/migrations/${draft}/start`);
+    expect(early).toMatchObject({ status: 409, body: { error: { code: 'invalid-state' } } });
+    expect(early.body.error.message).toMatch(/is draft: only a validated migration is started/);
+    expect((await call('POST', `/v1/migrations/${draft}/validate`)).status).toBe(200);
+    const started = await call('POST', `/v1/migrations/${draft}/start`);
+    expect(started).toMatchObject({ status: 200, body: { state: 'copying', cutoverRequested: false } });
+    expect((await call('POST', `/v1/migrations/${draft}/start`)).status).toBe(409);
+    const progress = await call('GET', `/v1/migrations/${draft}/progress`);
+    expect(progress.status).toBe(200);
+    expect(progress.body.disks.map((d: { vm: string; disk: string; replicaId: string }) => [d.vm, d.disk, d.replicaId])).toEqual([
+      ['db', 'db-root', `${draft}.db-root`],
+      ['db', 'db-data', `${draft}.db-data`],
+      ['app', 'app-root', `${draft}.app-root`],
+    ]);
+    // No service steers this app: nothing is under way to go or cancel.
+    for (const action of ['go', 'cancel']) expect((await call('POST', `/v1/migrations/${draft}/cutover/${action}`)).status).toBe(409);
+    const cancelled = await call('POST', `/v1/migrations/${draft}/cancel`);
+    expect(cancelled.body.state).toBe('cancelled');
+  });
+
+  it('asks for a cutover only of VMs whose sides are known, naming each one missing or wrong', async () => {
+    const id = (await call('POST', '/v1/migrations', migration({ name: 'cut' }))).body.id as string;
+    expect((await call('POST', `/v1/migrations/${id}/cutover`, {})).body.error.message).toMatch(/is a draft: validate it first/);
+    expect((await call('POST', `/v1/migrations/${id}/validate`)).status).toBe(200);
+    expect(issues(await call('POST', `/v1/migrations/${id}/cutover`, {}))).toEqual([
+      'migration.vms[0].source: expected how the source host runs VM "db" (as a cutover plan\'s vms[].source), received nothing',
+      'migration.vms[0].destination: expected how the destination host runs VM "db" (as a cutover plan\'s vms[].destination), received nothing',
+      'migration.vms[1].source: expected how the source host runs VM "app" (as a cutover plan\'s vms[].source), received nothing',
+      'migration.vms[1].destination: expected how the destination host runs VM "app" (as a cutover plan\'s vms[].destination), received nothing',
+    ]);
+    const wrong = await call('POST', '/v1/migrations', migration({ name: 'wrong-sides', vms: [{ name: 'db', disks: [{ id: 'db-root' }], source: { driver: 'qemu' }, destination: { driver: 'vmware' } }] }));
+    expect(issues(await call('POST', `/v1/migrations/${wrong.body.id}/validate`))).toEqual([
+      'migration.vms[0]: source.qmp: expected a non-empty string, received nothing',
+      'migration.vms[0]: destination.driver: expected "qemu" or "hooks", received "vmware"',
+    ]);
+
+    const good = (await call('POST', '/v1/migrations', migration({ name: 'good-sides', vms: [{ name: 'db', disks: [{ id: 'db-root' }], ...sides }] }))).body.id as string;
+    expect((await call('POST', `/v1/migrations/${good}/validate`)).status).toBe(200);
+    expect(issues(await call('POST', `/v1/migrations/${good}/cutover`, { at: 'tomorrow', hold: 'yes', verify: 'some', extra: 1 }))).toEqual([
+      'body.at: expected an ISO 8601 time with a zone, such as 2026-12-06T22:00:00Z, received "tomorrow"',
+      'body.hold: expected boolean, received "yes"',
+      'body.verify: expected one of "deltas", "full", received "some"',
+      'body.extra: unknown field, received 1',
+    ]);
+    const at = inFuture();
+    const asked = await call('POST', `/v1/migrations/${good}/cutover`, { at, hold: true, verify: 'full' });
+    expect(asked).toMatchObject({ status: 200, body: { state: 'validated', cutoverRequested: true, cutover: { at, hold: true, verify: 'full' } } });
+    expect((await call('GET', `/v1/migrations/${good}/events`)).body.events.at(-1).message).toBe(`cutover requested for ${at}, held for the go`);
   });
 });
 

@@ -6,6 +6,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { ferry, startFerry, type CliResult } from './cli.js';
 
@@ -21,6 +22,15 @@ export interface AgentProcess {
   sockets: Map<string, string>;
   stderr(): string;
   stop(): Promise<CliResult>;
+}
+
+/** A TCP port free on 127.0.0.1 now: for an agent that must come back at the same address. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** Resolves once `pattern` shows in what `child` printed, failing if it exits first. */
@@ -91,8 +101,8 @@ export async function serviceToken(db: string, name = 'e2e'): Promise<string> {
 }
 
 /** `ferry serve` on `db`, on a loopback port (0: any free one), looking at migrations every `pollMs`. */
-export async function startService(options: { db: string; port?: number; pollMs?: number }): Promise<ServiceProcess> {
-  const { child, done } = startFerry(['serve', '--listen', `127.0.0.1:${options.port ?? 0}`, '--db', options.db, '--poll-ms', String(options.pollMs ?? 200)]);
+export async function startService(options: { db: string; port?: number; pollMs?: number; env?: NodeJS.ProcessEnv }): Promise<ServiceProcess> {
+  const { child, done } = startFerry(['serve', '--listen', `127.0.0.1:${options.port ?? 0}`, '--db', options.db, '--poll-ms', String(options.pollMs ?? 200)], options.env);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const stdout = (await printed(child, done, /^db /m, 'ferry serve'))();

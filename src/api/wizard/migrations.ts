@@ -167,7 +167,8 @@ export function migrationRoutes(app: WizardApp, { records, logger, steering }: W
     }),
     (c) => {
       const migration = unfinished(records.getMigration(c.req.valid('param').id), 'cut over');
-      if (!['validated', 'copying', 'replicating', 'ready'].includes(migration.state)) throw new FerryError('invalid-state', `migration ${migration.id} is ${migration.state}: its cutover was asked for already`);
+      if (migration.state === 'draft') throw new FerryError('invalid-state', `migration ${migration.id} is a draft: validate it first`);
+      if (migration.state === 'cutting over') throw new FerryError('invalid-state', `migration ${migration.id} is cutting over already (cutover ${migration.cutoverId})`);
       const problems = vmSideIssues(migration, true);
       if (problems.length > 0) throw new IssuesError(renderIssues('migration', problems), `migration ${migration.id} cannot be cut over`);
       const updated = records.requestCutover(migration.id, c.req.valid('json'));
@@ -258,9 +259,10 @@ function vmSideIssues(migration: MigrationRecord, required: boolean): Issue[] {
         continue;
       }
       try {
-        parseSideSpec(spec, side, `vms[${i}].${side}`);
+        parseSideSpec(spec, side);
       } catch (err) {
-        issues.push({ path: ['vms', i, side], message: asFerryError(err).message });
+        // Its message names the fields within the side: `source.qmp: expected ...`.
+        issues.push({ path: ['vms', i], message: asFerryError(err).message });
       }
     }
   });

@@ -6,6 +6,7 @@ import { realpath } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import { FerryError, Logger, ProcessLock, badInput, openDatabase } from '../../core/index.js';
 import { FilterControlClient, loadWizardApi } from '../../api/index.js';
+import type { CutoverRecord } from '../../cutover/index.js';
 import { ServiceRecords, Steering } from '../../migrate/index.js';
 import type { Command } from '../command.js';
 import { intOption, parse, positionals, s3SettingsFromFlags, stateDbHelp, stateDbPath } from '../options.js';
@@ -77,6 +78,7 @@ async function runService(argv: string[], signal: AbortSignal): Promise<number> 
       logger,
       connect: (h) => new FilterControlClient(h.agent.url, { token: h.agent.token, fingerprint: h.agent.fingerprint }),
       pollMs: intOption(values['poll-ms'], '--poll-ms', 50, 60_000),
+      onTransition: failpoint(),
     });
     const { openApiPath, serveWizardApi, wizardApp } = await loadWizardApi();
     const app = wizardApp({ records, logger, s3: s3SettingsFromFlags(values), steering });
@@ -104,6 +106,15 @@ async function runService(argv: string[], signal: AbortSignal): Promise<number> 
     await lock?.release();
     db.close();
   }
+}
+
+/**
+ * Fault injection for the tests: FERRY_FAILPOINT=cutover:<state> kills the service right
+ * after a cutover persisted that state, as a crash would.
+ */
+function failpoint(): ((record: CutoverRecord) => void) | undefined {
+  const state = /^cutover:(.+)$/.exec(process.env.FERRY_FAILPOINT ?? '')?.[1];
+  return state === undefined ? undefined : (record) => void (record.state === state && process.kill(process.pid, 'SIGKILL'));
 }
 
 /** `HOST:PORT` or `[IPv6]:PORT`, on a loopback address. */

@@ -17,7 +17,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError, Logger, asFerryError, formatBytes, parseRate, type Database } from '../../core/index.js';
-import { Coordinator, CutoverRecords, parsePlan, type CutoverPlan, type CutoverReport, type CutoverWiring } from '../../cutover/index.js';
+import { Coordinator, CutoverRecords, parsePlan, type CutoverPlan, type CutoverRecord, type CutoverReport, type CutoverWiring } from '../../cutover/index.js';
 import { AgentVmDriver, heldReplicaPort, sourceDiskPort, type AgentControl } from '../agent-ports.js';
 import type { BaseCopyStatus, FilterDiskStatus } from '../filter-service.js';
 import type { ReplicaStatus } from '../replica-service.js';
@@ -32,6 +32,8 @@ export interface SteeringOptions {
   logger?: Logger;
   /** How often each migration is looked at (default 1 s). */
   pollMs?: number;
+  /** Called after each cutover transition is persisted, before it is acted on. */
+  onTransition?: (record: CutoverRecord) => void;
 }
 
 /** What the service last saw of one disk of a migration. */
@@ -52,6 +54,9 @@ export interface MigrationProgress {
   cutover?: CutoverReport;
   atMs: number;
 }
+
+/** What ends a migration as failed; anything else holds it where it is until it passes. */
+class MigrationFailure extends Error {}
 
 const steeredStates: ReadonlyArray<MigrationRecord['state']> = ['copying', 'replicating', 'ready', 'cutting over'];
 
@@ -132,12 +137,13 @@ export class Steering {
       this.trouble.delete(m.id);
     } catch (err) {
       if (this.abort.signal.aborted) return;
-      const error = asFerryError(err);
-      if (error.code === 'bad-input' || error.code === 'not-found' || error.code === 'unsupported-version') {
-        this.fail(m, error.message);
+      if (err instanceof MigrationFailure) {
+        this.fail(m, err.message);
         return;
       }
-      // Unreachable agents and stores, IO: the migration waits where it is.
+      // An agent that does not answer (or refuses, or errs) may be restarting or being
+      // fixed: the migration waits where it is, and says why.
+      const error = asFerryError(err);
       const text = `waiting: ${error.message}`;
       if (this.trouble.get(m.id) !== text) {
         this.trouble.set(m.id, text);
@@ -161,6 +167,11 @@ export class Steering {
           throw err;
         });
         if (replica) d.replica = pick(replica, ['state', 'nextSeq', 'consistent', 'bytesApplied', 'error']);
+        // Added by a service that died before it wrote down where: the agent knows.
+        if (replica && !d.replicaPath) {
+          this.options.records.updateMigrationDisk(m.id, row.disk, { replicaPath: replica.path });
+          d.replicaPath = replica.path;
+        }
       }
       disks.push(d);
     }
@@ -204,7 +215,7 @@ export class Steering {
       d.replica = pick(added, ['state', 'nextSeq', 'consistent', 'bytesApplied', 'error']);
     }
     const failed = disks.find((d) => d.replica?.state === 'failed');
-    if (failed) throw new FerryError('bad-input', `the replica of ${failed.vm}/${failed.disk} failed at the destination: ${failed.replica?.error ?? 'no reason given'}`);
+    if (failed) throw new MigrationFailure(`the replica of ${failed.vm}/${failed.disk} failed at the destination: ${failed.replica?.error ?? 'no reason given'}`);
     if (disks.every((d) => d.replica?.state === 'following' && d.replica.consistent)) {
       records.transition(m.id, 'ready', 'every replica follows its disk and is consistent: ready for the cutover');
       this.poke();
@@ -213,7 +224,12 @@ export class Steering {
 
   /** Makes the cutover plan of a ready migration, records the cutover, and runs it. */
   private beginCutover(m: MigrationRecord, source: AgentControl, destination: AgentControl, disks: DiskProgress[]): void {
-    const plan = this.plan(m, source, disks);
+    let plan: CutoverPlan;
+    try {
+      plan = this.plan(m, source, disks);
+    } catch (err) {
+      throw new MigrationFailure(asFerryError(err).message);
+    }
     const record = this.cutovers.create(plan);
     const started = this.options.records.beginCutover(m.id, record.id);
     this.logger.info('cutover begun', { migration: m.id, cutover: record.id });
@@ -231,14 +247,17 @@ export class Steering {
     const id = m.cutoverId!;
     const replicaIds = new Map(this.options.records.migrationDisks(m.id).map((d) => [d.disk, d.replicaId]));
     const leaseMs = this.cutovers.get(id).plan.schedule.leaseMs;
+    // The replicas are held in the cutover's name, not its run's: a run started again after
+    // the service died takes over the holds of the run before it (one runs at a time).
+    const holder = `ferry serve: cutover ${id}`;
     const wiring: CutoverWiring = {
       async openDisk(_vm, disk, owner, signal) {
-        const replica = await heldReplicaPort(destination, replicaIds.get(disk.id)!, owner, { signal });
+        const replica = await heldReplicaPort(destination, replicaIds.get(disk.id)!, holder, { signal });
         return { source: sourceDiskPort(source, disk.id, owner, leaseMs), replica };
       },
       driver: (vm, side) => new AgentVmDriver(side === 'source' ? source : destination, vm, side),
     };
-    const coordinator = new Coordinator({ records: this.cutovers, wiring, signal: this.abort.signal, pollMs: Math.min(this.pollMs, 500) });
+    const coordinator = new Coordinator({ records: this.cutovers, wiring, signal: this.abort.signal, pollMs: Math.min(this.pollMs, 500), onTransition: this.options.onTransition });
     const run = coordinator
       .run(id)
       .then((report) => this.finishCutover(m, report))
