@@ -57,6 +57,7 @@ interface Site {
   destinationRun: string;
   db: string;
   service: ServiceProcess;
+  token: string;
   call: ReturnType<typeof wizardClient>;
 }
 
@@ -97,7 +98,7 @@ async function site(name: string, disks: string[]): Promise<Site> {
   const token = await serviceToken(db);
   const service = await startService({ db });
   children.push(service.child);
-  const s: Site = { base, store, images, source, destination, sourceRun, destinationRun, db, service, call: wizardClient(() => s.service.url, token) };
+  const s: Site = { base, store, images, source, destination, sourceRun, destinationRun, db, service, token, call: wizardClient(() => s.service.url, token) };
   return s;
 }
 
@@ -185,6 +186,16 @@ it('two agents over TLS and the service move a running guest through the wizard 
 
   const progress = (await s.call<{ disks: Array<{ disk: string; manifestId: string; replica: { state: string; consistent: boolean }; source: { mode: string } }> }>('GET', `/v1/migrations/${id}/progress`)).body;
   expect(progress.disks.map((d) => [d.disk, d.replica.state, d.replica.consistent, d.source.mode, typeof d.manifestId])).toEqual(disks.map((d) => [d, 'following', true, 'streaming', 'string']));
+
+  // Prometheus sees each disk; the stream sends the progress.
+  const metrics = await (await fetch(`${s.service.url}/metrics`, { headers: { authorization: `Bearer ${s.token}` } })).text();
+  for (const disk of disks) expect(metrics).toMatch(new RegExp(`^ferry_disk_lag_seconds\\{migration="${id}",vm="db",disk="${disk}"\\} [0-9.e-]+$`, 'm'));
+  expect(metrics).toContain(`ferry_migration_state{migration="${id}",name="move-db",state="ready"} 1`);
+  const stream = await fetch(`${s.service.url}/v1/migrations/${id}/stream`, { headers: { authorization: `Bearer ${s.token}` } });
+  const reader = stream.body!.getReader();
+  let streamed = '';
+  while (!/^event: progress\ndata: .*"state":"ready"/m.test(streamed)) streamed += new TextDecoder().decode((await reader.read()).value);
+  await reader.cancel();
 
   expect((await s.call('POST', `/v1/migrations/${id}/cutover`, {})).body).toMatchObject({ cutoverRequested: true });
   const done = await until(s, id, 'done');

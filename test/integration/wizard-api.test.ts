@@ -474,6 +474,37 @@ describe('starting and cutting over', () => {
   });
 });
 
+describe('live views', () => {
+  it('streams a migration as server-sent events: its events, then its progress; the stream of an ended migration ends', async () => {
+    const id = (await call('POST', '/v1/migrations', migration({ name: 'streamed' }))).body.id as string;
+    await call('POST', `/v1/migrations/${id}/cancel`);
+    const res = await app.request(`/v1/migrations/${id}/stream`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const text = await res.text(); // ends: the migration is cancelled
+    const events = [...text.matchAll(/^event: (\w+)\n(?:id: \d+\n)?data: (.*)$/gm)].map((m) => [m[1], JSON.parse(m[2]!)] as const);
+    expect(events.map(([kind, data]) => [kind, data.message ?? data.state])).toEqual([
+      ['event', expect.stringMatching(/^created as a draft/)],
+      ['event', expect.stringMatching(/^cancelled \(it was draft\)/)],
+      ['progress', 'cancelled'],
+    ]);
+    expect((await call('GET', '/v1/migrations/mig-nope/stream')).status).toBe(404);
+  });
+
+  it('serves Prometheus metrics behind the bearer token', async () => {
+    expect((await call('GET', '/metrics', undefined, { token: null })).status).toBe(401);
+    expect((await call('GET', '/metrics', undefined, { token: wrongToken })).status).toBe(401);
+    const res = await app.request('/metrics', { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+    const text = await res.text();
+    expect(text).toContain('# TYPE ferry_migration_state gauge');
+    const streamed = (await call('GET', '/v1/migrations')).body.migrations.find((m: { name: string }) => m.name === 'streamed').id;
+    expect(text).toContain(`ferry_migration_state{migration="${streamed}",name="streamed",state="cancelled"} 1`);
+    expect(text).toContain(`ferry_migration_state{migration="${streamed}",name="streamed",state="draft"} 0`);
+  });
+});
+
 describe('bad migrations', () => {
   it('names every missing field', async () => {
     expect(issues(await call('POST', '/v1/migrations', {}))).toEqual([

@@ -12,7 +12,7 @@
  * line: requests are logged by method, path, status and the token's name.
  */
 import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
@@ -23,6 +23,7 @@ import { errorResponse } from '../http-errors.js';
 import { errorResponses, jsonContent, type WizardApp, type WizardDeps, type WizardEnv } from './common.js';
 import { hostRoutes } from './hosts.js';
 import { zodIssues } from './issues.js';
+import { liveRoutes } from './live.js';
 import { migrationRoutes } from './migrations.js';
 import { storeRoutes } from './stores.js';
 
@@ -74,9 +75,9 @@ export function wizardApp(options: WizardAppOptions): WizardApp {
     else logger.info(line, fields);
   });
 
-  // Every /v1 route: a known bearer token, then a bounded body. The token is looked up by
-  // its SHA-256, which tells an attacker timing nothing about the tokens themselves.
-  app.use('/v1/*', async (c, next) => {
+  // Every /v1 route and /metrics: a known bearer token (then, for /v1, a bounded body). The
+  // token is looked up by its SHA-256, which tells an attacker timing nothing about the tokens.
+  const requireToken: MiddlewareHandler<WizardEnv> = async (c, next) => {
     const match = /^Bearer +(\S+) *$/i.exec(c.req.header('authorization') ?? '');
     const token = match ? deps.records.authenticate(match[1]!) : undefined;
     if (!token) {
@@ -87,7 +88,9 @@ export function wizardApp(options: WizardAppOptions): WizardApp {
     }
     c.set('tokenName', token.name);
     await next();
-  });
+  };
+  app.use('/v1/*', requireToken);
+  app.use('/metrics', requireToken);
   app.use(
     '/v1/*',
     bodyLimit({ maxSize: maxBodyBytes, onError: (c) => c.json({ error: { code: 'bad-input', message: `body: expected at most ${maxBodyBytes} bytes, received more` } }, 413) }),
@@ -108,6 +111,7 @@ export function wizardApp(options: WizardAppOptions): WizardApp {
   hostRoutes(app, deps);
   storeRoutes(app, deps);
   migrationRoutes(app, deps);
+  liveRoutes(app, deps);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

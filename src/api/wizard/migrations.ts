@@ -5,10 +5,11 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { FerryError, asFerryError } from '../../core/index.js';
-import { parseSideSpec, report } from '../../cutover/index.js';
+import { parseSideSpec } from '../../cutover/index.js';
 import { IssuesError, finalMigrationStates, inventoryIssues, referenceIssues, renderIssues, type Issue, type MigrationRecord } from '../../migrate/index.js';
 import { errorResponses, eventView, jsonBody, jsonContent, migrationView, type WizardApp, type WizardDeps } from './common.js';
 import { zodIssues } from './issues.js';
+import { progressView } from './live.js';
 import { cutoverRequestSchema, eventSchema, eventsQuery, idParams, migrationCreateSchema, migrationSchema, migrationSettingsSchema, progressSchema, throttlePatchSchema } from './schemas.js';
 
 const tags = ['migrations'];
@@ -211,24 +212,7 @@ export function migrationRoutes(app: WizardApp, { records, logger, steering }: W
       request: { params: idParams },
       responses: { 200: jsonContent(progressSchema, 'As the service last saw it'), ...errorResponses(404) },
     }),
-    (c) => {
-      const migration = records.getMigration(c.req.valid('param').id);
-      const seen = steering?.progressOf(migration.id);
-      const cutover = migration.cutoverId && steering ? report(steering.cutoverRecords, migration.cutoverId) : undefined;
-      const disks = seen?.disks ?? records.migrationDisks(migration.id);
-      return c.json(
-        {
-          id: migration.id,
-          state: migration.state,
-          disks,
-          bytesToGo: seen?.bytesToGo ?? 0,
-          ...(seen?.etaSeconds !== undefined ? { etaSeconds: seen.etaSeconds } : {}),
-          ...(cutover ? { cutover: cutover as unknown as Record<string, unknown> } : {}),
-          at: new Date(seen?.atMs ?? Date.now()).toISOString(),
-        },
-        200,
-      );
-    },
+    (c) => c.json(progressView(records, steering, c.req.valid('param').id), 200),
   );
 
   app.openapi(
