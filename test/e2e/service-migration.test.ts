@@ -6,109 +6,28 @@
  * cutover. The replicas end byte-identical to the paused sources, the destination guest
  * checks the data it wrote at the source, and exactly one copy of each VM runs.
  */
-import type { ChildProcess } from 'node:child_process';
-import { mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { QemuVm } from '../../src/cutover/index.js';
 import { sha256File } from '../support/images.js';
-import { freePort, serviceToken, startAgent, startService, wizardClient, type AgentProcess, type ServiceProcess } from '../support/service.js';
-import { guestAppend, guestVerifyReports, testGuest, type TestGuest } from '../support/test-guest.js';
+import type { AgentProcess } from '../support/service.js';
+import { SiteHarness, vmState, type Site } from '../support/service-site.js';
+import { guestVerifyReports, testGuest } from '../support/test-guest.js';
 import { tempDir } from '../support/temp.js';
 
-const MiB = 1024 * 1024;
-const guestBlocks = 64;
-
 let dir: Awaited<ReturnType<typeof tempDir>>;
-let guest: TestGuest;
-const children: ChildProcess[] = [];
-const vms: string[] = []; // run directories of every VM a test started, source or destination
+let harness: SiteHarness;
 
 beforeAll(async () => {
   dir = await tempDir('ferry-service-');
-  guest = await testGuest();
+  harness = new SiteHarness(dir.path, await testGuest());
 });
 afterEach(async () => {
-  for (const runDir of vms.splice(0)) await (await QemuVm.attach({ runDir, timeoutMs: 2000 }).catch(() => undefined))?.kill();
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await harness.stop();
 });
 afterAll(async () => {
   await dir.cleanup();
 });
-
-/** What QEMU says of the VM in `runDir`: 'running', 'paused', or 'absent'. */
-async function vmState(runDir: string): Promise<string> {
-  const vm = await QemuVm.attach({ runDir, timeoutMs: 5000 }).catch(() => undefined);
-  if (!vm) return 'absent';
-  try {
-    return (await vm.status()).running ? 'running' : 'paused';
-  } finally {
-    await vm.disconnect();
-  }
-}
-
-interface Site {
-  base: string;
-  store: string;
-  images: Map<string, string>;
-  source: AgentProcess;
-  destination: AgentProcess;
-  sourceRun: string;
-  destinationRun: string;
-  db: string;
-  service: ServiceProcess;
-  token: string;
-  call: ReturnType<typeof wizardClient>;
-}
-
-/** Two agents over TLS, a guest writing through the source agent, and the service. */
-async function site(name: string, disks: string[]): Promise<Site> {
-  const base = join(dir.path, name);
-  const store = `file:${join(base, 'store')}`;
-  await mkdir(join(base, 'src'), { recursive: true });
-  await mkdir(join(base, 'dst'), { recursive: true });
-  const images = new Map(disks.map((d) => [d, join(base, `${d}.img`)]));
-  for (const image of images.values()) {
-    await writeFile(image, '');
-    await truncate(image, 8 * MiB);
-  }
-  const source = await startAgent({ name: `${name}-src`, stateDir: join(base, 'src', 'state'), disks: Object.fromEntries(images), store });
-  children.push(source.child);
-  // The destination agent keeps its address across restarts: the service knows it by it.
-  const destination = await startAgent({ name: `${name}-dst`, stateDir: join(base, 'dst', 'state'), port: await freePort() });
-  children.push(destination.child);
-
-  const sourceRun = join(base, 'run-src');
-  const destinationRun = join(base, 'run-dst');
-  await mkdir(sourceRun, { recursive: true });
-  const vm = new QemuVm({
-    runDir: sourceRun,
-    detached: true,
-    kernelPath: guest.kernelPath,
-    initrdPath: guest.initrdPath,
-    append: guestAppend({ blocks: guestBlocks, disks: disks.map((_, i) => `vd${String.fromCharCode(97 + i)}`), sleepSeconds: 0.05 }),
-    disks: disks.map((d) => ({ socketPath: source.sockets.get(d)!, exportName: d })),
-  });
-  vms.push(sourceRun, destinationRun);
-  await vm.start();
-  await vm.waitForConsole(/FERRY-GUEST: wrote gen 2\b/, 60_000);
-  await vm.disconnect(); // its QMP monitor is the source agent's now
-
-  const db = join(base, 'service', 'ferry.db');
-  const token = await serviceToken(db);
-  const service = await startService({ db });
-  children.push(service.child);
-  const s: Site = { base, store, images, source, destination, sourceRun, destinationRun, db, service, token, call: wizardClient(() => s.service.url, token) };
-  return s;
-}
-
-/** SIGKILLs the service (if it still runs) and starts it again on its database, with `env`. */
-async function restartService(s: Site, env: NodeJS.ProcessEnv = {}): Promise<void> {
-  s.service.child.kill('SIGKILL');
-  await s.service.done;
-  s.service = await startService({ db: s.db, env });
-  children.push(s.service.child);
-}
 
 /** Registers both hosts and the store, and creates the migration of VM `db` with `disks`. */
 async function createMigration(s: Site, disks: string[]): Promise<string> {
@@ -127,13 +46,7 @@ async function createMigration(s: Site, disks: string[]): Promise<string> {
       {
         name: 'db',
         disks: disks.map((id) => ({ id })),
-        source: { driver: 'qemu', qmp: join(s.sourceRun, 'qmp.sock') },
-        destination: {
-          driver: 'qemu',
-          runDir: s.destinationRun,
-          launch: { kernel: guest.kernelPath, initrd: guest.initrdPath, append: guestAppend({ blocks: guestBlocks, disks: disks.map((_, i) => `vd${String.fromCharCode(97 + i)}`), sleepSeconds: 0.05, verify: true }) },
-        },
-        health: { console: 'FERRY-GUEST: verify done', timeout: '60s' },
+        ...harness.sides(s, disks),
       },
     ],
     cutover: { budget: '10s', window: '3m', verify: 'full', maxLagSeconds: 30 },
@@ -178,7 +91,7 @@ async function expectMoved(s: Site, id: string, disks: string[]): Promise<void> 
 
 it('two agents over TLS and the service move a running guest through the wizard API: the replicas equal the sources, the destination guest verifies its data', async () => {
   const disks = ['d0', 'd1'];
-  const s = await site('plain', disks);
+  const s = await harness.site('plain', disks);
   const id = await createMigration(s, disks);
   const started = await s.call('POST', `/v1/migrations/${id}/start`);
   expect(started.body).toMatchObject({ state: 'copying' });
@@ -217,36 +130,33 @@ it('two agents over TLS and the service move a running guest through the wizard 
 
 it('survives SIGKILLs of the service during replication, before the commit (it rolls back) and after it (it rolls forward), and a restart of the destination agent', async () => {
   const disks = ['r0'];
-  const s = await site('restart', disks);
+  const s = await harness.site('restart', disks);
   const id = await createMigration(s, disks);
   expect((await s.call('POST', `/v1/migrations/${id}/start`)).status).toBe(200);
   await until(s, id, ['replicating', 'ready']);
-  await restartService(s);
+  await harness.restartService(s);
 
   // The destination agent goes away and comes back: its replica is followed again.
-  const url = new URL(s.destination.url);
-  await s.destination.stop();
-  s.destination = await startAgent({ name: 'restart-dst', stateDir: join(s.base, 'dst', 'state'), port: Number(url.port) });
-  children.push(s.destination.child);
+  await harness.restartDestination(s);
   const ready = await until(s, id, 'ready');
   expect(ready.state, `${ready.error}: ${(await events(s, id)).join('\n')}`).toBe('ready');
 
   // Killed while the sources are paused and draining: the next service rolls back.
-  await restartService(s, { FERRY_FAILPOINT: 'cutover:draining' });
+  await harness.restartService(s, { FERRY_FAILPOINT: 'cutover:draining' });
   expect((await s.call('POST', `/v1/migrations/${id}/cutover`, {})).status).toBe(200);
   expect((await s.service.done).signal).toBe('SIGKILL');
-  await restartService(s);
+  await harness.restartService(s);
   const back = await until(s, id, 'ready');
   expect(back.error).toMatch(/rolled back: the coordinator stopped while draining/);
   expect(await vmState(s.sourceRun)).toBe('running');
   expect(await vmState(s.destinationRun)).toBe('absent');
 
   // Killed right after the commit: the next service rolls forward, and starts the destination once.
-  await restartService(s, { FERRY_FAILPOINT: 'cutover:committed' });
+  await harness.restartService(s, { FERRY_FAILPOINT: 'cutover:committed' });
   expect((await s.call('POST', `/v1/migrations/${id}/cutover`, {})).status).toBe(200);
   expect((await s.service.done).signal).toBe('SIGKILL');
   expect(await vmState(s.destinationRun)).toBe('absent');
-  await restartService(s);
+  await harness.restartService(s);
   const done = await until(s, id, 'done');
   expect(done.state, done.error).toBe('done');
   await expectMoved(s, id, disks);

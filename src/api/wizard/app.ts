@@ -25,6 +25,7 @@ import { hostRoutes } from './hosts.js';
 import { zodIssues } from './issues.js';
 import { liveRoutes } from './live.js';
 import { migrationRoutes } from './migrations.js';
+import { pageRoutes } from './page.js';
 import { storeRoutes } from './stores.js';
 
 export interface WizardAppOptions {
@@ -108,6 +109,7 @@ export function wizardApp(options: WizardAppOptions): WizardApp {
     (c) => c.json({ status: 'ok' as const }, 200),
   );
 
+  pageRoutes(app);
   hostRoutes(app, deps);
   storeRoutes(app, deps);
   migrationRoutes(app, deps);
