@@ -9,10 +9,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { sha256File } from '../support/images.js';
 import type { AgentProcess } from '../support/service.js';
-import { SiteHarness, vmState, type Site } from '../support/service-site.js';
-import { guestVerifyReports, testGuest } from '../support/test-guest.js';
+import { SiteHarness, expectMoved, vmState, type Site } from '../support/service-site.js';
+import { testGuest } from '../support/test-guest.js';
 import { tempDir } from '../support/temp.js';
 
 let dir: Awaited<ReturnType<typeof tempDir>>;
@@ -71,22 +70,6 @@ async function until(s: Site, id: string, state: string | string[], timeoutMs = 
 
 async function events(s: Site, id: string): Promise<string[]> {
   return (await s.call<{ events: Array<{ message: string }> }>('GET', `/v1/migrations/${id}/events`)).body.events.map((e) => e.message);
-}
-
-/** The end state every migration must reach: replicas equal to the stopped sources when paused, one copy of the VM running, its data checked. */
-async function expectMoved(s: Site, id: string, disks: string[]): Promise<void> {
-  const progress = (await s.call<{ cutover: { state: string; vms: Array<{ disks: Array<{ disk: string; verified: string; sha256: string }> }> } }>('GET', `/v1/migrations/${id}/progress`)).body;
-  expect(progress.cutover.state).toBe('healthy');
-  // The destination guest writes on from the data it checked, so the replicas are compared
-  // as the full verify saw them, paused: the same bytes as the source disks, which stopped there.
-  for (const disk of disks) {
-    const source = await sha256File(s.images.get(disk)!);
-    expect(progress.cutover.vms[0]!.disks.find((d) => d.disk === disk), disk).toMatchObject({ verified: 'full', sha256: source });
-  }
-  expect(await vmState(s.sourceRun)).toBe('absent');
-  expect(await vmState(s.destinationRun)).toBe('running');
-  const reports = guestVerifyReports(await readFile(join(s.destinationRun, 'console.log'), 'utf8'));
-  expect(reports.map((r) => [r.disk, r.ok])).toEqual(disks.map((_, i) => [`vd${String.fromCharCode(97 + i)}`, true]));
 }
 
 it('two agents over TLS and the service move a running guest through the wizard API: the replicas equal the sources, the destination guest verifies its data', async () => {

@@ -5,11 +5,13 @@
  * keeps what it started, to stop it after each test.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import { QemuVm } from '../../src/cutover/index.js';
+import { sha256File } from './images.js';
 import { freePort, serviceToken, startAgent, startService, wizardClient, type AgentProcess, type ServiceProcess } from './service.js';
-import { guestAppend, type TestGuest } from './test-guest.js';
+import { guestAppend, guestVerifyReports, type TestGuest } from './test-guest.js';
 
 const MiB = 1024 * 1024;
 export const guestBlocks = 64;
@@ -132,3 +134,18 @@ export class SiteHarness {
   }
 }
 
+/** The end state every migration must reach: replicas equal to the stopped sources when paused, one copy of the VM running, its data checked. */
+export async function expectMoved(s: Site, id: string, disks: string[]): Promise<void> {
+  const progress = (await s.call<{ cutover: { state: string; vms: Array<{ disks: Array<{ disk: string; verified: string; sha256: string }> }> } }>('GET', `/v1/migrations/${id}/progress`)).body;
+  expect(progress.cutover.state).toBe('healthy');
+  // The destination guest writes on from the data it checked, so the replicas are compared
+  // as the full verify saw them, paused: the same bytes as the source disks, which stopped there.
+  for (const disk of disks) {
+    const source = await sha256File(s.images.get(disk)!);
+    expect(progress.cutover.vms[0]!.disks.find((d) => d.disk === disk), disk).toMatchObject({ verified: 'full', sha256: source });
+  }
+  expect(await vmState(s.sourceRun)).toBe('absent');
+  expect(await vmState(s.destinationRun)).toBe('running');
+  const reports = guestVerifyReports(await readFile(join(s.destinationRun, 'console.log'), 'utf8'));
+  expect(reports.map((r) => [r.disk, r.ok])).toEqual(disks.map((_, i) => [`vd${String.fromCharCode(97 + i)}`, true]));
+}

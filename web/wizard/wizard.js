@@ -291,8 +291,8 @@ function drawProgress(p) {
   history.backlog.push(backlog);
   history.lag.push(lag);
   history.pause.push(pause);
-  chart($('#chart-bytes'), [history.toGo, history.backlog], ['#2b6cb0', '#c05621']);
-  chart($('#chart-lag'), [history.lag, history.pause], ['#2f855a', '#9b2c2c']);
+  chart($('#chart-bytes'), [history.toGo, history.backlog], ['#2b6cb0', '#c05621'], bytes);
+  chart($('#chart-lag'), [history.lag, history.pause], ['#2f855a', '#9b2c2c'], seconds);
   const cutting = p.state === 'cutting over';
   $('#cutover-now').hidden = !['validated', 'copying', 'replicating', 'ready'].includes(p.state);
   $('#cutover-go').hidden = !(cutting && p.cutover?.state === 'held');
@@ -301,8 +301,8 @@ function drawProgress(p) {
   if (p.cutover) drawReport(p.cutover);
 }
 
-/** Lines of `series` (the last 300 points each) on a canvas, each scaled to its own maximum. */
-function chart(canvas, series, colors) {
+/** Lines of `series` (the last 300 points each) on a canvas, each scaled to its own maximum, which it labels. */
+function chart(canvas, series, colors, format) {
   const g = canvas.getContext('2d');
   const { width, height } = canvas;
   g.clearRect(0, 0, width, height);
@@ -321,6 +321,9 @@ function chart(canvas, series, colors) {
       else g.lineTo(x, y);
     });
     g.stroke();
+    g.fillStyle = colors[i];
+    g.font = '12px system-ui, sans-serif';
+    g.fillText(`max ${format(Math.max(0, ...points))}`, 8 + i * 120, 16);
   });
   canvas.dataset.points = String(series[0].length);
 }
