@@ -4,6 +4,7 @@ export { FilterControlClient, type ControlTlsOptions, type DiskHash, type Filter
 export { serveOnUnixSocket, type FetchHandler, type UnixHttpServer } from './unix-http.js';
 export { hashToken, requireBearerToken, serveOverTls, type TlsHttpOptions, type TlsHttpServer } from './tls-http.js';
 export { agentCertFile, agentKeyFile, certificateFingerprint, loadOrCreateTlsIdentity, loadTlsIdentity, normalizeFingerprint, type TlsIdentity } from './tls-cert.js';
+export { WizardClient } from './wizard-client.js';
 export { errorFromResponse, errorResponse, httpStatusFor, type ErrorBody } from './http-errors.js';
 // The migration service's wizard API, loaded only by `ferry serve`: zod and its OpenAPI
 // generator would slow every other command's start.

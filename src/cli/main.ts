@@ -23,6 +23,9 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
   { name: 'status', summary: "show a running filter's disks: mode, lag, backlog, rates, predicted pause", load: async () => (await import('./commands/status.js')).statusCommand },
   { name: 'seed', summary: 'offline seeding: export disks to a portable device, verify it, import it into a store', load: async () => (await import('./commands/seed.js')).seedCommand },
   { name: 'serve', summary: 'the migration service: the wizard API for hosts, stores and migrations, and its tokens', load: async () => (await import('./commands/serve.js')).serveCommand },
+  { name: 'migration', summary: "a running service's migrations: create, validate, start, status, cutover, go, cancel", load: async () => (await import('./commands/service-client.js')).migrationCommand },
+  { name: 'host', summary: "a running service's hosts (their agents): list, add", load: async () => (await import('./commands/service-client.js')).hostCommand },
+  { name: 'store', summary: "a running service's stores: list, add, check", load: async () => (await import('./commands/service-client.js')).storeCommand },
 ];
 
 function usage(): string {

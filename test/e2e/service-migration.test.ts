@@ -6,9 +6,10 @@
  * cutover. The replicas end byte-identical to the paused sources, the destination guest
  * checks the data it wrote at the source, and exactly one copy of each VM runs.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { ferry } from '../support/cli.js';
 import type { AgentProcess } from '../support/service.js';
 import { SiteHarness, expectMoved, vmState, type Site } from '../support/service-site.js';
 import { testGuest } from '../support/test-guest.js';
@@ -145,4 +146,47 @@ it('survives SIGKILLs of the service during replication, before the commit (it r
   await expectMoved(s, id, disks);
   const log = (await readFile(join(s.destinationRun, 'console.log'), 'utf8')).match(/FERRY-GUEST: verify done/g) ?? [];
   expect(log).toHaveLength(1);
+});
+
+it('the same migration with the CLI: ferry host add, store add, migration create, validate, start, status --watch, cutover', async () => {
+  const disks = ['c0'];
+  const s = await harness.site('cli', disks);
+  const tokenFile = join(s.base, 'api.token');
+  await writeFile(tokenFile, `${s.token}\n`, { mode: 0o600 });
+  const cli = async (args: string[]) => {
+    const result = await ferry([...args, '--service', s.service.url, '--token-file', tokenFile]);
+    expect(result.code, `ferry ${args.join(' ')}: ${result.stderr}`).toBe(0);
+    return result.stdout.trim();
+  };
+  const agentToken = async (agent: AgentProcess) => {
+    const file = join(s.base, `${new URL(agent.url).port}.token`);
+    await writeFile(file, agent.token, { mode: 0o600 });
+    return file;
+  };
+  const inventory = join(s.base, 'inventory.json');
+  await writeFile(inventory, JSON.stringify({ vms: [{ name: 'db', disks: [{ id: 'c0' }] }] }));
+  const source = (await cli(['host', 'add', 'site-a', '--role', 'source', '--agent', s.source.url, '--fingerprint', s.source.fingerprint, '--agent-token-file', await agentToken(s.source), '--inventory', inventory])).split(/\s+/)[0]!;
+  const destination = (await cli(['host', 'add', 'site-b', '--role', 'destination', '--agent', s.destination.url, '--fingerprint', s.destination.fingerprint, '--agent-token-file', await agentToken(s.destination)])).split(/\s+/)[0]!;
+  const store = await cli(['store', 'add', 'shared', s.store]);
+  expect(store).toMatch(/reachable/);
+  const file = join(s.base, 'migration.json');
+  await writeFile(
+    file,
+    JSON.stringify({ name: 'by-cli', sourceHost: source, destinationHost: destination, store: store.split(/\s+/)[0], vms: [{ name: 'db', disks: [{ id: 'c0' }], ...harness.sides(s, disks) }], cutover: { budget: '10s', window: '3m', verify: 'full' } }),
+  );
+  const id = (await cli(['migration', 'create', file])).split(/\s+/)[0]!;
+  expect(await cli(['migration', 'validate', id])).toMatch(/validated$/);
+  expect(await cli(['migration', 'start', id])).toMatch(/copying$/);
+  const bad = await ferry(['migration', 'cutover', id, '--verify', 'most', '--service', s.service.url, '--token-file', tokenFile]);
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toMatch(/--verify: expected deltas or full, received "most"/);
+  expect(await cli(['migration', 'cutover', id])).toMatch(/ by-cli /);
+  const watched = await cli(['migration', 'status', id, '--watch']);
+  expect(watched).toMatch(/^migration \S+: done$/m);
+  expect(watched).toMatch(/cutover \S+: healthy, downtime \d+ ms to running/);
+  await expectMoved(s, id, disks);
+  expect(await cli(['migration', 'events', id])).toMatch(/cutover \S+ healthy/);
+  const noToken = await ferry(['migration', 'list', '--service', s.service.url], { FERRY_TOKEN: '' });
+  expect(noToken.code).toBe(2);
+  expect(noToken.stderr).toMatch(/an API token is needed/);
 });

@@ -16,7 +16,7 @@
  * throttle and its weekly schedule.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FerryError, Logger, asFerryError, formatBytes, parseRate, type Database } from '../../core/index.js';
+import { FerryError, Logger, asFerryError, formatBytes, parseDuration, parseRate, parseSize, type Database } from '../../core/index.js';
 import { Coordinator, CutoverRecords, parsePlan, type CutoverPlan, type CutoverRecord, type CutoverReport, type CutoverWiring } from '../../cutover/index.js';
 import { AgentVmDriver, heldReplicaPort, sourceDiskPort, type AgentControl } from '../agent-ports.js';
 import type { BaseCopyStatus, FilterDiskStatus } from '../filter-service.js';
@@ -72,6 +72,8 @@ export class Steering {
   private readonly trouble = new Map<string, string>();
   /** The rate last set at each migration's source agent. */
   private readonly rates = new Map<string, number>();
+  /** Migrations whose backpressure settings the source agent has. */
+  private readonly backpressured = new Set<string>();
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
 
@@ -307,12 +309,23 @@ export class Steering {
     return parsePlan(JSON.stringify(raw), `the cutover plan of migration ${m.id}`);
   }
 
+  /** The source agent's link rate (its schedule's, now) and the disks' backpressure, as the migration says. */
   private async applyThrottle(m: MigrationRecord, source: AgentControl): Promise<void> {
     const rate = rateAt(m.settings.throttle, new Date());
-    if (this.rates.get(m.id) === rate) return;
-    await source.setRate(rate, { signal: this.abort.signal });
-    this.rates.set(m.id, rate);
-    this.options.records.addEvent(m.id, `link rate at the source host: ${rate === 0 ? 'unlimited' : `${formatBytes(rate)}/s`}`);
+    if (this.rates.get(m.id) !== rate) {
+      await source.setRate(rate, { signal: this.abort.signal });
+      this.rates.set(m.id, rate);
+      this.options.records.addEvent(m.id, `link rate at the source host: ${rate === 0 ? 'unlimited' : `${formatBytes(rate)}/s`}`);
+    }
+    const wanted = m.settings.backpressure;
+    if (!wanted || this.backpressured.has(m.id)) return;
+    const level = {
+      ...(wanted.highWater ? { highWaterBytes: parseSize(wanted.highWater, 'backpressure.highWater') } : {}),
+      ...(wanted.maxDelay ? { maxDelayMs: parseDuration(wanted.maxDelay, 'backpressure.maxDelay') } : {}),
+    };
+    for (const vm of m.settings.vms) for (const disk of vm.disks) await source.setBackpressure(disk.id, level, { signal: this.abort.signal });
+    this.backpressured.add(m.id);
+    this.options.records.addEvent(m.id, `backpressure at the source disks: ${[wanted.highWater && `above ${wanted.highWater}`, wanted.maxDelay && `at most ${wanted.maxDelay}`].filter(Boolean).join(', ')}`);
   }
 
   /**
