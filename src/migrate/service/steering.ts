@@ -58,6 +58,9 @@ export interface MigrationProgress {
 /** What ends a migration as failed; anything else holds it where it is until it passes. */
 class MigrationFailure extends Error {}
 
+/** Base copies a migration runs at once at its source host. */
+export const baseCopiesAtOnce = 4;
+
 const steeredStates: ReadonlyArray<MigrationRecord['state']> = ['copying', 'replicating', 'ready', 'cutting over'];
 
 export class Steering {
@@ -185,6 +188,7 @@ export class Steering {
 
   private async copy(m: MigrationRecord, source: AgentControl, disks: DiskProgress[]): Promise<void> {
     const { records } = this.options;
+    let running = disks.filter((d) => !d.manifestId && d.baseCopy?.state === 'running').length;
     for (const d of disks) {
       if (d.manifestId) continue;
       const copy = d.baseCopy;
@@ -195,8 +199,11 @@ export class Steering {
         records.addEvent(m.id, `base copy of ${d.vm}/${d.disk} done: ${formatBytes(copy.bytesTotal)}, manifest ${copy.manifestId.slice(0, 12)}`);
         continue;
       }
+      // A few copies at a time: each reads its disk in order and holds its own buffers.
+      if (running >= baseCopiesAtOnce) continue;
       if (copy?.state === 'failed') records.addEvent(m.id, `base copy of ${d.vm}/${d.disk} failed, starting it again: ${copy.error?.message ?? 'no reason given'}`);
       await source.startBaseCopy(d.disk, {}, { signal: this.abort.signal });
+      running++;
       if (!copy) records.addEvent(m.id, `base copy of ${d.vm}/${d.disk} started`);
     }
     if (disks.every((d) => d.manifestId)) {
