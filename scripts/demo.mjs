@@ -1,21 +1,27 @@
 #!/usr/bin/env node
 // ferry's demo, the orchestration part (scripts/demo installs things, then runs this): the
 // live migration of a group of two running QEMU VMs, "db" (two disks) and "app" (one),
-// driven through the ferry CLI the way an operator would, with a file: store.
+// through the migration service, driven with the ferry CLI the way an operator would (the
+// web wizard shows the same migration while it runs), with a file: store.
 //
 //   1. three source disks, db0 with data on it already;
-//   2. `ferry filter` serves them over NBD, capturing every write;
-//   3. two tiny guests boot under QEMU and never stop writing to their disks;
-//   4. `ferry base-copy` copies each disk while the guests write; `ferry replica init`
-//      builds each replica at the "destination"; `ferry replica apply --follow` keeps each
-//      warm as deltas stream; `ferry status` shows lag;
-//   5. `ferry cutover --plan`: pre-checks, then both VMs are paused over QMP, every disk is
-//      drained, applied and verified byte for byte (SHA-256 of source and replica), the
-//      group commits, the sources are fenced and stopped, and the destination VMs boot from
-//      the replicas in runbook order (db, then app); each destination guest checks the data
-//      it wrote at the source, prints OK, and writes on.
+//   2. two agents, as on two hypervisor hosts: the source agent serves the disks over NBD
+//      and captures every write; the destination agent will hold the replicas; each has
+//      its own state directory and its control API over TLS (certificate pinned by its
+//      fingerprint, bearer token);
+//   3. two tiny guests boot under QEMU from the source agent's disks and never stop writing;
+//   4. `ferry serve`, the service, with an API token; its web wizard's address is printed;
+//   5. `ferry host add`, `ferry store add`, `ferry migration create|validate|start`: the
+//      service has the source agent copy each disk into the store while the guests write,
+//      and the destination agent restore each replica and keep it warm as deltas stream;
+//   6. `ferry migration cutover`: pre-checks, then both VMs are paused through the source
+//      agent, every disk is drained, applied and verified byte for byte (SHA-256 of source
+//      and replica), the group commits, the sources are fenced and stopped, and the
+//      destination agent boots the VMs from the replicas in runbook order (db, then app);
+//      each destination guest checks the data it wrote at the source, prints OK, and
+//      writes on.
 import { spawn, execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -80,14 +86,32 @@ await makeDisk(image('db0'), 256 * MiB, 48);
 await makeDisk(image('db1'), 64 * MiB, 8);
 await makeDisk(image('app0'), 64 * MiB, 8);
 
-say(`ferry filter ${disks.map((d) => `--disk ${d}=${d}.img`).join(' ')} --store ${store}`);
-const filter = spawn(process.execPath, [ferryBin, 'filter', ...disks.flatMap((d) => ['--disk', `${d}=${image(d)}`]), '--state-dir', join(work, 'state'), '--store', store, '--socket-dir', run, '--control', control, '-q'], {
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-let filterOut = '';
-filter.stdout.on('data', (d) => (filterOut += d));
-for (let i = 0; i < 200 && !filterOut.includes('control'); i++) await sleep(50);
-if (!filterOut.includes('control')) throw new Error('ferry filter did not start');
+/** Starts a long-running ferry command; resolves once its stdout shows `ready`, with what it printed. */
+async function start(args, ready) {
+  const child = spawn(process.execPath, [ferryBin, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  for (let i = 0; i < 400 && !ready.test(out); i++) {
+    if (child.exitCode !== null) break;
+    await sleep(50);
+  }
+  if (!ready.test(out)) throw new Error(`ferry ${args[0]} did not start`);
+  return { child, out };
+}
+const tokenFile = async (name, token) => {
+  const path = join(work, `${name}.token`);
+  await writeFile(path, `${token}\n`, { mode: 0o600 });
+  return path;
+};
+
+say(`ferry agent ${disks.map((d) => `--disk ${d}=${d}.img`).join(' ')} --store ${store} --listen 127.0.0.1:0   (the source host)`);
+const sourceToken = await tokenFile('source-agent', randomBytes(24).toString('hex'));
+const source = await start(['agent', ...disks.flatMap((d) => ['--disk', `${d}=${image(d)}`]), '--state-dir', join(work, 'source-host'), '--store', store, '--socket-dir', run, '--control', control, '--listen', '127.0.0.1:0', '--token-file', sourceToken, '-q'], /^fingerprint /m);
+say('ferry agent --listen 127.0.0.1:0   (the destination host: no disks; it will hold the replicas)');
+const destinationToken = await tokenFile('destination-agent', randomBytes(24).toString('hex'));
+const destination = await start(['agent', '--state-dir', join(work, 'destination-host'), '--listen', '127.0.0.1:0', '--token-file', destinationToken, '-q'], /^fingerprint /m);
+const agent = (p) => ({ url: /^agent (\S+)$/m.exec(p.out)[1], fingerprint: /^fingerprint (\S+)$/m.exec(p.out)[1] });
+for (const [name, p] of [['source', source], ['destination', destination]]) console.log(`   ${name} agent ${agent(p).url}, certificate ${agent(p).fingerprint.slice(0, 23)}…`);
 
 const guestDir = join(work, 'guest');
 try {
@@ -100,7 +124,7 @@ const sources = [];
 for (const vm of vms) {
   const runDir = join(run, `${vm.name}-source`);
   await mkdir(runDir, { recursive: true });
-  const source = new QemuVm({
+  const vmSource = new QemuVm({
     runDir,
     detached: true,
     kernelPath: guest.kernel,
@@ -108,52 +132,80 @@ for (const vm of vms) {
     append: guestArgs(vm),
     disks: vm.disks.map((d) => ({ socketPath: join(run, `${d}.sock`), exportName: d })),
   });
-  say(`source VM ${vm.name} boots under QEMU, its disk${vm.disks.length > 1 ? 's' : ''} ${vm.disks.join(', ')} behind the filter (NBD)`);
-  await source.start();
-  await source.waitForConsole(/FERRY-GUEST: wrote gen 1\b/, 90_000);
-  await source.disconnect(); // its QMP monitor is for ferry's cutover
-  sources.push(source);
+  say(`source VM ${vm.name} boots under QEMU, its disk${vm.disks.length > 1 ? 's' : ''} ${vm.disks.join(', ')} served by the source agent (NBD)`);
+  await vmSource.start();
+  await vmSource.waitForConsole(/FERRY-GUEST: wrote gen 1\b/, 90_000);
+  await vmSource.disconnect(); // its QMP monitor is for ferry's cutover
+  sources.push(vmSource);
 }
 console.log('   both guests are up, rewriting 2 MiB of each disk, generation after generation');
 
-const followers = [];
-for (const disk of disks) {
-  say(`ferry base-copy --disk ${disk} (while the VMs write), ferry replica init, ferry replica apply --follow`);
-  const manifestId = await ferry(['base-copy', '--control', control, '--disk', disk, '-q']);
-  await ferry(['replica', 'init', '--store', store, '--disk', disk, '--manifest', manifestId, replica(disk), '-q']);
-  const follower = spawn(process.execPath, [ferryBin, 'replica', 'apply', '--store', store, replica(disk), '--follow', '-q'], { stdio: 'ignore' });
-  followers.push(new Promise((r) => follower.on('close', r)));
-  console.log(`   ${disk}: base manifest ${manifestId.slice(0, 16)}…, replica ${replica(disk)}`);
-}
+const db = join(work, 'service', 'ferry.db');
+say('ferry serve token create demo; ferry serve --listen 127.0.0.1:0');
+const apiToken = await tokenFile('api', await ferry(['serve', 'token', 'create', 'demo', '--db', db]));
+const service = await start(['serve', '--listen', '127.0.0.1:0', '--db', db, '--poll-ms', '250', '-q'], /^db /m);
+const serviceUrl = /^url (\S+)$/m.exec(service.out)[1];
+console.log(`   the web wizard: ${serviceUrl}/  (sign in with the token in ${apiToken}; it shows this migration live)`);
+const cli = (args, options) => ferry([...args, '--service', serviceUrl, '--token-file', apiToken], options);
 
-say('streaming deltas for 4 s: ferry status');
+say('ferry host add (source, with its VMs), ferry host add (destination), ferry store add');
+const inventory = join(work, 'inventory.json');
+await writeFile(inventory, JSON.stringify({ vms: vms.map((vm) => ({ name: vm.name, disks: vm.disks.map((id) => ({ id })) })) }));
+const hostAdd = async (name, role, p, token) => (await cli(['host', 'add', name, '--role', role, '--agent', agent(p).url, '--fingerprint', agent(p).fingerprint, '--agent-token-file', token, ...(role === 'source' ? ['--inventory', inventory] : [])])).split(/\s+/)[0];
+const sourceHost = await hostAdd('site-a', 'source', source, sourceToken);
+const destinationHost = await hostAdd('site-b', 'destination', destination, destinationToken);
+const storeId = (await cli(['store', 'add', 'local', store])).split(/\s+/)[0];
+
+const migrationPath = join(work, 'migration.json');
+await writeFile(
+  migrationPath,
+  JSON.stringify(
+    {
+      name: 'demo',
+      sourceHost,
+      destinationHost,
+      store: storeId,
+      vms: vms.map((vm) => ({
+        name: vm.name,
+        disks: vm.disks.map((id) => ({ id })),
+        source: { driver: 'qemu', qmp: join(run, `${vm.name}-source`, 'qmp.sock') },
+        destination: { driver: 'qemu', runDir: join(run, `${vm.name}-dest`), launch: { kernel: guest.kernel, initrd: guest.initrd, append: guestArgs(vm, ' ferry.verify=1') } },
+        health: { console: 'FERRY-GUEST: verify done', timeout: '90s' },
+      })),
+      runbook: { boot: [{ vms: ['db'], delay: '1s' }, { vms: ['app'] }] },
+      cutover: { budget: '2s', verify: 'full' },
+    },
+    null,
+    2,
+  ),
+);
+say(`ferry migration create ${migrationPath}; ferry migration validate; ferry migration start`);
+const id = (await cli(['migration', 'create', migrationPath])).split(/\s+/)[0];
+await cli(['migration', 'validate', id]);
+await cli(['migration', 'start', id]);
+console.log(`   migration ${id}: base copies at the source agent, then replicas at the destination agent`);
+for (;;) {
+  const state = JSON.parse(await cli(['migration', 'status', id, '--json'])).state;
+  if (state === 'ready') break;
+  if (state === 'failed') throw new Error(`the migration failed: ${await cli(['migration', 'events', id])}`);
+  await sleep(500);
+}
+say('ready: every replica follows its disk; streaming deltas for 4 s (ferry migration status)');
 for (let i = 0; i < 4; i++) {
   await sleep(1000);
-  const status = JSON.parse(await ferry(['status', '--control', control, '--json']));
-  const line = status.disks.map((d) => `${d.id} ${d.figures.mode}, lag ${d.figures.lagSeconds.toFixed(2)} s, pause ~${d.figures.predictedPauseMs === null ? '?' : Math.round(d.figures.predictedPauseMs)} ms`);
+  const p = JSON.parse(await cli(['migration', 'status', id, '--json']));
+  const line = p.disks.map((d) => `${d.disk} ${d.source.mode}, lag ${d.source.lagSeconds.toFixed(2)} s, pause ~${d.source.predictedPauseMs === null ? '?' : Math.round(d.source.predictedPauseMs)} ms`);
   console.log(`   ${line.join(' | ')}`);
 }
 
-const plan = {
-  version: 1,
-  name: 'demo',
-  store,
-  vms: vms.map((vm) => ({
-    name: vm.name,
-    disks: vm.disks.map((d) => ({ id: d, control, replica: replica(d) })),
-    source: { driver: 'qemu', qmp: join(run, `${vm.name}-source`, 'qmp.sock') },
-    destination: { driver: 'qemu', runDir: join(run, `${vm.name}-dest`), launch: { kernel: guest.kernel, initrd: guest.initrd, append: guestArgs(vm, ' ferry.verify=1') } },
-    health: { console: 'FERRY-GUEST: verify done', timeout: '90s' },
-  })),
-  runbook: { boot: [{ vms: ['db'], delay: '1s' }, { vms: ['app'] }] },
-  schedule: { budget: '2s', verify: 'full' },
-};
-const planPath = join(work, 'plan.json');
-await writeFile(planPath, JSON.stringify(plan, null, 2));
-say(`ferry cutover --plan ${planPath} (runbook: db, then app)`);
-const report = JSON.parse(await ferry(['cutover', '--plan', planPath, '--db', join(work, 'ferry.db'), '--json'], { echo: true }));
-
-const followerCodes = await Promise.all(followers);
+say(`ferry migration cutover ${id} (runbook: db, then app); ferry migration status --watch`);
+await cli(['migration', 'cutover', id]);
+const watched = await cli(['migration', 'status', id, '--watch']);
+console.log(`   ${watched.split('\n').slice(-1)[0].trim()}`);
+const progress = JSON.parse(await cli(['migration', 'status', id, '--json']));
+const report = progress.cutover;
+const events = await cli(['migration', 'events', id]);
+console.log(events.split('\n').map((l) => `   ${l}`).join('\n'));
 const fences = JSON.parse(await ferry(['status', '--control', control, '--json'])).disks.map((d) => d.fence);
 const checks = [];
 for (const vm of report.vms) {
@@ -168,8 +220,10 @@ for (const vm of vms) {
   await dest?.quit({ timeoutMs: 15_000 });
 }
 for (const source of sources) await source.kill().catch(() => undefined);
-filter.kill('SIGTERM');
-await new Promise((r) => filter.on('close', r));
+for (const p of [service, source, destination]) {
+  p.child.kill('SIGTERM');
+  await new Promise((r) => (p.child.exitCode !== null ? r() : p.child.on('close', r)));
+}
 
 const identical = hashes.every((h) => h.source === h.atPause);
 const verified = checks.filter((c) => / verify OK /.test(c)).length === disks.length && checks.some((c) => /verify done/.test(c));
@@ -179,7 +233,7 @@ summary
   group             ${report.vms.map((v) => `${v.vm} (${v.disks.map((d) => d.disk).join(', ')})`).join(', ')}: ${report.state}
 ${report.vms.map((v) => `  ${v.vm.padEnd(18)}downtime ${ms(v.downtimeToRunningMs)} to running, ${ms(v.downtimeToHealthyMs)} to healthy; final deltas ${v.finalBytes} bytes`).join('\n')}
 ${hashes.map((h) => `  ${h.disk.padEnd(18)}source ${h.source.slice(0, 24)}…  replica at the pause ${(h.atPause ?? '?').slice(0, 24)}…`).join('\n')}
-  sources           ${fences.every(Boolean) ? 'fenced and stopped' : 'NOT all fenced'}; followers exited ${followerCodes.join(', ')}
+  migration         ${id}: ${progress.state}; the sources ${fences.every(Boolean) ? 'fenced and stopped' : 'NOT all fenced'}
 ${checks.map((c) => `  guest check       ${c}`).join('\n')}
   result            ${identical && verified ? 'every replica was byte-identical to its source at the pause, and each destination guest verified its data: OK' : 'MISMATCH'}`);
-process.exitCode = report.state === 'healthy' && identical && verified && fences.every(Boolean) && followerCodes.every((c) => c === 0) ? 0 : 1;
+process.exitCode = progress.state === 'done' && report.state === 'healthy' && identical && verified && fences.every(Boolean) ? 0 : 1;
