@@ -37,6 +37,7 @@ export interface AgentControl {
   startBaseCopy(id: string, body?: { concurrency?: number }, options?: Call): Promise<BaseCopyStatus>;
   baseCopy(id: string, options?: Call): Promise<BaseCopyStatus>;
   setRate(rate: string | number, options?: Call): Promise<number>;
+  setMode(id: string, mode: 'streaming' | 'bitmap', reason?: string, options?: Call): Promise<unknown>;
   addReplica(body: { id: string; disk: string; store: string; manifest: string; path?: string }, options?: Call): Promise<ReplicaStatus>;
   replica(id: string, options?: Call): Promise<ReplicaStatus>;
   removeReplica(id: string, options?: Call): Promise<ReplicaStatus>;

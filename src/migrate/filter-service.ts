@@ -87,6 +87,8 @@ export interface FilterDiskStatus {
   uri: string;
   socketPath: string;
   quiesced: boolean;
+  /** Parked in bitmap mode on purpose (a seed in transit, a paused migration): nothing ships until it streams again. */
+  parked: boolean;
   figures: ReplicationFigures;
   tracker: ChangeTrackerState;
   shipper: ShipperStats;
@@ -202,6 +204,7 @@ export class FilterService {
       uri: `nbd+unix:///${id}?socket=${disk.socketPath}`,
       socketPath: disk.socketPath,
       quiesced: replication.filter.quiesced,
+      parked: replication.parked,
       figures: replication.figures(),
       tracker: replication.tracker.state(),
       shipper: { ...replication.shipper.figures() },

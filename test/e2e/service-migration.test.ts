@@ -94,7 +94,20 @@ it('two agents over TLS and the service move a running guest through the wizard 
   while (!/^event: progress\ndata: .*"state":"ready"/m.test(streamed)) streamed += new TextDecoder().decode((await reader.read()).value);
   await reader.cancel();
 
+  // Paused: its disks park, and a cutover asked for meanwhile waits until it goes on.
+  expect((await s.call('POST', `/v1/migrations/${id}/pause`)).body).toMatchObject({ state: 'ready', paused: true });
+  const progressOf = async () => (await s.call<{ at: string; disks: Array<{ source: { parked: boolean; mode: string } }> }>('GET', `/v1/migrations/${id}/progress`)).body;
+  await expect.poll(async () => (await progressOf()).disks.map((d) => [d.source.parked, d.source.mode]), { timeout: 30_000 }).toEqual(disks.map(() => [true, 'bitmap']));
   expect((await s.call('POST', `/v1/migrations/${id}/cutover`, {})).body).toMatchObject({ cutoverRequested: true });
+  // Two more passes of the steering (each stamps the progress) leave it ready.
+  const passes = [(await progressOf()).at];
+  while (passes.length < 3) {
+    await new Promise((r) => setTimeout(r, 100));
+    const at = (await progressOf()).at;
+    if (at !== passes.at(-1)) passes.push(at);
+  }
+  expect((await s.call('GET', `/v1/migrations/${id}`)).body).toMatchObject({ state: 'ready', paused: true });
+  expect((await s.call('POST', `/v1/migrations/${id}/resume`)).body).toMatchObject({ paused: false });
   const done = await until(s, id, 'done');
   expect(done.state, done.error).toBe('done');
   await expectMoved(s, id, disks);
@@ -104,6 +117,10 @@ it('two agents over TLS and the service move a running guest through the wizard 
       expect.stringMatching(/^base copy of db\/d0 done/),
       expect.stringMatching(/^replica of db\/d1 added at the destination/),
       expect.stringMatching(/^every replica follows/),
+      'paused by the operator',
+      'db/d0 parked: its changes are tracked, nothing ships',
+      'resumed by the operator',
+      expect.stringMatching(/^db\/d1 streams again/),
       expect.stringMatching(/^cutover \S+ begun/),
       expect.stringMatching(/^cutover \S+ healthy/),
     ]),

@@ -117,6 +117,8 @@ describe('health and authentication', () => {
       ['POST', '/v1/migrations/mig-1/cancel'],
       ['GET', '/v1/migrations/mig-1/events'],
       ['POST', '/v1/migrations/mig-1/start'],
+      ['POST', '/v1/migrations/mig-1/pause'],
+      ['POST', '/v1/migrations/mig-1/resume'],
       ['POST', '/v1/migrations/mig-1/cutover'],
       ['POST', '/v1/migrations/mig-1/cutover/go'],
       ['POST', '/v1/migrations/mig-1/cutover/cancel'],
@@ -395,6 +397,8 @@ describe('migrations', () => {
       ['POST', '/v1/migrations/mig-nope/cancel', undefined],
       ['GET', '/v1/migrations/mig-nope/events', undefined],
       ['POST', '/v1/migrations/mig-nope/start', undefined],
+      ['POST', '/v1/migrations/mig-nope/pause', undefined],
+      ['POST', '/v1/migrations/mig-nope/resume', undefined],
       ['POST', '/v1/migrations/mig-nope/cutover', {}],
       ['POST', '/v1/migrations/mig-nope/cutover/go', undefined],
       ['POST', '/v1/migrations/mig-nope/cutover/cancel', undefined],
@@ -423,6 +427,9 @@ describe('starting and cutting over', () => {
 
   it('starts only a validated migration, and then lists its disks as progress', async () => {
     const draft = (await call('POST', '/v1/migrations', migration({ name: 'started' }))).body.id as string;
+    const notStarted = await call('POST', `/v1/migrations/${draft}/pause`);
+    expect(notStarted).toMatchObject({ status: 409, body: { error: { code: 'invalid-state' } } });
+    expect(notStarted.body.error.message).toMatch(/is draft: only a started migration that is not cutting over can be paused/);
     const early = await call('POST', `/v1/migrations/${draft}/start`);
     expect(early).toMatchObject({ status: 409, body: { error: { code: 'invalid-state' } } });
     expect(early.body.error.message).toMatch(/is draft: only a validated migration is started/);
@@ -430,6 +437,9 @@ describe('starting and cutting over', () => {
     const started = await call('POST', `/v1/migrations/${draft}/start`);
     expect(started).toMatchObject({ status: 200, body: { state: 'copying', cutoverRequested: false } });
     expect((await call('POST', `/v1/migrations/${draft}/start`)).status).toBe(409);
+    expect((await call('POST', `/v1/migrations/${draft}/pause`)).body).toMatchObject({ state: 'copying', paused: true });
+    expect((await call('POST', `/v1/migrations/${draft}/pause`)).body).toMatchObject({ paused: true }); // again: no change
+    expect((await call('POST', `/v1/migrations/${draft}/resume`)).body).toMatchObject({ state: 'copying', paused: false });
     const progress = await call('GET', `/v1/migrations/${draft}/progress`);
     expect(progress.status).toBe(200);
     expect(progress.body.disks.map((d: { vm: string; disk: string; replicaId: string }) => [d.vm, d.disk, d.replicaId])).toEqual([

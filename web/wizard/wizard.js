@@ -260,7 +260,6 @@ function addEvent(e) {
 }
 
 function drawProgress(p) {
-  $('#p-state').textContent = p.state;
   $('#p-state').dataset.state = p.state;
   const sources = p.disks.map((d) => d.source).filter(Boolean);
   const lag = Math.max(0, ...sources.map((s) => s.lagSeconds));
@@ -298,6 +297,10 @@ function drawProgress(p) {
   $('#cutover-go').hidden = !(cutting && p.cutover?.state === 'held');
   $('#cutover-cancel').hidden = !cutting;
   $('#migration-cancel').hidden = ['cutting over', 'done', 'failed', 'cancelled'].includes(p.state);
+  const started = ['copying', 'replicating', 'ready'].includes(p.state);
+  $('#pause').hidden = !started || p.paused;
+  $('#resume').hidden = !started || !p.paused;
+  $('#p-state').textContent = `${p.state}${p.paused ? ', paused' : ''}`;
   if (p.cutover) drawReport(p.cutover);
 }
 
@@ -345,6 +348,8 @@ const current = () => $('#progress').dataset.id;
 const act = (path, body) => api('POST', `/v1/migrations/${current()}/${path}`, body).catch((err) => alert(err.message));
 $('#cutover-now').addEventListener('click', () => act('cutover', {}));
 $('#cutover-go').addEventListener('click', () => act('cutover/go'));
+$('#pause').addEventListener('click', () => act('pause'));
+$('#resume').addEventListener('click', () => act('resume'));
 $('#cutover-cancel').addEventListener('click', () => act('cutover/cancel'));
 $('#migration-cancel').addEventListener('click', () => confirm('Cancel this migration?') && act('cancel'));
 $('#to-list').addEventListener('click', () => (location.hash = '#/'));

@@ -95,6 +95,7 @@ export function migrationView(migration: MigrationRecord) {
     ...(migration.error !== undefined ? { error: migration.error } : {}),
     ...(migration.cutoverId !== undefined ? { cutoverId: migration.cutoverId } : {}),
     cutoverRequested: migration.cutoverRequested,
+    paused: migration.paused,
   };
 }
 

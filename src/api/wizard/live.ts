@@ -24,6 +24,7 @@ export function progressView(records: ServiceRecords, steering: Steering | undef
   return {
     id: migration.id,
     state: migration.state,
+    paused: migration.paused,
     disks: seen?.disks ?? records.migrationDisks(migration.id),
     bytesToGo: seen?.bytesToGo ?? 0,
     ...(seen?.etaSeconds !== undefined ? { etaSeconds: seen.etaSeconds } : {}),

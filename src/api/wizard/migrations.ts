@@ -180,6 +180,32 @@ export function migrationRoutes(app: WizardApp, { records, logger, steering }: W
   );
 
   for (const [action, summary] of [
+    ['pause', 'Pause a started migration: its source disks are parked (changes tracked, nothing ships), nothing of it moves on'],
+    ['resume', 'Let a paused migration go on: its disks stream again (a resync ships what changed)'],
+  ] as const) {
+    app.openapi(
+      createRoute({
+        method: 'post',
+        path: `/v1/migrations/{id}/${action}`,
+        tags,
+        summary,
+        request: { params: idParams },
+        responses: { 200: jsonContent(migrationSchema, 'The migration'), ...errorResponses(404, 409) },
+      }),
+      (c) => {
+        const migration = records.getMigration(c.req.valid('param').id);
+        if (!['copying', 'replicating', 'ready'].includes(migration.state)) {
+          throw new FerryError('invalid-state', `migration ${migration.id} is ${migration.state}: only a started migration that is not cutting over can be ${action}d`);
+        }
+        const pause = action === 'pause';
+        const updated = migration.paused === pause ? migration : records.setPaused(migration.id, pause, pause ? 'paused by the operator' : 'resumed by the operator');
+        steering?.poke();
+        return c.json(migrationView(updated), 200);
+      },
+    );
+  }
+
+  for (const [action, summary] of [
     ['go', 'The go for a cutover held for it'],
     ['cancel', 'Cancel a cutover: it rolls back if it has not committed'],
   ] as const) {

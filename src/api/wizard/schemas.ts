@@ -249,6 +249,7 @@ export const migrationSchema = z
     error: z.string().optional(),
     cutoverId: z.string().optional().meta({ description: 'Its cutover, once begun' }),
     cutoverRequested: z.boolean(),
+    paused: z.boolean().meta({ description: 'Paused by the operator: its source disks are parked, nothing of it moves on' }),
   })
   .meta({ id: 'Migration' });
 
@@ -269,7 +270,7 @@ const diskProgressSchema = z
     replicaPath: z.string().optional(),
     baseCopy: z.object({ state: z.string(), bytesDone: z.number(), bytesTotal: z.number(), rateBytesPerSec: z.number() }).partial().optional(),
     source: z
-      .object({ mode: z.string(), consistent: z.boolean(), lagSeconds: z.number(), backlogBytes: z.number(), drainRateBytesPerSec: z.number(), predictedPauseMs: z.number().nullable() })
+      .object({ mode: z.string(), parked: z.boolean(), consistent: z.boolean(), lagSeconds: z.number(), backlogBytes: z.number(), drainRateBytesPerSec: z.number(), predictedPauseMs: z.number().nullable() })
       .optional(),
     replica: z.object({ state: z.string(), nextSeq: z.number(), consistent: z.boolean(), bytesApplied: z.number(), error: z.string() }).partial().optional(),
   })
@@ -279,6 +280,7 @@ export const progressSchema = z
   .object({
     id: z.string(),
     state: z.enum(migrationStates),
+    paused: z.boolean(),
     disks: z.array(diskProgressSchema),
     bytesToGo: z.number().meta({ description: 'Base copy bytes still to go' }),
     etaSeconds: z.number().optional(),

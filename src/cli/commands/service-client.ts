@@ -52,6 +52,7 @@ interface Migration {
   id: string;
   name: string;
   state: string;
+  paused?: boolean;
   error?: string;
   cutoverId?: string;
 }
@@ -81,6 +82,8 @@ export const migrationCommand: Command = {
        ferry migration start ID             base copies, then replicas that follow the changes
        ferry migration status ID [--watch]  where it is; --watch: until it ends (progress bar)
        ferry migration events ID
+       ferry migration pause ID             park its disks (changes tracked, nothing ships)
+       ferry migration resume ID
        ferry migration cutover ID [--at TIME] [--hold] [--verify deltas|full]
        ferry migration go ID                the go for a cutover held for it
        ferry migration cancel-cutover ID    roll the cutover back, if it has not committed
@@ -102,7 +105,7 @@ ${serviceHelp}
     const { values, positionals: args } = parse(rest, { ...serviceOptions, watch: { type: 'boolean' }, at: { type: 'string' }, hold: { type: 'boolean' }, verify: { type: 'string' } });
     const api = await client(values);
     const json = values.json === true;
-    const show = (m: Migration) => (json ? print(JSON.stringify(m)) : print(`${m.id}  ${m.name}  ${m.state}${m.error ? `  (${m.error})` : ''}`));
+    const show = (m: Migration) => (json ? print(JSON.stringify(m)) : print(`${m.id}  ${m.name}  ${m.state}${m.paused ? ' (paused)' : ''}${m.error ? `  (${m.error})` : ''}`));
     switch (sub) {
       case 'list': {
         positionals(args, []);
@@ -118,11 +121,13 @@ ${serviceHelp}
       }
       case 'validate':
       case 'start':
+      case 'pause':
+      case 'resume':
       case 'go':
       case 'cancel':
       case 'cancel-cutover': {
         const [id] = positionals(args, ['ID']);
-        const path = { validate: 'validate', start: 'start', go: 'cutover/go', cancel: 'cancel', 'cancel-cutover': 'cutover/cancel' }[sub];
+        const path = { validate: 'validate', start: 'start', pause: 'pause', resume: 'resume', go: 'cutover/go', cancel: 'cancel', 'cancel-cutover': 'cutover/cancel' }[sub];
         show(await api.post<Migration>(`/v1/migrations/${encodeURIComponent(id!)}/${path}`));
         return 0;
       }
@@ -145,7 +150,7 @@ ${serviceHelp}
         return status(api, id!, { watch: values.watch === true, json, quiet: values.quiet === true, signal });
       }
       default:
-        throw badInput('ferry migration', sub, 'list, create, validate, start, status, events, cutover, go, cancel-cutover or cancel');
+        throw badInput('ferry migration', sub, 'list, create, validate, start, status, events, pause, resume, cutover, go, cancel-cutover or cancel');
     }
   },
 };

@@ -149,6 +149,8 @@ export interface MigrationRecord extends MigrationInput {
   cutoverId?: string;
   /** The operator asked for the cutover (now, or at `settings.cutover.at`). */
   cutoverRequested: boolean;
+  /** Paused by the operator: nothing of it moves on, its source disks are parked. */
+  paused: boolean;
 }
 
 /** Where one disk of a running migration is: its base copy, its replica at the destination. */
@@ -216,6 +218,7 @@ const schema = [
    CREATE INDEX migration_events_by_migration ON migration_events (migration_id, seq);`,
   `ALTER TABLE migrations ADD COLUMN cutover_id TEXT;
    ALTER TABLE migrations ADD COLUMN cutover_requested INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE migrations ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
    CREATE TABLE migration_disks (
      migration_id TEXT NOT NULL REFERENCES migrations (id),
      vm TEXT NOT NULL,
@@ -278,6 +281,7 @@ interface MigrationRow {
   error: string | null;
   cutover_id: string | null;
   cutover_requested: number;
+  paused: number;
 }
 
 export class ServiceRecords {
@@ -489,6 +493,15 @@ export class ServiceRecords {
     return this.getMigration(id);
   }
 
+  /** Pauses a migration (or lets it go on), with its event. */
+  setPaused(id: string, paused: boolean, message: string): MigrationRecord {
+    this.db.transaction(() => {
+      this.db.prepare('UPDATE migrations SET paused = ?, updated_at = ? WHERE id = ?').run(paused ? 1 : 0, Date.now(), id);
+      this.addEvent(id, message);
+    })();
+    return this.getMigration(id);
+  }
+
   /** Ties a migration to the cutover that moves it, and says it is cutting over. */
   beginCutover(id: string, cutoverId: string): MigrationRecord {
     this.db.transaction(() => {
@@ -579,5 +592,6 @@ function migrationFromRow(row: MigrationRow): MigrationRecord {
     ...(row.error !== null ? { error: row.error } : {}),
     ...(row.cutover_id !== null ? { cutoverId: row.cutover_id } : {}),
     cutoverRequested: row.cutover_requested === 1,
+    paused: row.paused === 1,
   };
 }

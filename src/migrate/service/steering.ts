@@ -39,7 +39,7 @@ export interface SteeringOptions {
 /** What the service last saw of one disk of a migration. */
 export interface DiskProgress extends MigrationDiskProgress {
   baseCopy?: Pick<BaseCopyStatus, 'state' | 'bytesDone' | 'bytesTotal' | 'rateBytesPerSec' | 'manifestId' | 'error'>;
-  source?: { mode: string; consistent: boolean; lagSeconds: number; backlogBytes: number; drainRateBytesPerSec: number; predictedPauseMs: number | null };
+  source?: { mode: string; parked: boolean; consistent: boolean; lagSeconds: number; backlogBytes: number; drainRateBytesPerSec: number; predictedPauseMs: number | null };
   replica?: Pick<ReplicaStatus, 'state' | 'nextSeq' | 'consistent' | 'bytesApplied' | 'error'>;
 }
 
@@ -136,6 +136,7 @@ export class Steering {
       const destination = this.options.connect(this.options.records.getHost(m.destinationHost));
       await this.applyThrottle(m, source);
       const disks = await this.look(m, source, destination);
+      if (await this.park(m, source, disks)) return;
       if (m.state === 'copying') await this.copy(m, source, disks);
       else if (m.state === 'replicating') await this.replicate(m, destination, disks);
       else if (m.state === 'ready' && m.cutoverRequested) this.beginCutover(m, source, destination, disks);
@@ -229,6 +230,20 @@ export class Steering {
       records.transition(m.id, 'ready', 'every replica follows its disk and is consistent: ready for the cutover');
       this.poke();
     }
+  }
+
+  /**
+   * A paused migration's source disks are parked in bitmap mode (their changes are tracked,
+   * nothing ships); once it goes on, they stream again (a resync ships what changed).
+   * True while the migration is paused: nothing else of it moves on.
+   */
+  private async park(m: MigrationRecord, source: AgentControl, disks: DiskProgress[]): Promise<boolean> {
+    for (const d of disks) {
+      if (!d.source || d.source.parked === m.paused) continue;
+      await source.setMode(d.disk, m.paused ? 'bitmap' : 'streaming', m.paused ? `migration ${m.id} paused` : `migration ${m.id} goes on`, { signal: this.abort.signal });
+      this.options.records.addEvent(m.id, m.paused ? `${d.vm}/${d.disk} parked: its changes are tracked, nothing ships` : `${d.vm}/${d.disk} streams again (a resync ships what changed)`);
+    }
+    return m.paused;
   }
 
   /** Makes the cutover plan of a ready migration, records the cutover, and runs it. */
@@ -390,6 +405,7 @@ function sourceFigures(s: FilterDiskStatus): DiskProgress['source'] {
   const f = s.figures;
   return {
     mode: s.tracker.mode,
+    parked: s.parked,
     consistent: s.tracker.consistent,
     lagSeconds: f.lagSeconds,
     backlogBytes: f.backlogBytes,
