@@ -15,8 +15,7 @@
  * event, until it answers again. The source agent's link rate follows the migration's
  * throttle and its weekly schedule.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import { FerryError, Logger, asFerryError, formatBytes, parseDuration, parseRate, parseSize, type Database } from '../../core/index.js';
+import { Logger, asFerryError, formatBytes, parseDuration, parseRate, parseSize, type Database } from '../../core/index.js';
 import { Coordinator, CutoverRecords, parsePlan, type CutoverPlan, type CutoverRecord, type CutoverReport, type CutoverWiring } from '../../cutover/index.js';
 import { AgentVmDriver, heldReplicaPort, sourceDiskPort, type AgentControl } from '../agent-ports.js';
 import type { BaseCopyStatus, FilterDiskStatus } from '../filter-service.js';
@@ -378,17 +377,6 @@ export class Steering {
   private fail(m: MigrationRecord, message: string): void {
     this.options.records.transition(m.id, 'failed', `failed: ${message}`, message);
     this.logger.error('migration failed', { migration: m.id, error: message });
-  }
-
-  /** For tests: waits until the migration is in `state` (or a final one), looking every poll. */
-  async waitFor(id: string, states: ReadonlyArray<MigrationRecord['state']>, timeoutMs = 600_000): Promise<MigrationRecord> {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const m = this.options.records.getMigration(id);
-      if (states.includes(m.state) || ['done', 'failed', 'cancelled'].includes(m.state)) return m;
-      if (Date.now() > until) throw new FerryError('aborted', `migration ${id} is still ${m.state} after ${timeoutMs} ms`);
-      await sleep(100);
-    }
   }
 }
 
