@@ -165,6 +165,11 @@ export class FilterControlClient {
     return reply.rateBytesPerSec;
   }
 
+  /** An agent's VMs and their disks. */
+  inventory(options?: RequestOptions): Promise<{ vms: Array<{ name: string; disks: Array<{ id: string; sizeBytes: number }> }> }> {
+    return this.request('GET', '/v1/inventory', undefined, options);
+  }
+
   /** An agent: restore a base into `path` and follow its replication there. */
   addReplica(body: { id: string; disk: string; store: string; manifest: string; path?: string }, options?: RequestOptions): Promise<ReplicaStatus> {
     return this.request('POST', '/v1/replicas', body, options);

@@ -28,6 +28,7 @@
  *   GET  /v1/seed-export            its progress and, when done, the seed id
  *   GET  /v1/rate, PUT /v1/rate     the link's budget, shared by all disks:
  *                                   { rate: "50M/s" } or { rateBytesPerSec: 50000000 }
+ *   GET  /v1/inventory              an agent's only: its VMs (--vm) and their disks
  *   /v1/vms/...                     an agent's only: its host's VMs, see vm-routes.ts
  *   /v1/replicas...                 with a ReplicaService (ferry agent): the replicas this
  *                                   host follows, see replica-routes.ts
@@ -46,7 +47,7 @@ import { mountReplicaRoutes } from './replica-routes.js';
 import { mountVmRoutes } from './vm-routes.js';
 
 /** The control API of a filter; with `replicas` (an agent), the replica and VM routes too. */
-export function filterControlApp(service: FilterService, options: { replicas?: ReplicaService; logger?: Logger; env?: NodeJS.ProcessEnv } = {}): Hono {
+export function filterControlApp(service: FilterService, options: { replicas?: ReplicaService; vms?: Array<{ name: string; disks: string[] }>; logger?: Logger; env?: NodeJS.ProcessEnv } = {}): Hono {
   const app = new Hono();
 
   app.get('/healthz', (c) => c.json({ ok: true }));
@@ -154,6 +155,13 @@ export function filterControlApp(service: FilterService, options: { replicas?: R
   });
 
   if (options.replicas) {
+    // The agent's inventory: its VMs (--vm) with their disks; a disk of no VM is listed as a VM of its own.
+    app.get('/v1/inventory', (c) => {
+      const disks = new Map(service.list().map((d) => [d.id, { id: d.id, sizeBytes: d.sizeBytes }]));
+      const grouped = (options.vms ?? []).map((vm) => ({ name: vm.name, disks: vm.disks.flatMap((id) => disks.get(id) ?? []) }));
+      const inVm = new Set(grouped.flatMap((vm) => vm.disks.map((d) => d.id)));
+      return c.json({ vms: [...grouped, ...[...disks.values()].filter((d) => !inVm.has(d.id)).map((d) => ({ name: d.id, disks: [d] }))] });
+    });
     mountReplicaRoutes(app, options.replicas);
     mountVmRoutes(app, { logger: options.logger, env: options.env });
   }

@@ -19,6 +19,7 @@ import type {
 } from '../cutover/index.js';
 import type { BaseCopyStatus, FilterDiskStatus } from './filter-service.js';
 import type { ReplicaStatus } from './replica-service.js';
+import type { HostInventory } from './service/records.js';
 
 interface Call {
   signal?: AbortSignal;
@@ -31,6 +32,7 @@ type VmAction = 'status' | 'check' | 'start' | 'pause' | 'resume' | 'stop' | 'he
 export interface AgentControl {
   readonly address: string;
   disk(id: string, options?: Call): Promise<FilterDiskStatus>;
+  inventory(options?: Call): Promise<HostInventory>;
   resume(id: string, by: { owner: string } | { force: true }, options?: Call): Promise<void>;
   setBackpressure(id: string, changes: { highWaterBytes?: number; maxDelayMs?: number }, options?: Call): Promise<unknown>;
   cutoverSource(id: string, owner: string, leaseMs?: number): CutoverSource;

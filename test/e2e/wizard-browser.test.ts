@@ -47,9 +47,10 @@ async function screenshot(page: Page, name: string): Promise<void> {
 it('walks a person through a migration: sign in, pick the VM, store, cutover, live progress, cut over', async () => {
   const disks = ['w0'];
   const s = await harness.site('browser', disks);
-  const host = (name: string, role: string, agent: typeof s.source, inventory?: unknown) =>
-    s.call('POST', '/v1/hosts', { name, role, agent: { url: agent.url, fingerprint: agent.fingerprint, token: agent.token }, ...(inventory ? { inventory } : {}) });
-  expect((await host('site-a', 'source', s.source, { vms: [{ name: 'db', disks: [{ id: 'w0', sizeBytes: 8 << 20 }] }] })).status).toBe(201);
+  const host = (name: string, role: string, agent: typeof s.source) => s.call('POST', '/v1/hosts', { name, role, agent: { url: agent.url, fingerprint: agent.fingerprint, token: agent.token } });
+  // The source host's inventory is what its agent reports (--vm db=w0).
+  const added = await host('site-a', 'source', s.source);
+  expect(added).toMatchObject({ status: 201, body: { inventory: { vms: [{ name: 'db', disks: [{ id: 'w0', sizeBytes: 8 << 20 }] }] } } });
   expect((await host('site-b', 'destination', s.destination)).status).toBe(201);
   const sides = harness.sides(s, disks);
 

@@ -104,6 +104,7 @@ describe('health and authentication', () => {
       ['POST', '/v1/hosts'],
       ['GET', '/v1/hosts/host-1'],
       ['DELETE', '/v1/hosts/host-1'],
+      ['POST', '/v1/hosts/host-1/inventory'],
       ['GET', '/v1/stores'],
       ['POST', '/v1/stores'],
       ['GET', '/v1/stores/store-1'],
@@ -184,6 +185,15 @@ describe('hosts', () => {
     expect((await call('DELETE', `/v1/hosts/${spare.body.id}`)).status).toBe(204);
     expect((await call('GET', `/v1/hosts/${spare.body.id}`)).status).toBe(404);
     expect((await call('DELETE', `/v1/hosts/${spare.body.id}`)).status).toBe(404);
+  });
+
+  it('refreshes a host\'s inventory from its agent only where the service reaches agents (409 here), and 404 for an unknown host', async () => {
+    const created = await call('POST', '/v1/hosts', host('site-inv', 'source'));
+    expect(created.body.inventory).toBeUndefined(); // no agent reached: none given, none read
+    const refresh = await call('POST', `/v1/hosts/${created.body.id}/inventory`);
+    expect(refresh).toMatchObject({ status: 409, body: { error: { code: 'invalid-state', message: 'this service reaches no agents' } } });
+    expect((await call('POST', '/v1/hosts/host-nope/inventory')).status).toBe(404);
+    expect((await call('DELETE', `/v1/hosts/${created.body.id}`)).status).toBe(204);
   });
 
   it('refuses a second host of the same name (409)', async () => {

@@ -72,7 +72,8 @@ export class SiteHarness {
     await writeFile(image, '');
     await truncate(image, 8 * MiB);
   }
-  const source = await startAgent({ name: `${name}-src`, stateDir: join(base, 'src', 'state'), disks: Object.fromEntries(images), store });
+  // Its inventory: one VM, "db", with every disk.
+  const source = await startAgent({ name: `${name}-src`, stateDir: join(base, 'src', 'state'), disks: Object.fromEntries(images), store, args: ['--vm', `db=${disks.join(',')}`] });
   children.push(source.child);
   // The destination agent keeps its address across restarts: the service knows it by it.
   const destination = await startAgent({ name: `${name}-dst`, stateDir: join(base, 'dst', 'state'), port: await freePort() });

@@ -48,7 +48,7 @@ async function printed(child: ChildProcess, done: Promise<CliResult>, pattern: R
 }
 
 /** `ferry agent` over TLS on 127.0.0.1 (port 0 unless given), serving `disks` (id -> image) with `store`. */
-export async function startAgent(options: { stateDir: string; disks?: Record<string, string>; store?: string; port?: number; name: string }): Promise<AgentProcess> {
+export async function startAgent(options: { stateDir: string; disks?: Record<string, string>; store?: string; port?: number; name: string; args?: string[] }): Promise<AgentProcess> {
   const token = `agent-${options.name}-token-0123456789abcdef`;
   const tokenFile = join(options.stateDir, '..', `${options.name}.token`);
   await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
@@ -63,6 +63,7 @@ export async function startAgent(options: { stateDir: string; disks?: Record<str
     `127.0.0.1:${options.port ?? 0}`,
     '--token-file',
     tokenFile,
+    ...(options.args ?? []),
   ]);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -1,8 +1,8 @@
 /** A migration's weekly schedule of rates: which rate the service sets at the source agent, when. */
 import { expect, it } from 'vitest';
-import { rateAt, type Throttle } from '../../src/migrate/index.js';
+import { rateAt, type ThrottleSettings } from '../../src/migrate/index.js';
 
-const throttle: Throttle = {
+const throttle: ThrottleSettings = {
   rate: '50M/s',
   schedule: [
     { days: ['mon', 'tue', 'wed', 'thu', 'fri'], from: '09:00', to: '17:00', rate: '10M/s' },

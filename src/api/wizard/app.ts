@@ -17,7 +17,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { Logger, asFerryError } from '../../core/index.js';
-import { IssuesError, defaultStoreCheckTimeoutMs, renderIssues, type ServiceRecords, type Steering } from '../../migrate/index.js';
+import { IssuesError, defaultStoreCheckTimeoutMs, renderIssues, type AgentControl, type HostRecord, type ServiceRecords, type Steering } from '../../migrate/index.js';
 import type { S3Settings } from '../../store/index.js';
 import { errorResponse } from '../http-errors.js';
 import { errorResponses, jsonContent, type WizardApp, type WizardDeps, type WizardEnv } from './common.js';
@@ -37,6 +37,8 @@ export interface WizardAppOptions {
   storeCheckTimeoutMs?: number;
   /** What moves the migrations on through the agents. */
   steering?: Steering;
+  /** A client of a host's agent (for its inventory). */
+  connect?: (host: HostRecord) => AgentControl;
 }
 
 export const openApiPath = '/v1/openapi.json';
@@ -48,7 +50,7 @@ const targetRoots: Record<string, string> = { json: 'body', param: 'path', query
 
 export function wizardApp(options: WizardAppOptions): WizardApp {
   const logger = options.logger ?? Logger.silent();
-  const deps: WizardDeps = { records: options.records, logger, s3: options.s3 ?? {}, storeCheckTimeoutMs: options.storeCheckTimeoutMs ?? defaultStoreCheckTimeoutMs, steering: options.steering };
+  const deps: WizardDeps = { records: options.records, logger, s3: options.s3 ?? {}, storeCheckTimeoutMs: options.storeCheckTimeoutMs ?? defaultStoreCheckTimeoutMs, steering: options.steering, connect: options.connect };
   const app: WizardApp = new OpenAPIHono<WizardEnv>({
     defaultHook: (result) => {
       if (result.success) return;

@@ -5,7 +5,7 @@
  */
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Logger } from '../../core/index.js';
-import type { HostRecord, MigrationRecord, MigrationEvent, ServiceRecords, Steering, StoreCheck, StoreRecord } from '../../migrate/index.js';
+import type { AgentControl, HostRecord, MigrationRecord, MigrationEvent, ServiceRecords, Steering, StoreCheck, StoreRecord } from '../../migrate/index.js';
 import type { S3Settings } from '../../store/index.js';
 import { errorSchema } from './schemas.js';
 
@@ -26,6 +26,8 @@ export interface WizardDeps {
   storeCheckTimeoutMs: number;
   /** What moves migrations on (`ferry serve` runs one); without it, migrations stay where the API puts them. */
   steering?: Steering;
+  /** A client of a host's agent (for its inventory); without it, hosts keep the inventory they were given. */
+  connect?: (host: HostRecord) => AgentControl;
 }
 
 const errorDescriptions: Record<number, string> = {

@@ -36,6 +36,8 @@ ${filterOptionsHelp}
   --token-file FILE    the bearer token (required with --listen); only its owner may read it (chmod 600)
   --tls-cert FILE      the certificate (PEM); with --tls-key
   --tls-key FILE       its private key (PEM)
+  --vm NAME=DISK[,...] a VM of this host and its disks (repeatable), for the inventory the
+                       service reads (GET /v1/inventory); a disk of no VM is listed as its own VM
   --json               print the exports, control socket, agent address and fingerprint as one JSON line
   -q, --quiet          log warnings and errors only
 ${storeHelp}`,
@@ -46,7 +48,9 @@ ${storeHelp}`,
       'token-file': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
+      vm: { type: 'string', multiple: true },
     });
+    const vms = (values.vm ?? []).map(parseVm);
     const listen = values.listen === undefined ? undefined : parseListen(values.listen);
     const tokenFile = values['token-file'];
     const certFile = values['tls-cert'];
@@ -55,7 +59,7 @@ ${storeHelp}`,
       for (const [flag, value] of [['--token-file', tokenFile], ['--tls-cert', certFile], ['--tls-key', keyFile]] as const) {
         if (value !== undefined) throw new FerryError('bad-input', `${flag} goes with --listen HOST:PORT, which is not given`);
       }
-      return runFilter('agent', values, positionals, signal, {});
+      return runFilter('agent', values, positionals, signal, { vms });
     }
     if (tokenFile === undefined) throw new FerryError('bad-input', '--token-file is required with --listen: the bearer token clients must send');
     if ((certFile === undefined) !== (keyFile === undefined)) throw new FerryError('bad-input', '--tls-cert and --tls-key go together (or give neither: a certificate is generated in the state dir)');
@@ -81,9 +85,16 @@ ${storeHelp}`,
         };
       },
     };
-    return runFilter('agent', values, positionals, signal, { addOn });
+    return runFilter('agent', values, positionals, signal, { addOn, vms });
   },
 };
+
+/** NAME=DISK[,DISK...]: a VM of this host and its disks, for the inventory. */
+function parseVm(value: string): { name: string; disks: string[] } {
+  const match = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})=([A-Za-z0-9][A-Za-z0-9._-]*(?:,[A-Za-z0-9][A-Za-z0-9._-]*)*)$/.exec(value);
+  if (!match) throw badInput('--vm', value, 'NAME=DISK[,DISK...], e.g. db=db-root,db-data');
+  return { name: match[1]!, disks: match[2]!.split(',') };
+}
 
 /** HOST:PORT, [IPv6]:PORT. */
 function parseListen(value: string): { host: string; port: number } {

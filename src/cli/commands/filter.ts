@@ -39,9 +39,11 @@ export interface FilterAddOn {
   start(context: { service: FilterService; control: FetchHandler; stateDir: string; logger: Logger }): Promise<{ lines: Array<[name: string, value: string]>; close(): Promise<void> }>;
 }
 
-/** How `ferry agent` runs a filter: with no disks allowed, the replicas it follows, and its add-on. */
+/** How `ferry agent` runs a filter: with no disks allowed, the replicas it follows, its VMs, and its add-on. */
 export interface AgentRole {
   addOn?: FilterAddOn;
+  /** Which of its disks belong to which VM (`--vm`), for the inventory it reports. */
+  vms?: Array<{ name: string; disks: string[] }>;
 }
 
 export const filterCommand: Command = {
@@ -105,7 +107,7 @@ export async function runFilter(command: string, values: FilterValues, args: str
     let added: Awaited<ReturnType<FilterAddOn['start']>> | undefined;
     try {
       if (agent) replicas = await ReplicaService.open({ stateDir, s3: s3SettingsFromFlags(values), logger });
-      const app = filterControlApp(service, { replicas, logger, env: process.env });
+      const app = filterControlApp(service, { replicas, vms: agent?.vms, logger, env: process.env });
       control = await serveOnUnixSocket(app.fetch, controlPath, logger.child({ component: 'control' }));
       added = await agent?.addOn?.start({ service, control: app.fetch, stateDir, logger });
     } catch (err) {

@@ -7,7 +7,7 @@ import { isIPv4 } from 'node:net';
 import { FerryError, Logger, ProcessLock, badInput, openDatabase } from '../../core/index.js';
 import { FilterControlClient, loadWizardApi } from '../../api/index.js';
 import type { CutoverRecord } from '../../cutover/index.js';
-import { ServiceRecords, Steering } from '../../migrate/index.js';
+import { ServiceRecords, Steering, type HostRecord } from '../../migrate/index.js';
 import type { Command } from '../command.js';
 import { intOption, parse, positionals, s3SettingsFromFlags, stateDbHelp, stateDbPath } from '../options.js';
 import { print, stderrSink } from '../terminal.js';
@@ -72,16 +72,17 @@ async function runService(argv: string[], signal: AbortSignal): Promise<number> 
     lock = await ProcessLock.acquire(`serve:${await realpath(dbPath)}`, { purpose: 'ferry serve', description: `the service of ${dbPath}`, signal });
     const records = new ServiceRecords(db);
     // Each host's agent over TLS, pinned by its fingerprint, with its token.
+    const connect = (h: HostRecord) => new FilterControlClient(h.agent.url, { token: h.agent.token, fingerprint: h.agent.fingerprint });
     const steering = new Steering({
       records,
       db,
       logger,
-      connect: (h) => new FilterControlClient(h.agent.url, { token: h.agent.token, fingerprint: h.agent.fingerprint }),
+      connect,
       pollMs: intOption(values['poll-ms'], '--poll-ms', 50, 60_000),
       onTransition: failpoint(),
     });
     const { openApiPath, serveWizardApi, wizardApp } = await loadWizardApi();
-    const app = wizardApp({ records, logger, s3: s3SettingsFromFlags(values), steering });
+    const app = wizardApp({ records, logger, s3: s3SettingsFromFlags(values), steering, connect });
     const server = await serveWizardApi(app, host, port);
     if (values.json) print(JSON.stringify({ url: server.url, openapi: `${server.url}${openApiPath}`, db: dbPath }));
     else {

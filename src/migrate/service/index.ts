@@ -26,7 +26,7 @@ export {
   type StoreCheck,
   type StoreInput,
   type StoreRecord,
-  type Throttle,
+  type ThrottleSettings,
   type TokenRecord,
   type Weekday,
 } from './records.js';

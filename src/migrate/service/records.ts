@@ -111,7 +111,7 @@ export interface RateWindow {
   rate: string;
 }
 
-export interface Throttle {
+export interface ThrottleSettings {
   /** The link's rate outside the schedule's windows: `50M/s`, `400Mbit/s`, `unlimited`. */
   rate: string;
   schedule: RateWindow[];
@@ -124,7 +124,7 @@ export interface Throttle {
 export interface MigrationSettings {
   vms: MigrationVm[];
   transport: { mode: 'network' } | { mode: 'seed'; device?: string; volumeSize?: string };
-  throttle: Throttle;
+  throttle: ThrottleSettings;
   backpressure?: { highWater?: string; maxDelay?: string };
   cutover: { at?: string; window: string; budget: string; hold: boolean; verify?: 'deltas' | 'full'; maxLagSeconds?: number };
   runbook?: { boot: Array<{ vms: string[]; delay?: string }>; onFailure: 'stop' | 'continue' };
@@ -355,6 +355,13 @@ export class ServiceRecords {
     const host = this.findHost(id);
     if (!host) throw new FerryError('not-found', `no host ${JSON.stringify(id)}`);
     return host;
+  }
+
+  /** Replaces a host's inventory (as its agent reported it). */
+  setInventory(id: string, inventory: HostInventory): HostRecord {
+    this.getHost(id);
+    this.db.prepare('UPDATE hosts SET inventory = ? WHERE id = ?').run(JSON.stringify(inventory), id);
+    return this.getHost(id);
   }
 
   /** Removes a host that no migration names. */

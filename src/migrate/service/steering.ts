@@ -20,7 +20,7 @@ import { Coordinator, CutoverRecords, parsePlan, type CutoverPlan, type CutoverR
 import { AgentVmDriver, heldReplicaPort, sourceDiskPort, type AgentControl } from '../agent-ports.js';
 import type { BaseCopyStatus, FilterDiskStatus } from '../filter-service.js';
 import type { ReplicaStatus } from '../replica-service.js';
-import type { HostRecord, MigrationDiskProgress, MigrationRecord, RateWindow, ServiceRecords, Throttle } from './records.js';
+import type { HostRecord, MigrationDiskProgress, MigrationRecord, RateWindow, ServiceRecords, ThrottleSettings } from './records.js';
 
 export interface SteeringOptions {
   records: ServiceRecords;
@@ -381,7 +381,7 @@ export class Steering {
 }
 
 /** The throttle's rate at `now` in bytes/s (0: unlimited): the first schedule window that covers it, else its rate. */
-export function rateAt(throttle: Throttle, now: Date): number {
+export function rateAt(throttle: ThrottleSettings, now: Date): number {
   const day = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'][now.getUTCDay()] as RateWindow['days'][number];
   const minute = now.getUTCHours() * 60 + now.getUTCMinutes();
   const toMinutes = (hhmm: string) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
