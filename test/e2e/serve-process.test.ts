@@ -52,14 +52,19 @@ it('serves the wizard API with a token from `ferry serve token create`, and stop
   expect((await fetch(`${url}/v1/hosts`, { headers: { authorization: 'Bearer not-a-token' } })).status).toBe(401);
 
   const auth = { authorization: `Bearer ${token}` };
-  const store = await fetch(`${url}/v1/stores`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'local', url: `file:${join(dir.path, 'store')}` }) });
+  // On one machine it needs nothing else: its own agent is the host "local" and its store the store "local".
+  const hosts = (await (await fetch(`${url}/v1/hosts`, { headers: auth })).json()) as { hosts: Array<{ name: string; role: string; agent: { url: string }; inventory?: unknown }> };
+  expect(hosts.hosts).toEqual([expect.objectContaining({ name: 'local', role: 'both', agent: expect.objectContaining({ url: join(dir.path, 'state', 'local-agent', 'control.sock') }), inventory: { vms: [] } })]);
+  const before = (await (await fetch(`${url}/v1/stores`, { headers: auth })).json()) as { stores: Array<{ id: string; name: string; url: string }> };
+  expect(before.stores).toEqual([expect.objectContaining({ name: 'local', url: `file:${join(dir.path, 'state', 'store')}` })]);
+  const store = await fetch(`${url}/v1/stores`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'another', url: `file:${join(dir.path, 'store')}` }) });
   expect(store.status).toBe(201);
   const { id } = (await store.json()) as { id: string };
   const checked = await fetch(`${url}/v1/stores/${id}/check`, { method: 'POST', headers: auth });
   expect(((await checked.json()) as { lastCheck: { reachable: boolean } }).lastCheck.reachable).toBe(true);
   const list = await fetch(`${url}/v1/stores`, { headers: auth });
   expect(list.status).toBe(200);
-  expect(((await list.json()) as { stores: Array<{ id: string }> }).stores.map((s) => s.id)).toEqual([id]);
+  expect(((await list.json()) as { stores: Array<{ id: string }> }).stores.map((s) => s.id)).toEqual([before.stores[0]!.id, id]);
 
   // A second service on the same database is refused while this one runs.
   const second = await ferry(['serve', '--listen', '127.0.0.1:0', '--db', db]);

@@ -6,11 +6,11 @@
  * cutover. The replicas end byte-identical to the paused sources, the destination guest
  * checks the data it wrote at the source, and exactly one copy of each VM runs.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { ferry } from '../support/cli.js';
-import type { AgentProcess } from '../support/service.js';
+import { ferry, startFerry } from '../support/cli.js';
+import { serviceToken, wizardClient, type AgentProcess } from '../support/service.js';
 import { SiteHarness, expectMoved, vmState, type Site } from '../support/service-site.js';
 import { testGuest } from '../support/test-guest.js';
 import { tempDir } from '../support/temp.js';
@@ -206,4 +206,47 @@ it('the same migration with the CLI: ferry host add, store add, migration create
   const noToken = await ferry(['migration', 'list', '--service', s.service.url], { FERRY_TOKEN: '' });
   expect(noToken.code).toBe(2);
   expect(noToken.stderr).toMatch(/an API token is needed/);
+});
+
+it('on one machine, ferry serve alone: its local agent serves the disk, and the migration goes from "local" to "local"', async () => {
+  const base = join(dir.path, 'one');
+  await mkdir(base, { recursive: true });
+  const image = join(base, 'l0.img');
+  await writeFile(image, '');
+  await truncate(image, 8 * 1024 * 1024);
+  const db = join(base, 'state', 'ferry.db');
+  const token = await serviceToken(db);
+  const { child, done } = startFerry(['serve', '--listen', '127.0.0.1:0', '--db', db, '--disk', `l0=${image}`, '--vm', 'db=l0', '--poll-ms', '200']);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  try {
+    await expect.poll(() => out, { timeout: 30_000 }).toMatch(/^db /m);
+    const socketPath = new URL(/^export l0 (\S+)$/m.exec(out)![1]!).searchParams.get('socket')!;
+    const s = { images: new Map([['l0', image]]), sourceRun: join(base, 'run-src'), destinationRun: join(base, 'run-dst'), call: wizardClient(() => /^url (\S+)$/m.exec(out)![1]!, token) };
+    await harness.guestOn(s.sourceRun, [socketPath], ['l0']);
+    harness.track(s.destinationRun);
+    const { hosts } = (await s.call<{ hosts: Array<{ id: string; name: string; inventory: unknown }> }>('GET', '/v1/hosts')).body;
+    expect(hosts).toEqual([expect.objectContaining({ name: 'local', inventory: { vms: [{ name: 'db', disks: [{ id: 'l0', sizeBytes: 8 << 20 }] }] } })]);
+    const { stores } = (await s.call<{ stores: Array<{ id: string }> }>('GET', '/v1/stores')).body;
+    const created = await s.call<{ id: string }>('POST', '/v1/migrations', {
+      name: 'here',
+      sourceHost: hosts[0]!.id,
+      destinationHost: hosts[0]!.id,
+      store: stores[0]!.id,
+      vms: [{ name: 'db', disks: [{ id: 'l0' }], ...harness.sides(s, ['l0']) }],
+      cutover: { budget: '10s', window: '3m', verify: 'full' },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const id = created.body.id;
+    for (const step of ['validate', 'start']) {
+      const reply = await s.call('POST', `/v1/migrations/${id}/${step}`);
+      expect(reply.status, JSON.stringify(reply.body)).toBe(200);
+    }
+    expect((await s.call('POST', `/v1/migrations/${id}/cutover`, {})).status).toBe(200);
+    await expect.poll(async () => (await s.call<{ state: string }>('GET', `/v1/migrations/${id}`)).body.state, { timeout: 120_000 }).toBe('done');
+    await expectMoved(s, id, ['l0']);
+  } finally {
+    child.kill('SIGTERM');
+    expect((await done).code).toBe(0);
+  }
 });

@@ -51,7 +51,8 @@ it('walks a person through a migration: sign in, pick the VM, store, cutover, li
   // The source host's inventory is what its agent reports (--vm db=w0).
   const added = await host('site-a', 'source', s.source);
   expect(added).toMatchObject({ status: 201, body: { inventory: { vms: [{ name: 'db', disks: [{ id: 'w0', sizeBytes: 8 << 20 }] }] } } });
-  expect((await host('site-b', 'destination', s.destination)).status).toBe(201);
+  const destinationHost = await host('site-b', 'destination', s.destination);
+  expect(destinationHost.status).toBe(201);
   const sides = harness.sides(s, disks);
 
   const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
@@ -72,6 +73,9 @@ it('walks a person through a migration: sign in, pick the VM, store, cutover, li
   await page.click('#new-migration');
   await page.locator('form[data-step=Hosts]').waitFor();
   await page.fill('input[name=name]', 'from-the-browser');
+  // The service's own agent ("local") is a host too: pick the two sites.
+  await page.selectOption('select[name=sourceHost]', (added.body as { id: string }).id);
+  await page.selectOption('select[name=destinationHost]', (destinationHost.body as { id: string }).id);
   await screenshot(page, 'hosts');
   await page.click('#next');
 

@@ -62,52 +62,41 @@ export class SiteHarness {
 
   /** Two agents over TLS, a guest writing through the source agent, and the service. */
   async site(name: string, disks: string[]): Promise<Site> {
-  const { guest, children, vms } = this;
-  const base = join(this.dir, name);
-  const store = `file:${join(base, 'store')}`;
-  await mkdir(join(base, 'src'), { recursive: true });
-  await mkdir(join(base, 'dst'), { recursive: true });
-  const images = new Map(disks.map((d) => [d, join(base, `${d}.img`)]));
-  for (const image of images.values()) {
-    await writeFile(image, '');
-    await truncate(image, 8 * MiB);
-  }
-  // Its inventory: one VM, "db", with every disk.
-  const source = await startAgent({ name: `${name}-src`, stateDir: join(base, 'src', 'state'), disks: Object.fromEntries(images), store, args: ['--vm', `db=${disks.join(',')}`] });
-  children.push(source.child);
-  // The destination agent keeps its address across restarts: the service knows it by it.
-  const destination = await startAgent({ name: `${name}-dst`, stateDir: join(base, 'dst', 'state'), port: await freePort() });
-  children.push(destination.child);
+    const { children } = this;
+    const base = join(this.dir, name);
+    const store = `file:${join(base, 'store')}`;
+    await mkdir(join(base, 'src'), { recursive: true });
+    await mkdir(join(base, 'dst'), { recursive: true });
+    const images = new Map(disks.map((d) => [d, join(base, `${d}.img`)]));
+    for (const image of images.values()) {
+      await writeFile(image, '');
+      await truncate(image, 8 * MiB);
+    }
+    // Its inventory: one VM, "db", with every disk.
+    const source = await startAgent({ name: `${name}-src`, stateDir: join(base, 'src', 'state'), disks: Object.fromEntries(images), store, args: ['--vm', `db=${disks.join(',')}`] });
+    children.push(source.child);
+    // The destination agent keeps its address across restarts: the service knows it by it.
+    const destination = await startAgent({ name: `${name}-dst`, stateDir: join(base, 'dst', 'state'), port: await freePort() });
+    children.push(destination.child);
 
-  const sourceRun = join(base, 'run-src');
-  const destinationRun = join(base, 'run-dst');
-  await mkdir(sourceRun, { recursive: true });
-  const vm = new QemuVm({
-    runDir: sourceRun,
-    detached: true,
-    kernelPath: guest.kernelPath,
-    initrdPath: guest.initrdPath,
-    append: guestAppend({ blocks: guestBlocks, disks: guestDisks(disks), sleepSeconds: 0.05 }),
-    disks: disks.map((d) => ({ socketPath: source.sockets.get(d)!, exportName: d })),
-  });
-  vms.push(sourceRun, destinationRun);
-  await vm.start();
-  await vm.waitForConsole(/FERRY-GUEST: wrote gen 2\b/, 60_000);
-  await vm.disconnect(); // its QMP monitor is the source agent's now
+    const sourceRun = join(base, 'run-src');
+    const destinationRun = join(base, 'run-dst');
+    await this.guestOn(sourceRun, disks.map((d) => source.sockets.get(d)!), disks);
+    this.track(destinationRun);
 
-  const db = join(base, 'service', 'ferry.db');
-  const token = await serviceToken(db);
-  const service = await startService({ db });
-  children.push(service.child);
-  const s: Site = { name, base, store, images, source, destination, sourceRun, destinationRun, db, service, token, call: wizardClient(() => s.service.url, token) };
-  return s;
+    const db = join(base, 'service', 'ferry.db');
+    const token = await serviceToken(db);
+    const service = await startService({ db });
+    children.push(service.child);
+    const s: Site = { name, base, store, images, source, destination, sourceRun, destinationRun, db, service, token, call: wizardClient(() => s.service.url, token) };
+    return s;
   }
 
   /**
    * How the two hosts run the guest, as a migration's VM gives it: the destination boots
    * from the replicas and checks the data the source wrote ("verify done": healthy).
    */
-  sides(s: Site, disks: string[]) {
+  sides(s: Pick<Site, 'sourceRun' | 'destinationRun'>, disks: string[]) {
     return {
       source: { driver: 'qemu', qmp: join(s.sourceRun, 'qmp.sock') },
       destination: {
@@ -117,6 +106,31 @@ export class SiteHarness {
       },
       health: { console: 'FERRY-GUEST: verify done', timeout: '60s' },
     };
+  }
+
+  /** A VM that may run in `runDir` (a destination): stopped with the rest. */
+  track(runDir: string): void {
+    this.vms.push(runDir);
+  }
+
+  /**
+   * Boots the test guest in `runDir` on the NBD sockets (export names `disks`) and resolves
+   * once it wrote its second generation; its QMP monitor is left for the cutover.
+   */
+  async guestOn(runDir: string, sockets: string[], disks: string[]): Promise<void> {
+    await mkdir(runDir, { recursive: true });
+    const vm = new QemuVm({
+      runDir,
+      detached: true,
+      kernelPath: this.guest.kernelPath,
+      initrdPath: this.guest.initrdPath,
+      append: guestAppend({ blocks: guestBlocks, disks: guestDisks(disks), sleepSeconds: 0.05 }),
+      disks: disks.map((d, i) => ({ socketPath: sockets[i]!, exportName: d })),
+    });
+    this.vms.push(runDir);
+    await vm.start();
+    await vm.waitForConsole(/FERRY-GUEST: wrote gen 2\b/, 60_000);
+    await vm.disconnect();
   }
 
   /** SIGKILLs the service (if it still runs) and starts it again on its database, with `env`. */
@@ -136,7 +150,7 @@ export class SiteHarness {
 }
 
 /** The end state every migration must reach: replicas equal to the stopped sources when paused, one copy of the VM running, its data checked. */
-export async function expectMoved(s: Site, id: string, disks: string[]): Promise<void> {
+export async function expectMoved(s: Pick<Site, 'call' | 'images' | 'sourceRun' | 'destinationRun'>, id: string, disks: string[]): Promise<void> {
   const progress = (await s.call<{ cutover: { state: string; vms: Array<{ disks: Array<{ disk: string; verified: string; sha256: string }> }> } }>('GET', `/v1/migrations/${id}/progress`)).body;
   expect(progress.cutover.state).toBe('healthy');
   // The destination guest writes on from the data it checked, so the replicas are compared

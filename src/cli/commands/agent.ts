@@ -90,7 +90,7 @@ ${storeHelp}`,
 };
 
 /** NAME=DISK[,DISK...]: a VM of this host and its disks, for the inventory. */
-function parseVm(value: string): { name: string; disks: string[] } {
+export function parseVm(value: string): { name: string; disks: string[] } {
   const match = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})=([A-Za-z0-9][A-Za-z0-9._-]*(?:,[A-Za-z0-9][A-Za-z0-9._-]*)*)$/.exec(value);
   if (!match) throw badInput('--vm', value, 'NAME=DISK[,DISK...], e.g. db=db-root,db-data');
   return { name: match[1]!, disks: match[2]!.split(',') };

@@ -3,48 +3,65 @@
  * API tokens (`ferry serve token create|list|revoke`).
  */
 import { realpath } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { isIPv4 } from 'node:net';
-import { FerryError, Logger, ProcessLock, badInput, openDatabase } from '../../core/index.js';
+import { FerryError, Logger, ProcessLock, badInput, openDatabase, type Database } from '../../core/index.js';
 import { FilterControlClient, loadWizardApi } from '../../api/index.js';
 import type { CutoverRecord } from '../../cutover/index.js';
 import { ServiceRecords, Steering, type HostRecord } from '../../migrate/index.js';
 import type { Command } from '../command.js';
-import { intOption, parse, positionals, s3SettingsFromFlags, stateDbHelp, stateDbPath } from '../options.js';
+import { intOption, parse, positionals, s3SettingsFromFlags, stateDbHelp, stateDbPath, storeHelp } from '../options.js';
 import { print, stderrSink } from '../terminal.js';
+import { parseVm } from './agent.js';
+import { filterOptions, filterOptionsHelp, runFilter, type FilterAddOn } from './filter.js';
 
 export const defaultListen = '127.0.0.1:7070';
 
+/** The host (and store) the service's own agent is known by. */
+export const localHost = 'local';
+
 export const serveCommand: Command = {
   name: 'serve',
-  usage: `Usage: ferry serve [--listen HOST:PORT] [--db PATH]
+  usage: `Usage: ferry serve [--listen HOST:PORT] [--db PATH] [--disk ID=PATH ...] [--vm NAME=DISK,...] [options]
+       ferry serve --remote-only [--listen HOST:PORT] [--db PATH]
        ferry serve token create NAME     make an API token; prints it, once
        ferry serve token list            the tokens: names, when made, when last used
        ferry serve token revoke NAME     the token no longer opens the API
 
-Runs the migration service: the wizard API (JSON over HTTP) for hosts, stores and
-migrations, kept in the state database, and the steering that moves every started
-migration on through the hosts' agents (over TLS, each pinned by its fingerprint): base
-copies at the source, replicas at the destination, then the cutover. Killed and started
-again, it carries on from the database. Every route is under /v1 and needs a bearer token
-('Authorization: Bearer TOKEN'), but GET /healthz; GET /v1/openapi.json describes them all.
-A token is printed once by 'ferry serve token create NAME'; the database keeps only its
-SHA-256. It also keeps the agents' tokens, so it is private to its user (mode 0600).
+Runs the migration service: the wizard API (JSON over HTTP) and the web wizard (at /) for
+hosts, stores and migrations, kept in the state database, and the steering that moves every
+started migration on through the hosts' agents (over TLS, each pinned by its fingerprint):
+base copies at the source, replicas at the destination, then the cutover. Killed and
+started again, it carries on from the database.
 
-The API speaks plain HTTP, so it listens on a loopback address only; TLS comes with the
-agents' transport. Prints its address; logs go to stderr (never a token). SIGTERM or SIGINT
-stops it cleanly: requests in flight finish, and it exits 0.
+On one machine it needs nothing else: it runs a local agent too (all that 'ferry agent'
+does, for the --disk disks it is given, none by default), known as the host "local" (source
+and destination) on its control socket, with its state in <db dir>/local-agent and, while
+the service has no store, the store "local", file:<db dir>/store. --remote-only leaves the
+local agent out: every host is then an agent on another machine.
+
+Every API route is under /v1 and needs a bearer token ('Authorization: Bearer TOKEN'), but
+GET /healthz and the page; GET /v1/openapi.json describes them all. A token is printed once
+by 'ferry serve token create NAME'; the database keeps only its SHA-256. It also keeps the
+agents' tokens, so it is private to its user (mode 0600).
+
+The API speaks plain HTTP, so it listens on a loopback address only. Prints the local
+agent's exports and control socket, then its url, openapi and db; logs go to stderr (never
+a token). SIGTERM or SIGINT stops it cleanly: requests in flight finish, cutovers stop where
+they are (the next start carries them on), and it exits 0.
 
 Options:
   --listen ADDR     HOST:PORT where the API listens (default ${defaultListen}; port 0
                     picks a free one)
 ${stateDbHelp}
-  --s3-endpoint URL for s3: stores that name none (default: $AWS_ENDPOINT_URL_S3,
-                    $AWS_ENDPOINT_URL, or AWS); credentials come from $AWS_ACCESS_KEY_ID and
-                    $AWS_SECRET_ACCESS_KEY, or a profile (--s3-profile NAME, $AWS_PROFILE)
-  --s3-region NAME  for s3: stores that name none (default: $AWS_REGION, or us-east-1)
   --poll-ms MS      how often each migration is looked at (default 1000)
-  --json            print the address (or the token, the token list) as JSON
-  -q, --quiet       log warnings and errors only`,
+  --remote-only     no local agent
+  --vm NAME=DISK,.. a VM of the local agent and its disks (repeatable), for its inventory
+The local agent's options (as 'ferry filter'; --state-dir and --store have the defaults above):
+${filterOptionsHelp}
+  --json            print the addresses (or the token, the token list) as JSON
+  -q, --quiet       log warnings and errors only
+${storeHelp}`,
   async run(argv, signal) {
     if (argv[0] === 'token') return runToken(argv.slice(1));
     return runService(argv, signal);
@@ -61,52 +78,92 @@ const serveOptions = {
 } as const;
 
 async function runService(argv: string[], signal: AbortSignal): Promise<number> {
-  const { values, positionals: args } = parse(argv, serveOptions);
+  const { values, positionals: args } = parse(argv, { ...serveOptions, ...filterOptions, vm: { type: 'string', multiple: true }, 'remote-only': { type: 'boolean' } });
   if (args.length > 0) throw badInput('arguments', args, "none, or 'token create NAME', 'token list', 'token revoke NAME'");
-  const { host, port } = parseListen(values.listen ?? defaultListen);
-  const logger = new Logger(stderrSink, values.quiet ? 'warn' : 'info');
+  const listen = parseListen(values.listen ?? defaultListen);
   const dbPath = stateDbPath(values.db);
   const db = openDatabase(dbPath);
   let lock: ProcessLock | undefined;
   try {
     lock = await ProcessLock.acquire(`serve:${await realpath(dbPath)}`, { purpose: 'ferry serve', description: `the service of ${dbPath}`, signal });
     const records = new ServiceRecords(db);
-    // Each host's agent over TLS, pinned by its fingerprint, with its token.
-    const connect = (h: HostRecord) => new FilterControlClient(h.agent.url, { token: h.agent.token, fingerprint: h.agent.fingerprint });
-    const steering = new Steering({
-      records,
-      db,
-      logger,
-      connect,
-      pollMs: intOption(values['poll-ms'], '--poll-ms', 50, 60_000),
-      onTransition: failpoint(),
-    });
-    const { openApiPath, serveWizardApi, wizardApp } = await loadWizardApi();
-    const app = wizardApp({ records, logger, s3: s3SettingsFromFlags(values), steering, connect });
-    const server = await serveWizardApi(app, host, port);
-    if (values.json) print(JSON.stringify({ url: server.url, openapi: `${server.url}${openApiPath}`, db: dbPath }));
-    else {
-      print(`url ${server.url}`);
-      print(`openapi ${server.url}${openApiPath}`);
-      print(`db ${dbPath}`);
+    const options = { records, db, dbPath, listen, values };
+    if (values['remote-only']) {
+      for (const flag of ['disk', 'vm', 'state-dir', 'socket-dir', 'control', 'store', 'rate', 'journal-limit', 'chunk-size'] as const) {
+        if (values[flag] !== undefined) throw new FerryError('bad-input', `--${flag} is for the local agent, which --remote-only leaves out`);
+      }
+      const logger = new Logger(stderrSink, values.quiet ? 'warn' : 'info');
+      const service = await startService({ ...options, logger });
+      if (values.json) print(JSON.stringify(Object.fromEntries(service.lines)));
+      else for (const [name, value] of service.lines) print(`${name} ${value}`);
+      await new Promise<void>((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+      await service.close();
+      return 0;
     }
-    logger.info('service running', { url: server.url, db: dbPath });
-    steering.start();
-    if (records.listTokens().length === 0) logger.warn("no API token yet: make one with 'ferry serve token create NAME'", { db: dbPath });
-
-    await new Promise<void>((resolve) => {
-      if (signal.aborted) resolve();
-      else signal.addEventListener('abort', () => resolve(), { once: true });
-    });
-    logger.info('stopping: finishing the requests in flight; cutovers stop where they are and go on at the next start');
-    await server.close();
-    await steering.stop();
-    logger.info('service stopped cleanly');
-    return 0;
+    // The local agent: its state, control socket and store beside the database, by default.
+    const home = dirname(dbPath);
+    const stateDir = resolve(values['state-dir'] ?? join(home, 'local-agent'));
+    const control = resolve(values.control ?? join(stateDir, 'control.sock'));
+    const store = values.store ?? `file:${join(home, 'store')}`;
+    const vms = (values.vm ?? []).map(parseVm);
+    const addOn: FilterAddOn = { start: ({ logger }) => startService({ ...options, logger, local: { control, store } }) };
+    return await runFilter('serve', { ...values, 'state-dir': stateDir, control, store }, [], signal, { vms, addOn });
   } finally {
     await lock?.release();
     db.close();
   }
+}
+
+/**
+ * The service itself: the steering and the wizard API on its address. With `local`, the
+ * local agent is the host named "local" (reached on its control socket) and, while the
+ * service has no store, its store is the store named "local".
+ */
+async function startService(options: {
+  records: ServiceRecords;
+  db: Database;
+  dbPath: string;
+  listen: { host: string; port: number };
+  values: { 'poll-ms'?: string; 's3-endpoint'?: string; 's3-region'?: string; 's3-profile'?: string };
+  logger: Logger;
+  local?: { control: string; store: string };
+}): Promise<{ lines: Array<[string, string]>; close(): Promise<void> }> {
+  const { records, db, dbPath, logger, values, local } = options;
+  if (local) {
+    const known = records.listHosts().find((h) => h.name === localHost);
+    if (!known) records.createHost({ name: localHost, role: 'both', agent: { url: local.control, fingerprint: '', token: '' } });
+    else if (known.agent.url !== local.control) records.setHostAgent(known.id, { url: local.control, fingerprint: '', token: '' });
+    if (records.listStores().length === 0) records.createStore({ name: localHost, url: local.store });
+  }
+  // The local agent on its control socket; every other over TLS, pinned by its fingerprint, with its token.
+  const connect = (h: HostRecord) => (h.agent.url.startsWith('/') ? new FilterControlClient(h.agent.url) : new FilterControlClient(h.agent.url, { token: h.agent.token, fingerprint: h.agent.fingerprint }));
+  if (local) {
+    const host = records.listHosts().find((h) => h.name === localHost)!;
+    records.setInventory(host.id, await connect(host).inventory());
+  }
+  const steering = new Steering({ records, db, logger, connect, pollMs: intOption(values['poll-ms'], '--poll-ms', 50, 60_000), onTransition: failpoint() });
+  const { openApiPath, serveWizardApi, wizardApp } = await loadWizardApi();
+  const app = wizardApp({ records, logger, s3: s3SettingsFromFlags(values), steering, connect });
+  const server = await serveWizardApi(app, options.listen.host, options.listen.port);
+  logger.info('service running', { url: server.url, db: dbPath, ...(local ? { localAgent: local.control } : {}) });
+  steering.start();
+  if (records.listTokens().length === 0) logger.warn("no API token yet: make one with 'ferry serve token create NAME'", { db: dbPath });
+  return {
+    lines: [
+      ['url', server.url],
+      ['openapi', `${server.url}${openApiPath}`],
+      ['db', dbPath],
+    ],
+    async close() {
+      logger.info('stopping: finishing the requests in flight; cutovers stop where they are and go on at the next start');
+      await server.close();
+      await steering.stop();
+      logger.info('service stopped cleanly');
+    },
+  };
 }
 
 /**

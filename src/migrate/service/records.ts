@@ -357,6 +357,11 @@ export class ServiceRecords {
     return host;
   }
 
+  /** Points a host at its agent again (the service's local agent, moved). */
+  setHostAgent(id: string, agent: HostInput['agent']): void {
+    this.db.prepare('UPDATE hosts SET agent_url = ?, agent_fingerprint = ?, agent_token = ? WHERE id = ?').run(agent.url, agent.fingerprint, agent.token, id);
+  }
+
   /** Replaces a host's inventory (as its agent reported it). */
   setInventory(id: string, inventory: HostInventory): HostRecord {
     this.getHost(id);

@@ -122,7 +122,7 @@ export function referenceIssues(records: ServiceRecords, refs: { sourceHost: str
   else if (source.role === 'destination') issues.push({ path: ['sourceHost'], message: `host ${quote(source.name)} (${source.id}) has the role "destination"; expected a host whose role is "source" or "both"` });
   if (!destination) issues.push({ path: ['destinationHost'], message: `expected the id of a known host, received ${quote(refs.destinationHost)}` });
   else if (destination.role === 'source') issues.push({ path: ['destinationHost'], message: `host ${quote(destination.name)} (${destination.id}) has the role "source"; expected a host whose role is "destination" or "both"` });
-  if (source && destination && source.id === destination.id) issues.push({ path: ['destinationHost'], message: `expected a host other than the source host, received ${quote(refs.destinationHost)}` });
+  // One host may be both ends when its role is "both" (one machine: the service's local agent).
   if (!records.findStore(refs.store)) issues.push({ path: ['store'], message: `expected the id of a known store, received ${quote(refs.store)}` });
   return issues;
 }
