@@ -14,7 +14,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { FerryError, type DiskDigest } from '../core/index.js';
 import type { CutoverSource, FinalDrain, HealthCheck, SideSpec, VmStatus } from '../cutover/index.js';
 import type { BackpressureSettings, FenceRecord, TrackingMode } from '../delta/index.js';
-import type { BaseCopyStatus, FilterDiskStatus, QuiesceStatus, ReplicaStatus, SeedExportStatus } from '../migrate/index.js';
+import type { BaseCopyStatus, FilterDiskStatus, QuiesceStatus, ReplicaStatus, SeedExportStatus, SeedImportStatus } from '../migrate/index.js';
 import { errorFromResponse } from './http-errors.js';
 import { normalizeFingerprint } from './tls-cert.js';
 
@@ -148,6 +148,15 @@ export class FilterControlClient {
 
   seedExport(options?: RequestOptions): Promise<SeedExportStatus> {
     return this.request('GET', '/v1/seed-export', undefined, options);
+  }
+
+  /** An agent: import a seed device into a store, in the background. */
+  startSeedImport(body: { device: string; store: string; key?: { keyFileBase64: string } | { passphrase: string } }, options?: RequestOptions): Promise<SeedImportStatus> {
+    return this.request('POST', '/v1/seed-import', body, options);
+  }
+
+  seedImport(options?: RequestOptions): Promise<SeedImportStatus> {
+    return this.request('GET', '/v1/seed-import', undefined, options);
   }
 
   setBackpressure(id: string, changes: { highWaterBytes?: number; maxDelayMs?: number }, options?: RequestOptions): Promise<BackpressureSettings> {

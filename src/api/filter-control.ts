@@ -26,6 +26,10 @@
  *                                   in the background ({ device, disks?, volumeSizeBytes?, key? })
  *                                   -> 202; key: { keyFileBase64 } or { passphrase }
  *   GET  /v1/seed-export            its progress and, when done, the seed id
+ *   POST /v1/seed-import            an agent's: import a seed device that came by courier into a
+ *                                   store, in the background ({ device, store, key? }) -> 202
+ *   GET  /v1/seed-import            its progress and, when done, the manifests (or what was
+ *                                   corrupt or missing)
  *   GET  /v1/rate, PUT /v1/rate     the link's budget, shared by all disks:
  *                                   { rate: "50M/s" } or { rateBytesPerSec: 50000000 }
  *   GET  /v1/inventory              an agent's only: its VMs (--vm) and their disks
@@ -39,7 +43,7 @@
  */
 import { Hono } from 'hono';
 import { FerryError, badInput, parseRate, type Logger } from '../core/index.js';
-import type { FilterService, ReplicaService } from '../migrate/index.js';
+import type { FilterService, ReplicaService, SeedImportJob } from '../migrate/index.js';
 import type { SeedKey } from '../seed/index.js';
 import { errorResponse } from './http-errors.js';
 import { jsonBody, optionalInt, owner } from './request-fields.js';
@@ -47,7 +51,7 @@ import { mountReplicaRoutes } from './replica-routes.js';
 import { mountVmRoutes } from './vm-routes.js';
 
 /** The control API of a filter; with `replicas` (an agent), the replica and VM routes too. */
-export function filterControlApp(service: FilterService, options: { replicas?: ReplicaService; vms?: Array<{ name: string; disks: string[] }>; logger?: Logger; env?: NodeJS.ProcessEnv } = {}): Hono {
+export function filterControlApp(service: FilterService, options: { replicas?: ReplicaService; seedImports?: SeedImportJob; vms?: Array<{ name: string; disks: string[] }>; logger?: Logger; env?: NodeJS.ProcessEnv } = {}): Hono {
   const app = new Hono();
 
   app.get('/healthz', (c) => c.json({ ok: true }));
@@ -135,6 +139,18 @@ export function filterControlApp(service: FilterService, options: { replicas?: R
     return c.json(service.startSeedExport({ deviceDir: device, diskIds: disks as string[] | undefined, volumeSizeBytes, key: seedKey(body.key) }), 202);
   });
   app.get('/v1/seed-export', (c) => c.json(service.seedExportStatus()));
+
+  const imports = options.seedImports;
+  if (imports) {
+    app.post('/v1/seed-import', async (c) => {
+      const body = await jsonBody(c);
+      const device = body.device;
+      if (typeof device !== 'string' || !device.startsWith('/')) throw badInput('device', device, 'an absolute path of the seed device (a directory)');
+      if (typeof body.store !== 'string') throw badInput('store', body.store, 'a store URL: file:<dir> or s3://bucket[/prefix]');
+      return c.json(imports.start({ deviceDir: device, store: body.store, key: seedKey(body.key) }), 202);
+    });
+    app.get('/v1/seed-import', (c) => c.json(imports.status()));
+  }
 
   app.get('/v1/rate', (c) => c.json({ rateBytesPerSec: service.throttle.rateBytesPerSec }));
   app.put('/v1/rate', async (c) => {

@@ -17,7 +17,8 @@ import type {
   VmPlan,
   VmStatus,
 } from '../cutover/index.js';
-import type { BaseCopyStatus, FilterDiskStatus } from './filter-service.js';
+import type { BaseCopyStatus, FilterDiskStatus, SeedExportStatus } from './filter-service.js';
+import type { SeedImportStatus } from './seed-import-job.js';
 import type { ReplicaStatus } from './replica-service.js';
 import type { HostInventory } from './service/records.js';
 
@@ -39,6 +40,10 @@ export interface AgentControl {
   startBaseCopy(id: string, body?: { concurrency?: number }, options?: Call): Promise<BaseCopyStatus>;
   baseCopy(id: string, options?: Call): Promise<BaseCopyStatus>;
   setRate(rate: string | number, options?: Call): Promise<number>;
+  startSeedExport(body: { device: string; disks?: string[]; volumeSizeBytes?: number }, options?: Call): Promise<SeedExportStatus>;
+  seedExport(options?: Call): Promise<SeedExportStatus>;
+  startSeedImport(body: { device: string; store: string }, options?: Call): Promise<SeedImportStatus>;
+  seedImport(options?: Call): Promise<SeedImportStatus>;
   setMode(id: string, mode: 'streaming' | 'bitmap', reason?: string, options?: Call): Promise<unknown>;
   addReplica(body: { id: string; disk: string; store: string; manifest: string; path?: string }, options?: Call): Promise<ReplicaStatus>;
   replica(id: string, options?: Call): Promise<ReplicaStatus>;

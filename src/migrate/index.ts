@@ -18,5 +18,6 @@ export {
 } from './filter-service.js';
 export { exportLiveSeed, parkForSeed, resumeAfterSeed, type LiveSeedOptions } from './seed-source.js';
 // The migration service (`ferry serve`): its records, the rules of a migration, store checks.
+export { SeedImportJob, type SeedImportStatus } from './seed-import-job.js';
 export { AgentVmDriver, heldReplicaPort, sourceDiskPort, type AgentControl } from './agent-ports.js';
 export * from './service/index.js';

@@ -6,7 +6,7 @@
  * cutover. The replicas end byte-identical to the paused sources, the destination guest
  * checks the data it wrote at the source, and exactly one copy of each VM runs.
  */
-import { mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { ferry, startFerry } from '../support/cli.js';
@@ -30,7 +30,7 @@ afterAll(async () => {
 });
 
 /** Registers both hosts and the store, and creates the migration of VM `db` with `disks`. */
-async function createMigration(s: Site, disks: string[]): Promise<string> {
+async function createMigration(s: Site, disks: string[], settings: Record<string, unknown> = {}): Promise<string> {
   const { call } = s;
   const host = (name: string, role: string, agent: AgentProcess) => call('POST', '/v1/hosts', { name, role, agent: { url: agent.url, fingerprint: agent.fingerprint, token: agent.token } });
   const src = await host('site-a', 'source', s.source);
@@ -50,6 +50,7 @@ async function createMigration(s: Site, disks: string[]): Promise<string> {
       },
     ],
     cutover: { budget: '10s', window: '3m', verify: 'full', maxLagSeconds: 30 },
+    ...settings,
   });
   expect(created.status, JSON.stringify(created.body)).toBe(201);
   const id = created.body.id;
@@ -250,3 +251,45 @@ it('on one machine, ferry serve alone: its local agent serves the disk, and the 
     expect((await done).code).toBe(0);
   }
 });
+
+it('transport seed: the source agent exports the disks onto a device while the guest writes, the device is shipped and imported at the destination, the changes since catch up, and the cutover verifies', async () => {
+  const disks = ['s0'];
+  const s = await harness.site('seed', disks);
+  const device = join(s.base, 'seed-device');
+  const id = await createMigration(s, disks, { transport: { mode: 'seed', device } });
+  expect((await s.call('POST', `/v1/migrations/${id}/seed/arrived`, { device })).status).toBe(409); // not started: no seed on its way
+  expect((await s.call('POST', `/v1/migrations/${id}/start`)).status).toBe(200);
+  await expect.poll(async () => (await s.call<{ seed?: { phase: string } }>('GET', `/v1/migrations/${id}/progress`)).body.seed?.phase, { timeout: 60_000 }).toBe('shipping');
+  expect((await s.call<{ seed?: { seedId?: string } }>('GET', `/v1/migrations/${id}`)).body.seed?.seedId).toMatch(/^[0-9a-f]+$/);
+  const waiting = (await s.call<{ state: string; seed: { phase: string }; disks: Array<{ source: { parked: boolean } }> }>('GET', `/v1/migrations/${id}/progress`)).body;
+  expect(waiting).toMatchObject({ state: 'copying', seed: { phase: 'shipping' }, disks: [{ source: { parked: true } }] });
+
+  // By courier: the device arrives at the destination host, elsewhere.
+  const arrived = join(s.base, 'arrived');
+  await cp(device, arrived, { recursive: true });
+  expect(issues(await s.call('POST', `/v1/migrations/${id}/seed/arrived`, { device: 'relative/dir' }))).toEqual(['body.device: expected an absolute path, received "relative/dir"']);
+  expect((await s.call('POST', `/v1/migrations/${id}/seed/arrived`, { device: arrived })).body).toMatchObject({ seed: { arrivedDevice: arrived } });
+  const ready = await until(s, id, 'ready');
+  expect(ready.state, ready.error).toBe('ready');
+  expect((await s.call('POST', `/v1/migrations/${id}/cutover`, {})).status).toBe(200);
+  const done = await until(s, id, 'done');
+  expect(done.state, done.error).toBe('done');
+  await expectMoved(s, id, disks);
+  const log = await events(s, id);
+  expect(log.filter((e) => /^base copy/.test(e))).toEqual([]);
+  expect(log).toEqual(
+    expect.arrayContaining([
+      expect.stringMatching(/^seed export of 1 disk\(s\) onto .* started/),
+      expect.stringMatching(/^seed \S+ exported onto/),
+      `the seed arrived at the destination host: ${arrived}`,
+      expect.stringMatching(/^seed \S+ imported into the store/),
+      'db/s0 streams again (a resync ships what changed)',
+    ]),
+  );
+});
+
+/** The issues of a 400, as `path: message` lines. */
+function issues(reply: { status: number; body: unknown }): string[] {
+  expect(reply.status, JSON.stringify(reply.body)).toBe(400);
+  return (reply.body as { error: { issues: Array<{ path: string; message: string }> } }).error.issues.map((i) => `${i.path}: ${i.message}`);
+}

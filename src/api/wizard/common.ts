@@ -98,6 +98,7 @@ export function migrationView(migration: MigrationRecord) {
     ...(migration.cutoverId !== undefined ? { cutoverId: migration.cutoverId } : {}),
     cutoverRequested: migration.cutoverRequested,
     paused: migration.paused,
+    ...(migration.seed ? { seed: migration.seed } : {}),
   };
 }
 

@@ -29,6 +29,7 @@ export function progressView(records: ServiceRecords, steering: Steering | undef
     bytesToGo: seen?.bytesToGo ?? 0,
     ...(seen?.etaSeconds !== undefined ? { etaSeconds: seen.etaSeconds } : {}),
     ...(cutover ? { cutover: cutover as unknown as Record<string, unknown> } : {}),
+    ...(seen?.seed ? { seed: seen.seed } : {}),
     at: new Date(seen?.atMs ?? Date.now()).toISOString(),
   };
 }

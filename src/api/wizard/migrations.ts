@@ -10,7 +10,7 @@ import { IssuesError, finalMigrationStates, inventoryIssues, referenceIssues, re
 import { errorResponses, eventView, jsonBody, jsonContent, migrationView, type WizardApp, type WizardDeps } from './common.js';
 import { zodIssues } from './issues.js';
 import { progressView } from './live.js';
-import { cutoverRequestSchema, eventSchema, eventsQuery, idParams, migrationCreateSchema, migrationSchema, migrationSettingsSchema, progressSchema, throttlePatchSchema } from './schemas.js';
+import { seedArrivedSchema, cutoverRequestSchema, eventSchema, eventsQuery, idParams, migrationCreateSchema, migrationSchema, migrationSettingsSchema, progressSchema, throttlePatchSchema } from './schemas.js';
 
 const tags = ['migrations'];
 
@@ -175,6 +175,26 @@ export function migrationRoutes(app: WizardApp, { records, logger, steering }: W
       const updated = records.requestCutover(migration.id, c.req.valid('json'));
       steering?.poke();
       logger.info('cutover requested', { migration: migration.id });
+      return c.json(migrationView(updated), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/migrations/{id}/seed/arrived',
+      tags,
+      summary: 'Transport seed: the device arrived at the destination host, here; its import begins',
+      request: { params: idParams, ...jsonBody(seedArrivedSchema) },
+      responses: { 200: jsonContent(migrationSchema, 'The migration'), ...errorResponses(400, 404, 409) },
+    }),
+    (c) => {
+      const migration = records.getMigration(c.req.valid('param').id);
+      if (migration.settings.transport.mode !== 'seed') throw new FerryError('invalid-state', `migration ${migration.id} goes over the network: it has no seed`);
+      if (migration.state !== 'copying' || !migration.seed?.seedId) throw new FerryError('invalid-state', `migration ${migration.id} is ${migration.state}${migration.seed?.seedId ? '' : ', its seed not exported yet'}: no seed is on its way`);
+      const { device } = c.req.valid('json');
+      const updated = records.updateSeed(migration.id, { arrivedDevice: device, imported: false }, `the seed arrived at the destination host: ${device}`);
+      steering?.poke();
       return c.json(migrationView(updated), 200);
     },
   );

@@ -250,8 +250,13 @@ export const migrationSchema = z
     cutoverId: z.string().optional().meta({ description: 'Its cutover, once begun' }),
     cutoverRequested: z.boolean(),
     paused: z.boolean().meta({ description: 'Paused by the operator: its source disks are parked, nothing of it moves on' }),
+    seed: z.object({ seedId: z.string(), arrivedDevice: z.string(), imported: z.boolean() }).partial().optional().meta({ description: 'Transport seed: the seed exported, where it arrived, whether it is imported' }),
   })
   .meta({ id: 'Migration' });
+
+export const seedArrivedSchema = z
+  .strictObject({ device: absolutePath.meta({ description: 'The seed device (its directory) as the destination host sees it' }) })
+  .meta({ id: 'SeedArrived' });
 
 export const cutoverRequestSchema = z
   .strictObject({
@@ -285,6 +290,11 @@ export const progressSchema = z
     bytesToGo: z.number().meta({ description: 'Base copy bytes still to go' }),
     etaSeconds: z.number().optional(),
     cutover: z.record(z.string(), z.unknown()).optional().meta({ description: 'The cutover report (states, downtime, disks verified)' }),
+    seed: z
+      .object({ phase: z.enum(['export', 'shipping', 'import']), state: z.string(), bytesDone: z.number(), bytesTotal: z.number(), rateBytesPerSec: z.number() })
+      .partial()
+      .optional()
+      .meta({ description: 'Transport seed: exported at the source, shipping, imported at the destination' }),
     at: timestamp,
   })
   .meta({ id: 'MigrationProgress' });

@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import { badInput, formatRate, Logger } from '../../core/index.js';
 import { filterControlApp, serveOnUnixSocket, type FetchHandler, type UnixHttpServer } from '../../api/index.js';
-import { claimSocketPath, FilterService, ReplicaService, type FilterDiskSpec } from '../../migrate/index.js';
+import { claimSocketPath, FilterService, ReplicaService, SeedImportJob, type FilterDiskSpec } from '../../migrate/index.js';
 import { Repository } from '../../store/index.js';
 import type { Command } from '../command.js';
 import { parse, rateOption, required, s3SettingsFromFlags, sizeOption, storeFromFlags, storeHelp, storeOptions, type OptionSpec } from '../options.js';
@@ -103,11 +103,12 @@ export async function runFilter(command: string, values: FilterValues, args: str
       logger,
     });
     let replicas: ReplicaService | undefined;
+    const seedImports = agent ? new SeedImportJob({ s3: s3SettingsFromFlags(values), logger }) : undefined;
     let control: UnixHttpServer | undefined;
     let added: Awaited<ReturnType<FilterAddOn['start']>> | undefined;
     try {
       if (agent) replicas = await ReplicaService.open({ stateDir, s3: s3SettingsFromFlags(values), logger });
-      const app = filterControlApp(service, { replicas, vms: agent?.vms, logger, env: process.env });
+      const app = filterControlApp(service, { replicas, seedImports, vms: agent?.vms, logger, env: process.env });
       control = await serveOnUnixSocket(app.fetch, controlPath, logger.child({ component: 'control' }));
       added = await agent?.addOn?.start({ service, control: app.fetch, stateDir, logger });
     } catch (err) {
@@ -134,6 +135,7 @@ export async function runFilter(command: string, values: FilterValues, args: str
     logger.info('stopping: finishing IO in flight, sealing journals');
     await added?.close();
     await control.close();
+    await seedImports?.close();
     await replicas?.close();
     await service.close();
     logger.info(`${command} stopped cleanly`);

@@ -82,6 +82,7 @@ export const migrationCommand: Command = {
        ferry migration start ID             base copies, then replicas that follow the changes
        ferry migration status ID [--watch]  where it is; --watch: until it ends (progress bar)
        ferry migration events ID
+       ferry migration seed-arrived ID DEVICE  transport seed: the device is at the destination, there
        ferry migration pause ID             park its disks (changes tracked, nothing ships)
        ferry migration resume ID
        ferry migration cutover ID [--at TIME] [--hold] [--verify deltas|full]
@@ -131,6 +132,11 @@ ${serviceHelp}
         show(await api.post<Migration>(`/v1/migrations/${encodeURIComponent(id!)}/${path}`));
         return 0;
       }
+      case 'seed-arrived': {
+        const [id, device] = positionals(args, ['ID', 'DEVICE']);
+        show(await api.post<Migration>(`/v1/migrations/${encodeURIComponent(id!)}/seed/arrived`, { device }));
+        return 0;
+      }
       case 'cutover': {
         const [id] = positionals(args, ['ID']);
         if (values.verify !== undefined && values.verify !== 'deltas' && values.verify !== 'full') throw badInput('--verify', values.verify, 'deltas or full');
@@ -150,7 +156,7 @@ ${serviceHelp}
         return status(api, id!, { watch: values.watch === true, json, quiet: values.quiet === true, signal });
       }
       default:
-        throw badInput('ferry migration', sub, 'list, create, validate, start, status, events, pause, resume, cutover, go, cancel-cutover or cancel');
+        throw badInput('ferry migration', sub, 'list, create, validate, start, status, events, seed-arrived, pause, resume, cutover, go, cancel-cutover or cancel');
     }
   },
 };

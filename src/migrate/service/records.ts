@@ -151,6 +151,8 @@ export interface MigrationRecord extends MigrationInput {
   cutoverRequested: boolean;
   /** Paused by the operator: nothing of it moves on, its source disks are parked. */
   paused: boolean;
+  /** Transport seed: how far the seed is. */
+  seed?: SeedProgress;
 }
 
 /** Where one disk of a running migration is: its base copy, its replica at the destination. */
@@ -163,6 +165,16 @@ export interface MigrationDiskProgress {
   replicaId: string;
   /** The replica's path there, once the agent has it. */
   replicaPath?: string;
+}
+
+/** Where a migration's seed is (transport seed): exported at the source, shipped, imported at the destination. */
+export interface SeedProgress {
+  /** The seed the source agent exported onto the device. */
+  seedId?: string;
+  /** Where the device is at the destination host, once it arrived. */
+  arrivedDevice?: string;
+  /** Its chunks are in the store and the disks' manifests written. */
+  imported?: boolean;
 }
 
 export interface MigrationEvent {
@@ -219,6 +231,7 @@ const schema = [
   `ALTER TABLE migrations ADD COLUMN cutover_id TEXT;
    ALTER TABLE migrations ADD COLUMN cutover_requested INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE migrations ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE migrations ADD COLUMN seed TEXT;
    CREATE TABLE migration_disks (
      migration_id TEXT NOT NULL REFERENCES migrations (id),
      vm TEXT NOT NULL,
@@ -282,6 +295,7 @@ interface MigrationRow {
   cutover_id: string | null;
   cutover_requested: number;
   paused: number;
+  seed: string | null;
 }
 
 export class ServiceRecords {
@@ -505,6 +519,15 @@ export class ServiceRecords {
     return this.getMigration(id);
   }
 
+  /** Records how far a migration's seed is, with its event. */
+  updateSeed(id: string, seed: SeedProgress, message: string): MigrationRecord {
+    this.db.transaction(() => {
+      this.db.prepare('UPDATE migrations SET seed = ?, updated_at = ? WHERE id = ?').run(JSON.stringify({ ...this.getMigration(id).seed, ...seed }), Date.now(), id);
+      this.addEvent(id, message);
+    })();
+    return this.getMigration(id);
+  }
+
   /** Pauses a migration (or lets it go on), with its event. */
   setPaused(id: string, paused: boolean, message: string): MigrationRecord {
     this.db.transaction(() => {
@@ -605,5 +628,6 @@ function migrationFromRow(row: MigrationRow): MigrationRecord {
     ...(row.cutover_id !== null ? { cutoverId: row.cutover_id } : {}),
     cutoverRequested: row.cutover_requested === 1,
     paused: row.paused === 1,
+    ...(row.seed !== null ? { seed: JSON.parse(row.seed) as SeedProgress } : {}),
   };
 }

@@ -55,6 +55,9 @@ function quote(value: unknown): string {
 /** Problems within the settings themselves, at `nowMs`. */
 export function settingsIssues(settings: MigrationSettings, nowMs = Date.now()): Issue[] {
   const issues: Issue[] = [];
+  if (settings.transport.mode === 'seed' && !settings.transport.device) {
+    issues.push({ path: ['transport', 'device'], message: 'expected the directory of the seed device at the source host, received nothing' });
+  }
   const vmAt = new Map<string, number>();
   const diskAt = new Map<string, string>();
   const replicaAt = new Map<string, string>();

@@ -51,6 +51,8 @@ export interface MigrationProgress {
   /** At the base copies' current rate; undefined when unknown. */
   etaSeconds?: number;
   cutover?: CutoverReport;
+  /** Transport seed: where the seed is (exported, shipping, imported), and how far its job is. */
+  seed?: { phase: 'export' | 'shipping' | 'import'; state?: string; bytesDone?: number; bytesTotal?: number; rateBytesPerSec?: number };
   atMs: number;
 }
 
@@ -136,7 +138,8 @@ export class Steering {
       await this.applyThrottle(m, source);
       const disks = await this.look(m, source, destination);
       if (await this.park(m, source, disks)) return;
-      if (m.state === 'copying') await this.copy(m, source, disks);
+      if (m.state === 'copying' && m.settings.transport.mode === 'seed') await this.seed(m, source, destination, disks);
+      else if (m.state === 'copying') await this.copy(m, source, disks);
       else if (m.state === 'replicating') await this.replicate(m, destination, disks);
       else if (m.state === 'ready' && m.cutoverRequested) this.beginCutover(m, source, destination, disks);
       this.trouble.delete(m.id);
@@ -212,6 +215,55 @@ export class Steering {
     }
   }
 
+  /**
+   * Transport seed: the source agent exports the disks onto the device (they stay parked:
+   * their changes are tracked, nothing ships); the operator ships it and says where it
+   * arrived; the destination agent imports it into the store, and its manifests are the
+   * disks' bases. A device whose import found chunks corrupt or missing is asked for again.
+   */
+  private async seed(m: MigrationRecord, source: AgentControl, destination: AgentControl, disks: DiskProgress[]): Promise<void> {
+    const { records } = this.options;
+    const seed = m.seed ?? {};
+    const device = (m.settings.transport as { device: string }).device;
+    const progress = this.progress.get(m.id)!;
+    if (!seed.seedId) {
+      const exported = await source.seedExport({ signal: this.abort.signal }).catch(orNotFound);
+      const ours = exported?.deviceDir === device && disks.every((d) => exported.disks.includes(d.disk));
+      if (ours && exported.state !== 'failed') progress.seed = { phase: 'export', ...pick(exported, ['state', 'bytesDone', 'bytesTotal', 'rateBytesPerSec']) };
+      if (ours && exported.state === 'running') return;
+      if (ours && exported.state === 'done') {
+        records.updateSeed(m.id, { seedId: exported.seedId }, `seed ${exported.seedId} exported onto ${device} (${exported.volumes} volume(s)): ship the device, then say where it arrived (POST /v1/migrations/${m.id}/seed/arrived)`);
+        return;
+      }
+      if (ours) records.addEvent(m.id, `seed export onto ${device} failed, starting it again: ${exported.error?.message ?? 'no reason given'}`);
+      await source.startSeedExport({ device, disks: disks.map((d) => d.disk) }, { signal: this.abort.signal });
+      if (!ours) records.addEvent(m.id, `seed export of ${disks.length} disk(s) onto ${device} started at the source host; the disks are parked until the replicas follow`);
+      return;
+    }
+    if (!seed.arrivedDevice) return void (progress.seed = { phase: 'shipping' });
+    const imported = await destination.seedImport({ signal: this.abort.signal }).catch(orNotFound);
+    if (imported?.deviceDir !== seed.arrivedDevice || (imported.state !== 'running' && imported.seedId !== undefined && imported.seedId !== seed.seedId)) {
+      await destination.startSeedImport({ device: seed.arrivedDevice, store: records.getStore(m.store).url }, { signal: this.abort.signal });
+      records.addEvent(m.id, `seed import of ${seed.arrivedDevice} into the store started at the destination host`);
+      return;
+    }
+    progress.seed = { phase: 'import', ...pick(imported, ['state', 'bytesDone', 'bytesTotal', 'rateBytesPerSec']) };
+    if (imported.state === 'running') return;
+    if (imported.state === 'failed' || !imported.complete || imported.seedId !== seed.seedId) {
+      const why = imported.error?.message ?? (imported.seedId !== seed.seedId ? `it holds seed ${imported.seedId}, not ${seed.seedId}` : `${imported.corrupt} chunk(s) corrupt, ${imported.missing} missing`);
+      records.updateSeed(m.id, { arrivedDevice: undefined }, `the seed on ${seed.arrivedDevice} did not import (${why}): repair the device (ferry seed repair) or bring another copy, and say where it is again`);
+      return;
+    }
+    for (const d of disks) {
+      const manifest = imported.manifests?.find((w) => w.diskId === d.disk);
+      if (!manifest) throw new MigrationFailure(`the seed ${seed.seedId} holds no disk ${d.disk}`);
+      records.updateMigrationDisk(m.id, d.disk, { manifestId: manifest.manifestId });
+    }
+    records.updateSeed(m.id, { imported: true }, `seed ${seed.seedId} imported into the store: replicas are restored from it, then the changes since follow`);
+    records.transition(m.id, 'replicating', 'the seed is in the store: replicas are restored at the destination and follow the changes');
+    this.poke();
+  }
+
   private async replicate(m: MigrationRecord, destination: AgentControl, disks: DiskProgress[]): Promise<void> {
     const { records } = this.options;
     const store = records.getStore(m.store);
@@ -237,8 +289,10 @@ export class Steering {
    * True while the migration is paused: nothing else of it moves on.
    */
   private async park(m: MigrationRecord, source: AgentControl, disks: DiskProgress[]): Promise<boolean> {
+    // A seed in transit keeps its disks parked (the export parked them) until the replicas follow.
+    const seeding = m.settings.transport.mode === 'seed' && m.state === 'copying';
     for (const d of disks) {
-      if (!d.source || d.source.parked === m.paused) continue;
+      if (!d.source || d.source.parked === m.paused || (seeding && !m.paused)) continue;
       await source.setMode(d.disk, m.paused ? 'bitmap' : 'streaming', m.paused ? `migration ${m.id} paused` : `migration ${m.id} goes on`, { signal: this.abort.signal });
       this.options.records.addEvent(m.id, m.paused ? `${d.vm}/${d.disk} parked: its changes are tracked, nothing ships` : `${d.vm}/${d.disk} streams again (a resync ships what changed)`);
     }
@@ -400,6 +454,12 @@ function sourceFigures(s: FilterDiskStatus): DiskProgress['source'] {
     drainRateBytesPerSec: f.drainRateBytesPerSec,
     predictedPauseMs: Number.isFinite(f.predictedPauseMs) ? f.predictedPauseMs : null,
   };
+}
+
+/** A status the agent does not have (nothing was started there, or it restarted) is undefined. */
+function orNotFound(err: unknown): undefined {
+  if (asFerryError(err).code === 'not-found') return undefined;
+  throw err;
 }
 
 function pick<T extends object, K extends keyof T>(value: T, keys: K[]): Pick<T, K> {
