@@ -170,7 +170,7 @@ function migrationBody() {
     destinationHost: hostsForm.destinationHost.value,
     store: storeForm.store.value,
     vms,
-    transport: { mode: storeForm.transport.value },
+    transport: storeForm.transport.value === 'seed' ? { mode: 'seed', device: storeForm.seedDevice.value.trim() } : { mode: 'network' },
     throttle: { rate: throttleForm.rate.value.trim() || 'unlimited' },
     ...(throttleForm.highWater.value || throttleForm.maxDelay.value
       ? { backpressure: { ...(throttleForm.highWater.value ? { highWater: throttleForm.highWater.value } : {}), ...(throttleForm.maxDelay.value ? { maxDelay: throttleForm.maxDelay.value } : {}) } }
@@ -301,6 +301,7 @@ function drawProgress(p) {
   $('#pause').hidden = !started || p.paused;
   $('#resume').hidden = !started || !p.paused;
   $('#p-state').textContent = `${p.state}${p.paused ? ', paused' : ''}`;
+  $('#seed-arrived').hidden = p.seed?.phase !== 'shipping';
   if (p.cutover) drawReport(p.cutover);
 }
 
@@ -349,6 +350,10 @@ const act = (path, body) => api('POST', `/v1/migrations/${current()}/${path}`, b
 $('#cutover-now').addEventListener('click', () => act('cutover', {}));
 $('#cutover-go').addEventListener('click', () => act('cutover/go'));
 $('#pause').addEventListener('click', () => act('pause'));
+$('#seed-arrived').addEventListener('submit', (event) => {
+  event.preventDefault();
+  act('seed/arrived', { device: $('#seed-arrived').device.value.trim() });
+});
 $('#resume').addEventListener('click', () => act('resume'));
 $('#cutover-cancel').addEventListener('click', () => act('cutover/cancel'));
 $('#migration-cancel').addEventListener('click', () => confirm('Cancel this migration?') && act('cancel'));
