@@ -6,7 +6,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { FerryError, parseDuration, parseSize, parseRate } from '../core/index.js';
-import { openStore, type ObjectStore, type S3Settings } from '../store/index.js';
+import { defaultRetryForMs, defaultS3TimeoutMs, openStore, type ObjectStore, type RetryPolicy, type S3Settings } from '../store/index.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -15,6 +15,8 @@ export const storeOptions = {
   's3-endpoint': { type: 'string' },
   's3-region': { type: 'string' },
   's3-profile': { type: 'string' },
+  's3-timeout': { type: 'string' },
+  's3-retry-for': { type: 'string' },
 } satisfies OptionSpec;
 
 export const commonOptions = {
@@ -68,14 +70,18 @@ export function intOption(value: string | undefined, flag: string, min: number, 
 }
 
 /** Opens the store named by --store, with S3 settings from flags, then AWS_* variables. */
-export function storeFromFlags(values: { store?: string; 's3-endpoint'?: string; 's3-region'?: string; 's3-profile'?: string }): ObjectStore {
+type S3Flags = { 's3-endpoint'?: string; 's3-region'?: string; 's3-profile'?: string; 's3-timeout'?: string; 's3-retry-for'?: string };
+
+export function storeFromFlags(values: { store?: string } & S3Flags): ObjectStore {
   return openStore(required(values.store, '--store'), s3SettingsFromFlags(values));
 }
 
 /** S3 settings from the --s3-* flags, then the usual AWS_* variables. */
-export function s3SettingsFromFlags(values: { 's3-endpoint'?: string; 's3-region'?: string; 's3-profile'?: string }): S3Settings {
+export function s3SettingsFromFlags(values: S3Flags): S3Settings {
   const env = process.env;
   return {
+    timeoutMs: durationOption(values['s3-timeout'], '--s3-timeout', 100, 3_600_000) ?? defaultS3TimeoutMs,
+    retry: { retryForMs: durationOption(values['s3-retry-for'], '--s3-retry-for', 0, 7 * 86_400_000) ?? defaultRetryForMs, onRetry: retryReporter() },
     endpoint: values['s3-endpoint'] ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL,
     region: values['s3-region'] ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION,
     accessKeyId: env.AWS_ACCESS_KEY_ID,
@@ -101,5 +107,22 @@ export const storeHelp = `Store:
   --s3-endpoint URL    S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)
   --s3-region NAME     region (default: $AWS_REGION, or us-east-1)
   --s3-profile NAME    credentials of a profile in ~/.aws/credentials (default: $AWS_PROFILE)
+  --s3-timeout DUR     a request that has not completed in this long (plus 1 s per 256 KiB
+                       it uploads) counts as failed: a stalled connection (default 30s)
+  --s3-retry-for DUR   how long a failing request (5xx, SlowDown, reset, timed out) is
+                       tried again, with backoff, before the command fails (default 10m)
   Credentials come from $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY when set, else from the
   profile; they are never taken on the command line.`;
+
+/** Says on stderr that the store is being retried: the first time, then at most every 10 s with a count. */
+function retryReporter(): NonNullable<RetryPolicy['onRetry']> {
+  let lastMs = 0;
+  let since = 0;
+  return ({ what, error, attempt, delayMs }) => {
+    since++;
+    if (Date.now() - lastMs < 10_000) return;
+    process.stderr.write(`warn: the store failed ${since === 1 ? 'a request' : `${since} requests`}, retrying with backoff (${what}, attempt ${attempt}, next in ${(delayMs / 1000).toFixed(1)} s): ${error.message}\n`);
+    lastMs = Date.now();
+    since = 0;
+  };
+}

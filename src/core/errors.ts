@@ -35,12 +35,15 @@ export type ErrorCode = (typeof errorCodes)[number];
 
 export class FerryError extends Error {
   override readonly name = 'FerryError';
+  /** The same request may well succeed if tried again (a 5xx, a reset connection, a timeout). */
+  readonly transient: boolean;
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; transient?: boolean },
   ) {
     super(message, options);
+    this.transient = options?.transient ?? false;
   }
 }
 

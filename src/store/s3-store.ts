@@ -18,7 +18,14 @@ export interface S3StoreOptions {
   sessionToken?: string;
   /** A named profile of the shared AWS config files (~/.aws/credentials), as AWS_PROFILE. */
   profile?: string;
+  /**
+   * How long a request may go without completing before it counts as failed (a stalled
+   * connection): this, plus a second per 256 KiB it uploads (default 30 s).
+   */
+  timeoutMs?: number;
 }
+
+export const defaultS3TimeoutMs = 30_000;
 
 type Sdk = typeof import('@aws-sdk/client-s3');
 type Storage = typeof import('@aws-sdk/lib-storage');
@@ -38,6 +45,8 @@ export class S3Store implements ObjectStore {
       // S3-compatible servers store as data (s3rver) or refuse (radosgw).
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // One attempt per request: retrying-store.ts retries, with its own backoff and reporting.
+      maxAttempts: 1,
     };
     if (options.endpoint) config.endpoint = options.endpoint;
     if (options.profile) config.profile = options.profile;
@@ -63,6 +72,8 @@ export class S3Store implements ObjectStore {
   async put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
     throwIfAborted(signal);
     const { storage, client } = await this.connect();
+    const deadline = this.deadline(Math.ceil(data.byteLength / (256 * 1024)) * 1000);
+    const abortSignal = AbortSignal.any([deadline, ...(signal ? [signal] : [])]);
     const upload = new storage.Upload({
       client,
       params: { Bucket: this.options.bucket, Key: this.keyOf(key), Body: data, ContentLength: data.byteLength },
@@ -70,13 +81,13 @@ export class S3Store implements ObjectStore {
       partSize: 16 * 1024 * 1024,
     });
     const abort = () => void upload.abort();
-    signal?.addEventListener('abort', abort, { once: true });
+    abortSignal.addEventListener('abort', abort, { once: true });
     try {
       await upload.done();
     } catch (err) {
-      throw this.translate(key, err, signal);
+      throw this.translate(key, err, signal, deadline);
     } finally {
-      signal?.removeEventListener('abort', abort);
+      abortSignal.removeEventListener('abort', abort);
     }
   }
 
@@ -84,29 +95,27 @@ export class S3Store implements ObjectStore {
   async flush(): Promise<void> {}
 
   async get(key: string, signal?: AbortSignal): Promise<Buffer> {
+    // Objects are chunks and deltas of a few MiB: the deadline covers reading the body too.
+    const deadline = this.deadline(this.timeoutMs);
+    const abortSignal = AbortSignal.any([deadline, ...(signal ? [signal] : [])]);
     try {
       const { s3, client } = await this.connect();
-      const reply = await client.send(
-        new s3.GetObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }),
-        { abortSignal: signal },
-      );
+      const reply = await client.send(new s3.GetObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), { abortSignal });
       if (!reply.Body) throw new FerryError('store-unavailable', `${this.location}: ${key}: empty response body`);
-      return Buffer.from(await reply.Body.transformToByteArray());
+      return await readBody(reply.Body.transformToByteArray(), abortSignal);
     } catch (err) {
-      throw this.translate(key, err, signal);
+      throw this.translate(key, err, signal, deadline);
     }
   }
 
   async stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
+    const deadline = this.deadline(0);
     try {
       const { s3, client } = await this.connect();
-      const reply = await client.send(
-        new s3.HeadObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }),
-        { abortSignal: signal },
-      );
+      const reply = await client.send(new s3.HeadObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), { abortSignal: AbortSignal.any([deadline, ...(signal ? [signal] : [])]) });
       return { sizeBytes: reply.ContentLength ?? 0 };
     } catch (err) {
-      const translated = this.translate(key, err, signal);
+      const translated = this.translate(key, err, signal, deadline);
       if (translated.code === 'not-found') return undefined;
       throw translated;
     }
@@ -118,13 +127,13 @@ export class S3Store implements ObjectStore {
     let token: string | undefined;
     do {
       let reply;
+      const deadline = this.deadline(0);
       try {
-        reply = await client.send(
-          new s3.ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: base + prefix, ContinuationToken: token }),
-          { abortSignal: signal },
-        );
+        reply = await client.send(new s3.ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: base + prefix, ContinuationToken: token }), {
+          abortSignal: AbortSignal.any([deadline, ...(signal ? [signal] : [])]),
+        });
       } catch (err) {
-        throw this.translate(prefix || '(list)', err, signal);
+        throw this.translate(prefix || '(list)', err, signal, deadline);
       }
       for (const item of reply.Contents ?? []) {
         if (item.Key) yield item.Key.slice(base.length);
@@ -134,13 +143,12 @@ export class S3Store implements ObjectStore {
   }
 
   async delete(key: string, signal?: AbortSignal): Promise<void> {
+    const deadline = this.deadline(0);
     try {
       const { s3, client } = await this.connect();
-      await client.send(new s3.DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), {
-        abortSignal: signal,
-      });
+      await client.send(new s3.DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), { abortSignal: AbortSignal.any([deadline, ...(signal ? [signal] : [])]) });
     } catch (err) {
-      const translated = this.translate(key, err, signal);
+      const translated = this.translate(key, err, signal, deadline);
       if (translated.code !== 'not-found') throw translated;
     }
   }
@@ -154,7 +162,19 @@ export class S3Store implements ObjectStore {
     return this.options.prefix ? `${this.options.prefix}/${key}` : key;
   }
 
-  private translate(key: string, err: unknown, signal?: AbortSignal): FerryError {
+  private get timeoutMs(): number {
+    return this.options.timeoutMs ?? defaultS3TimeoutMs;
+  }
+
+  /** A request's deadline: the timeout, plus `extraMs` (for the bytes it uploads). */
+  private deadline(extraMs: number): AbortSignal {
+    return AbortSignal.timeout(this.timeoutMs + extraMs);
+  }
+
+  private translate(key: string, err: unknown, signal?: AbortSignal, deadline?: AbortSignal): FerryError {
+    if (deadline?.aborted && !signal?.aborted) {
+      return new FerryError('store-unavailable', `${this.location}: ${key}: no reply within its deadline (a stalled connection?)`, { cause: err, transient: true });
+    }
     if (err instanceof FerryError) return err;
     if (signal?.aborted) return new FerryError('aborted', 'operation aborted', { cause: err });
     const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
@@ -170,6 +190,25 @@ export class S3Store implements ObjectStore {
       return new FerryError('not-found', `object ${key} not found in ${this.location}`, { cause: err });
     }
     const what = status ? `HTTP ${status} ${e.name ?? ''}`.trim() : (e.message ?? String(err));
-    return new FerryError('store-unavailable', `${this.location}: ${key}: ${what}`, { cause: err });
+    // Worth trying again: the server's own trouble (5xx, SlowDown), throttling, or no reply at
+    // all (a reset, a refused connection); not a refusal of this request (403, 400).
+    const transient = status === undefined || status >= 500 || status === 429;
+    return new FerryError('store-unavailable', `${this.location}: ${key}: ${what}`, { cause: err, transient });
+  }
+}
+
+/** A response body read to its end, or abandoned when `signal` fires (a body that stalled half-way). */
+async function readBody(reading: Promise<Uint8Array>, signal: AbortSignal): Promise<Buffer> {
+  if (signal.aborted) throw signal.reason;
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return Buffer.from(await Promise.race([reading, aborted]));
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    reading.catch(() => {}); // settles later, if ever: nothing waits for it
   }
 }

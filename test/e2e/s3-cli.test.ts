@@ -70,9 +70,12 @@ describe('ferry copy and restore with an s3:// store', () => {
     const image = join(dir.path, 'small2.img');
     await makeSparseImage(image, 1024 * 1024, 4);
     const env = cleanEnv({ AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey });
-    const result = await ferry(['copy', image, '--store', `s3://${s3.bucket}/away`, '--s3-endpoint', 'http://127.0.0.1:1', '-q'], env);
+    const result = await ferry(['copy', image, '--store', `s3://${s3.bucket}/away`, '--s3-endpoint', 'http://127.0.0.1:1', '--s3-retry-for', '1s', '-q'], env);
     expect(result.code).toBe(6);
     expect(result.stderr).toContain(`s3://${s3.bucket}/away`);
     expect(result.stderr).toContain('ECONNREFUSED');
+    // It said at once that it was retrying, and why it stopped.
+    expect(result.stderr).toMatch(/warn: the store failed a request, retrying with backoff/);
+    expect(result.stderr).toMatch(/gave up after \d+ attempts/);
   });
 });

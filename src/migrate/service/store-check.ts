@@ -7,7 +7,7 @@ import { FerryError, asFerryError, formatBytes, makeDirectory } from '../../core
 import { FileStore, Repository, openStore, type ObjectStore, type S3Settings } from '../../store/index.js';
 import type { StoreCheck } from './records.js';
 
-/** Store requests have no timeouts of their own; a check gives up after this long. */
+/** A check tries each request once (it reports, it does not ride through) and gives up after this long in all. */
 export const defaultStoreCheckTimeoutMs = 15_000;
 
 export async function checkStore(url: string, s3: S3Settings = {}, timeoutMs = defaultStoreCheckTimeoutMs): Promise<StoreCheck> {
@@ -15,7 +15,7 @@ export async function checkStore(url: string, s3: S3Settings = {}, timeoutMs = d
   let timer: NodeJS.Timeout | undefined;
   let store;
   try {
-    store = openStore(url, s3);
+    store = openStore(url, { ...s3, retry: { retryForMs: 0 } });
     const opened = store;
     const giveUp = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer from ${opened.location} within ${timeoutMs / 1000} s`)), timeoutMs);
