@@ -12,6 +12,8 @@ import { copyDisk, restoreDisk } from '../../src/migrate/index.js';
 import { openStore, Repository, type ObjectStore, type S3Settings } from '../../src/store/index.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { makeSparseImage, sha256File } from '../support/images.js';
+import { RandomWorkload } from '../support/random-workload.js';
+import { startTestReplication } from '../support/replication.js';
 import { startS3Server, type S3TestServer } from '../support/s3-server.js';
 import { tempDir } from '../support/temp.js';
 
@@ -65,6 +67,29 @@ for (const seed of [7, 8]) {
     expect(retries).toBeGreaterThanOrEqual(faults.counts.stall);
   });
 }
+
+it('a disk replicated live through the faulty store, under randomized concurrent writers, cuts over byte-exact (seed 9)', async () => {
+  const faults = await proxy(9, { slowDown: 0.1, reset: 0.05, stall: 0.05 });
+  const store = storeVia(faults, 'live', { timeoutMs: 1000, retry: { retryForMs: 120_000 } });
+  const sizeBytes = 16 * MiB;
+  const { rep, sourcePath, replicaPath } = await startTestReplication(join(dir.path, 'live'), {
+    sizeBytes,
+    seed: 9,
+    repo: await Repository.openOrInit(store, MiB),
+    journal: { segmentMaxAgeMs: 30, segmentMaxBytes: MiB },
+  });
+  try {
+    const workload = (n: number) => new RandomWorkload({ seed: 900 + n, sizeBytes, writers: 4, opsPerWriter: 30, maxIoBytes: MiB }).run(rep.filter);
+    const [copy] = await Promise.all([rep.baseCopy({ concurrency: 4 }), workload(1)]);
+    await rep.startReplica(copy.manifestId);
+    await workload(2);
+    await rep.cutover({ verify: 'full' });
+    expect(await sha256File(replicaPath)).toBe(await sha256File(sourcePath));
+    expect(faults.counts.slowDown + faults.counts.reset + faults.counts.stall).toBeGreaterThan(0);
+  } finally {
+    await rep.close();
+  }
+});
 
 it('a stalled request fails at its deadline, not never: no reply within it, said so', async () => {
   const stalls = await proxy(11, { stall: 1 });

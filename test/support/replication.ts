@@ -13,15 +13,17 @@ export interface TestReplicationOptions extends Partial<Omit<DiskReplicationOpti
   /** Seed of the source image's contents. */
   seed: number;
   dataFraction?: number;
+  /** The store, when not a file: store of its own. */
+  repo?: Repository;
 }
 
 export async function startTestReplication(base: string, options: TestReplicationOptions) {
-  const { sizeBytes, seed, dataFraction, ...rest } = options;
+  const { sizeBytes, seed, dataFraction, repo: given, ...rest } = options;
   const sourcePath = `${base}-source.img`;
   const storeDir = `${base}-store`;
   const replicaPath = `${base}-replica.img`;
   await makeSparseImage(sourcePath, sizeBytes, seed, dataFraction ?? 0.5);
-  const repo = await Repository.openOrInit(new FileStore(storeDir), MiB);
+  const repo = given ?? (await Repository.openOrInit(new FileStore(storeDir), MiB));
   const rep = await DiskReplication.start({
     diskId: 'disk0',
     replicaPath,
