@@ -6,7 +6,7 @@
  * and URL only: never headers, which may carry credentials.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { FerryError, Logger } from '../core/index.js';
+import { FerryError, Logger, bindPrivately } from '../core/index.js';
 import { errorResponse } from './http-errors.js';
 
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
@@ -29,7 +29,7 @@ export async function listen(server: Server, target: string | { host: string; po
       server.off('error', reject);
       resolve();
     };
-    if (typeof target === 'string') server.listen(target, listening);
+    if (typeof target === 'string') bindPrivately(() => server.listen(target, listening));
     else server.listen(target.port, target.host, listening);
   }).catch((err: NodeJS.ErrnoException) => {
     throw new FerryError(err.code === 'EADDRINUSE' || err.code === 'EACCES' ? 'invalid-state' : 'io', `cannot listen on ${label}: ${err.message}`, { cause: err });

@@ -4,7 +4,6 @@
  * The request/response adapter is http-adapter.ts.
  */
 import { createServer, type Server } from 'node:http';
-import { chmod } from 'node:fs/promises';
 import { Logger } from '../core/index.js';
 import { closeServer, listen, nodeRequestListener, type FetchHandler } from './http-adapter.js';
 
@@ -19,7 +18,6 @@ export interface UnixHttpServer {
 /** Listens on `path` (mode 0600: only this user may control the filter). */
 export async function serveOnUnixSocket(handler: FetchHandler, path: string, logger = Logger.silent()): Promise<UnixHttpServer> {
   const server: Server = createServer(nodeRequestListener(handler, logger));
-  await listen(server, path, `unix:${path}`);
-  await chmod(path, 0o600);
+  await listen(server, path, `unix:${path}`); // private from its creation (http-adapter.ts)
   return { path, close: () => closeServer(server) };
 }

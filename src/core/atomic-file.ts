@@ -11,7 +11,7 @@ import { fsyncDirectory } from './file-device.js';
 import { writeFully } from './positioned-write.js';
 
 export interface WriteFileAtomicOptions {
-  /** Permissions of a newly created file (before the umask). Default 0o666. */
+  /** Permissions of a newly created file (before the umask). Default 0o600: state is private. */
   mode?: number;
   /**
    * Default true. False leaves the directory's sync to the caller (who syncs once for several
@@ -28,7 +28,7 @@ export interface WriteFileAtomicOptions {
 /** Writes `data` to `path` atomically; resolves true once renamed, false if `commit` said no. */
 export async function writeFileAtomic(path: string, data: string | WriteData, options: WriteFileAtomicOptions = {}): Promise<boolean> {
   const temp = `${path}.tmp`;
-  const handle = await open(temp, 'w', options.mode);
+  const handle = await open(temp, 'w', options.mode ?? 0o600);
   try {
     await writeFully(handle, typeof data === 'string' ? Buffer.from(data) : data, 0);
     await handle.datasync();

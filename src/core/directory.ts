@@ -8,8 +8,8 @@ import { mkdirSync, statSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
-/** Makes `path` and its missing parents (new ones with `mode`); nothing if it exists. */
-export async function makeDirectory(path: string, mode = 0o755): Promise<void> {
+/** Makes `path` and its missing parents (new ones with `mode`: private by default); nothing if it exists. */
+export async function makeDirectory(path: string, mode = 0o700): Promise<void> {
   const missing: string[] = [];
   for (let dir = path; !(await stat(dir).then(() => true, () => false)); dir = dirname(dir)) {
     missing.unshift(dir);
@@ -22,7 +22,7 @@ export async function makeDirectory(path: string, mode = 0o755): Promise<void> {
   }
 }
 
-export function makeDirectorySync(path: string, mode = 0o755): void {
+export function makeDirectorySync(path: string, mode = 0o700): void {
   const missing: string[] = [];
   for (let dir = path; !exists(dir); dir = dirname(dir)) {
     missing.unshift(dir);
@@ -43,5 +43,19 @@ function exists(path: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Runs `bind` (a server's listen on a unix socket path) with the umask 077, so the socket is
+ * private to its owner from the moment it exists: a chmod after listening leaves a window in
+ * which anyone may connect. listen() binds before it returns, so the umask is put back at once.
+ */
+export function bindPrivately<T>(bind: () => T): T {
+  const previous = process.umask(0o077);
+  try {
+    return bind();
+  } finally {
+    process.umask(previous);
   }
 }

@@ -10,6 +10,7 @@
  * a pread/pwrite the page cache serves.
  */
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { constants, fdatasync, read as fsRead, readSync } from 'node:fs';
 import { writeDataBytes, type BlockDevice, type WriteData, type WriteOptions } from './block-device.js';
 import { zeros } from './bytes.js';
@@ -52,7 +53,10 @@ export class FileDevice implements BlockDevice {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' && options.createSizeBytes !== undefined && !readOnly) {
         checkSize(options.createSizeBytes, 'size');
-        handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+        handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600).catch((createErr: NodeJS.ErrnoException) => {
+          const why = createErr.code === 'ENOENT' ? `its directory ${dirname(path)} does not exist` : createErr.message;
+          throw new FerryError(createErr.code === 'ENOENT' ? 'not-found' : 'io', `cannot create disk ${path}: ${why}`, { cause: createErr });
+        });
         await handle.truncate(options.createSizeBytes);
       } else if (code === 'ENOENT') {
         throw new FerryError('not-found', `disk ${path} does not exist`, { cause: err });

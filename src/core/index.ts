@@ -18,4 +18,4 @@ export { readChunks, type DiskChunk, type ReadChunksOptions } from './chunker.js
 export { forEachConcurrently } from './concurrency.js';
 export { progressOf, type ProgressMeterOptions } from './progress.js';
 export { openDatabase, migrateSchema, type Database } from './database.js';
-export { makeDirectory, makeDirectorySync } from './directory.js';
+export { bindPrivately, makeDirectory, makeDirectorySync } from './directory.js';

@@ -117,7 +117,7 @@ export class OpenSegment {
   static create(dir: string, firstSeq: number): OpenSegment {
     const path = join(dir, openSegmentName(firstSeq));
     const handle = (async () => {
-      const h = await open(path, 'wx+');
+      const h = await open(path, 'wx+', 0o600);
       try {
         await writeFully(h, encodeSegmentHeader({ kind: 'records', firstSeq, lastSeq: 0, entryCount: 0 }), 0);
       } catch (err) {

@@ -9,7 +9,7 @@
  * The server does not own the devices: closing it leaves them open for the caller to close.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { FerryError, Logger } from '../core/index.js';
+import { FerryError, Logger, bindPrivately } from '../core/index.js';
 import { NbdConnection, type ConnectionContext } from './connection.js';
 import { ExportTable, type NbdExportSpec } from './export-table.js';
 import { defaultHandshakeLimits, type HandshakeLimits } from './handshake.js';
@@ -73,7 +73,7 @@ export class NbdServer {
         server.off('error', reject);
         resolve();
       };
-      if ('path' in address) server.listen(address.path, ready);
+      if ('path' in address) bindPrivately(() => server.listen(address.path, ready));
       else server.listen(address.port, address.host ?? '127.0.0.1', ready);
     }).catch((err: NodeJS.ErrnoException) => {
       throw new FerryError(err.code === 'EADDRINUSE' || err.code === 'EACCES' ? 'invalid-state' : 'io', `cannot listen on ${describeAddress(address)}: ${err.message}`, { cause: err });

@@ -192,7 +192,7 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
       encryption,
       disks: options.disks.map((d) => ({ id: d.id, name: d.name ?? d.id, sizeBytes: d.device.sizeBytes, epoch: d.epoch, ...(d.replication ? { replication: d.replication } : {}) })),
     };
-    await writeFile(progressPath, `${JSON.stringify(start)}\n`, { flush: true });
+    await writeFile(progressPath, `${JSON.stringify(start)}\n`, { flush: true, mode: 0o600 });
     await fsyncDirectory(deviceDir);
   }
   // Volumes after the last complete one were being written when the export stopped.

@@ -106,7 +106,7 @@ export class VolumeSeries {
     const index = this.nextIndex++;
     const name = volumeName(index);
     const path = join(this.options.dir, `${name}.partial`);
-    const handle = await open(path, 'w', 0o644);
+    const handle = await open(path, 'w', 0o600);
     const pack = tar.pack();
     let fail: (err: unknown) => void = () => {};
     const failed = new Promise<never>((_, reject) => (fail = reject));
@@ -130,7 +130,7 @@ export class VolumeSeries {
     volume.releases.push({ end: volume.plannedBytes + block + data.byteLength, release });
     volume.plannedBytes += tarEntryBytes(data.byteLength);
     const queued = new Promise<void>((resolve, reject) => {
-      volume.pack.entry({ name, size: data.byteLength, mode: 0o644, mtime: this.options.mtime, type: 'file', uname: '', gname: '' }, data, (err) =>
+      volume.pack.entry({ name, size: data.byteLength, mode: 0o600, mtime: this.options.mtime, type: 'file', uname: '', gname: '' }, data, (err) =>
         err ? reject(err) : resolve(),
       );
     });

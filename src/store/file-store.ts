@@ -139,7 +139,7 @@ export class FileStore implements ObjectStore {
 
   /** Creates `temp` for writing (and its folder, the first time this store writes there). */
   private async createTemp(folder: string, temp: string): Promise<number> {
-    const openTemp = () => fsCall<number>((cb) => open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644, cb));
+    const openTemp = () => fsCall<number>((cb) => open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600, cb));
     if (this.knownFolders.has(folder)) {
       try {
         return await openTemp();

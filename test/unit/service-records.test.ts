@@ -189,7 +189,10 @@ describe('migration rules', () => {
     const b = records.createHost(host('b', 'destination', { vms: [{ name: 'web', disks: [{ id: 'db-data' }] }] }));
     const s = records.createStore({ name: 'local', url: 'file:/srv/ferry' });
     expect(referenceIssues(records, { sourceHost: a.id, destinationHost: b.id, store: s.id })).toEqual([]);
-    expect(referenceIssues(records, { sourceHost: a.id, destinationHost: a.id, store: 'store-x' }).map((i) => i.path.join('.'))).toEqual(['destinationHost', 'destinationHost', 'store']);
+    // A source-only host cannot be the destination; a host of both roles may be both ends (one machine).
+    expect(referenceIssues(records, { sourceHost: a.id, destinationHost: a.id, store: 'store-x' }).map((i) => i.path.join('.'))).toEqual(['destinationHost', 'store']);
+    const both = records.createHost(host('both', 'both'));
+    expect(referenceIssues(records, { sourceHost: both.id, destinationHost: both.id, store: s.id })).toEqual([]);
     expect(inventoryIssues(records, a.id, settings)).toEqual([
       { path: ['vms', 0, 'disks', 1, 'id'], message: 'disk "db-data" is not a disk of VM "db" at host "a" (its disks: db-root); it is a disk of VM "web" at host "b"' },
     ]);

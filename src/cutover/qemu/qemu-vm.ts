@@ -256,7 +256,7 @@ export class QemuVm {
     if (launch.detached) {
       // The console file is QEMU's from its first byte: nothing of a former run counts.
       await rm(this.paths.consolePath!, { force: true });
-      const log = openSync(this.paths.logPath!, 'w');
+      const log = openSync(this.paths.logPath!, 'w', 0o600);
       try {
         child = spawn(binary, args, { detached: true, stdio: ['ignore', log, log] });
       } finally {
@@ -264,7 +264,7 @@ export class QemuVm {
       }
       child.unref();
     } else {
-      if (launch.consoleLogPath) this.consoleFile = createWriteStream(launch.consoleLogPath, { flags: 'a' });
+      if (launch.consoleLogPath) this.consoleFile = createWriteStream(launch.consoleLogPath, { flags: 'a', mode: 0o600 });
       child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       child.stdout!.setEncoding('utf8');
       child.stdout!.on('data', (text: string) => this.onConsole(text));
