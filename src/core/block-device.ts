@@ -48,7 +48,7 @@ export interface BlockDevice {
   writeZeroes(offset: number, length: number, options?: WriteOptions): Promise<void>;
   /**
    * Discards a range. ferry's devices guarantee a trimmed range reads as zeros afterwards,
-   * so that replaying a trim is exact.
+   * so that replaying a trim is exact; a file deallocates it (a hole) where it can.
    */
   trim(offset: number, length: number, options?: WriteOptions): Promise<void>;
   /** Makes every completed write durable. */

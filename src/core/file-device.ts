@@ -16,6 +16,7 @@ import { writeDataBytes, type BlockDevice, type WriteData, type WriteOptions } f
 import { zeros } from './bytes.js';
 import { FerryError, badInput } from './errors.js';
 import { InlineIo } from './inline-io.js';
+import { punchHole } from './punch-hole.js';
 import { writeFullyCallback, writeFullySync } from './positioned-write.js';
 
 export const sectorBytes = 512;
@@ -34,6 +35,8 @@ export class FileDevice implements BlockDevice {
   /** The handle's fd while open; -1 after close, so late IO fails with EBADF, never hits a reused fd. */
   private fd: number;
   private readonly inlineIo = new InlineIo();
+  /** Whether punching holes worked here so far (a filesystem that cannot, we stop asking). */
+  private canPunch = true;
 
   private constructor(
     readonly path: string,
@@ -141,9 +144,20 @@ export class FileDevice implements BlockDevice {
     if (options?.fua) await this.datasync();
   }
 
-  /** Node cannot punch holes; a trim writes zeros so the range reads as zeros, as promised. */
-  trim(offset: number, length: number, options?: WriteOptions): Promise<void> {
-    return this.writeZeroes(offset, length, options);
+  /**
+   * Deallocates the range (a hole: it reads as zeros, as promised, and takes no space); where
+   * holes cannot be punched, writes zeros instead.
+   */
+  async trim(offset: number, length: number, options?: WriteOptions): Promise<void> {
+    this.checkWritable();
+    this.checkRange(offset, length);
+    if (length === 0) return;
+    if (this.canPunch && (await punchHole(this.path, offset, length))) {
+      if (options?.fua) await this.datasync();
+      return;
+    }
+    this.canPunch = false; // not here: no use asking again for every trim
+    await this.writeZeroes(offset, length, options);
   }
 
   async flush(): Promise<void> {

@@ -35,6 +35,10 @@ import { deleteDelta, getDelta, listDeltas } from './delta-objects.js';
 
 const stateVersion = 2;
 
+
+/** Zero extents from this size on are applied as holes. */
+const holeMinBytes = 1024 * 1024;
+
 export interface ReplicaState {
   version: typeof stateVersion;
   diskId: string;
@@ -442,6 +446,9 @@ export class ReplicaApplier {
     }
     for (const extent of delta.extents) {
       if (extent.kind === 'write') await device.write(extent.data!, extent.offset);
+      // A large zeroed or trimmed range is deallocated (it reads as zeros all the same), so
+      // a guest's fstrim does not fill the replica's filesystem.
+      else if (extent.length >= holeMinBytes) await device.trim(extent.offset, extent.length);
       else await device.writeZeroes(extent.offset, extent.length);
     }
     await device.flush();
