@@ -23,6 +23,8 @@ export interface SeedImportStatus {
   manifests?: SeedManifestWritten[];
   corrupt?: number;
   missing?: number;
+  /** Volumes changed after the export. */
+  tampered?: string[];
   error?: { code: string; message: string };
 }
 
@@ -47,7 +49,7 @@ export class SeedImportJob {
           signal: abort.signal,
           onProgress: (p) => Object.assign(status, { bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, rateBytesPerSec: p.rateBytesPerSec }),
         });
-        Object.assign(status, { state: 'done', seedId: report.seedId, complete: report.complete, manifests: report.manifests, corrupt: report.corrupt.length, missing: report.missing.length });
+        Object.assign(status, { state: 'done', seedId: report.seedId, complete: report.complete, manifests: report.manifests, corrupt: report.corrupt.length, missing: report.missing.length, tampered: report.tampered });
         logger.info('seed import done', { seed: report.seedId, complete: report.complete, corrupt: report.corrupt.length, missing: report.missing.length });
       } catch (err) {
         const error = asFerryError(err);

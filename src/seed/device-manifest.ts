@@ -68,7 +68,12 @@ export interface SeedManifest {
   encryption: SeedEncryption | null;
   disks: SeedDiskEntry[];
   volumes: SeedVolumeEntry[];
-  /** SHA-256 of the compact JSON of every other field, in this order. */
+  /**
+   * Encrypted seeds: HMAC-SHA256, with a key derived from the seed's key, of the compact JSON
+   * of every field above: whoever holds the device but not the key cannot change the manifest.
+   */
+  mac?: string;
+  /** SHA-256 of the compact JSON of every other field, in this order (integrity, not authenticity). */
   checksum: string;
 }
 
@@ -86,9 +91,20 @@ export function seedManifestChecksum(manifest: Omit<SeedManifest, 'checksum'> & 
   return sha256Hex(Buffer.from(JSON.stringify(body)));
 }
 
-export function encodeSeedManifest(body: Omit<SeedManifest, 'checksum'>): Buffer {
-  const manifest: SeedManifest = { ...body, checksum: seedManifestChecksum(body) };
+/** `seed.json`; an encrypted seed's is authenticated with `cipher` (its `mac`). */
+export function encodeSeedManifest(body: Omit<SeedManifest, 'checksum' | 'mac'>, cipher?: { mac(text: string): string }): Buffer {
+  if (body.encryption && !cipher) throw new FerryError('internal', 'an encrypted seed manifest needs its key to be authenticated');
+  const authenticated = body.encryption ? { ...body, mac: cipher!.mac(JSON.stringify(body)) } : body;
+  const manifest: SeedManifest = { ...authenticated, checksum: seedManifestChecksum(authenticated) };
   return Buffer.from(`${JSON.stringify(manifest)}\n`);
+}
+
+/** Checks an encrypted seed's manifest against its key: refuses one changed by anyone without it. */
+export function authenticateSeedManifest(manifest: SeedManifest, cipher: { mac(text: string): string }, where: string): void {
+  const { checksum: _checksum, mac, ...body } = manifest;
+  if (mac === undefined || mac !== cipher.mac(JSON.stringify(body))) {
+    throw new FerryError('checksum-mismatch', `${where}: ${mac === undefined ? 'no authentication code (mac)' : 'authentication fails'}: the manifest of this encrypted seed was changed by someone without its key`);
+  }
 }
 
 export function manifestIdOf(manifest: Manifest): string {

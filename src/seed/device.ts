@@ -7,7 +7,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ChunkHasher, FerryError, throwIfAborted } from '../core/index.js';
-import { decodeSeedManifest, seedManifestFile, seedProgressFile, type SeedManifest } from './device-manifest.js';
+import { authenticateSeedManifest, decodeSeedManifest, seedManifestFile, seedProgressFile, type SeedManifest } from './device-manifest.js';
 import { ChunkCipher, type SeedKey } from './seed-crypto.js';
 import { readVolume } from './volume-reader.js';
 
@@ -36,7 +36,9 @@ export async function openSeedDevice(dir: string, key: SeedKey | undefined, requ
     if (requireKey) throw new FerryError('bad-input', `seed ${manifest.seedId} on ${dir} is encrypted: give its key (--key-file or --passphrase-file)`);
     return { dir, manifest };
   }
-  return { dir, manifest, cipher: ChunkCipher.open(key, manifest.encryption, `seed ${manifest.seedId} on ${dir}`) };
+  const cipher = ChunkCipher.open(key, manifest.encryption, `seed ${manifest.seedId} on ${dir}`);
+  authenticateSeedManifest(manifest, cipher, path);
+  return { dir, manifest, cipher };
 }
 
 export interface VolumeCheck {
@@ -46,6 +48,11 @@ export interface VolumeCheck {
   sha256?: string;
   chunks: number;
   problem?: string;
+  /**
+   * Whole, every chunk in it intact, and yet not the volume that was written (its SHA-256
+   * differs from seed.json's): someone changed it after the export.
+   */
+  tampered?: boolean;
 }
 
 export interface WalkOptions {
@@ -85,6 +92,7 @@ export async function walkVolumes(device: SeedDevice, options: WalkOptions): Pro
         volumes.push({ name: volume.name, ok: false, chunks: 0, problem: `volume ${volume.name} is missing from ${device.dir}` });
         continue;
       }
+      let corruptHere = 0;
       const result = await readVolume({
         path,
         name: volume.name,
@@ -98,7 +106,10 @@ export async function walkVolumes(device: SeedDevice, options: WalkOptions): Pro
         onBytes: options.onBytes,
         hashers,
         onChunk: (hash, data, release) => options.onChunk(hash, data, release, volume.name),
-        onCorrupt: (hash, reason) => options.onCorrupt(hash, reason, volume.name),
+        onCorrupt: (hash, reason) => {
+          corruptHere++;
+          options.onCorrupt(hash, reason, volume.name);
+        },
       });
       unchecked += result.unchecked;
       const problems: string[] = [];
@@ -107,10 +118,20 @@ export async function walkVolumes(device: SeedDevice, options: WalkOptions): Pro
         problems.push(
           `volume ${volume.name} is ${result.sizeBytes} bytes, the manifest says ${volume.sizeBytes}${result.sizeBytes < volume.sizeBytes ? ' (truncated)' : ''}`,
         );
-      } else if (result.sha256 !== volume.sha256) {
-        problems.push(`volume ${volume.name} has SHA-256 ${result.sha256}, the manifest says ${volume.sha256} (damaged)`);
       }
-      if (!result.error && result.chunks !== volume.chunks) problems.push(`volume ${volume.name} holds ${result.chunks} chunks, the manifest says ${volume.chunks}`);
+      const countOk = result.error !== undefined || result.chunks === volume.chunks;
+      if (!countOk) problems.push(`volume ${volume.name} holds ${result.chunks} chunks, the manifest says ${volume.chunks}`);
+      const altered = result.sizeBytes === volume.sizeBytes && result.sha256 !== volume.sha256;
+      // Chunks were checked: in clear, or decrypted and authenticated with the key.
+      const checked = manifest.encryption === null || device.cipher !== undefined;
+      const tampered = altered && checked && !result.error && corruptHere === 0 && countOk;
+      if (altered) {
+        problems.push(
+          tampered
+            ? `volume ${volume.name} has SHA-256 ${result.sha256}, the manifest says ${volume.sha256}: every chunk in it verifies, but it is not the volume that was written (tampered)`
+            : `volume ${volume.name} has SHA-256 ${result.sha256}, the manifest says ${volume.sha256} (damaged)`,
+        );
+      }
       volumes.push({
         name: volume.name,
         ok: problems.length === 0,
@@ -118,6 +139,7 @@ export async function walkVolumes(device: SeedDevice, options: WalkOptions): Pro
         sha256: result.sha256,
         chunks: result.chunks,
         ...(problems.length > 0 ? { problem: problems.join('; ') } : {}),
+        ...(tampered ? { tampered } : {}),
       });
     }
   }

@@ -313,7 +313,7 @@ export async function exportSeed(options: ExportSeedOptions): Promise<ExportSeed
     encryption: start.encryption,
     disks,
     volumes,
-  });
+  }, cipher);
   await writeFileAtomic(manifestPath, bytes);
   await rm(progressPath, { force: true });
   await fsyncDirectory(deviceDir);

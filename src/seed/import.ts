@@ -50,7 +50,9 @@ export interface ImportSeedReport {
   /** Chunks still not in the store: the manifests were not written. */
   missing: string[];
   volumes: VolumeCheck[];
-  /** Every chunk is in the store and the manifests are written. */
+  /** Volumes changed after the export (every chunk in them verifies): the manifests are not written. */
+  tampered: string[];
+  /** Every chunk is in the store, no volume was tampered with, and the manifests are written. */
   complete: boolean;
   manifests: SeedManifestWritten[];
   elapsedMs: number;
@@ -118,7 +120,10 @@ export async function importSeed(options: ImportSeedOptions): Promise<ImportSeed
     repaired = result.fetched;
     missing = result.missing;
   }
-  const manifests = missing.length === 0 ? await writeManifests(repo, manifest, signal) : [];
+  // A volume changed after the export is not trusted, even though its chunks verify.
+  const tampered = walk.volumes.filter((v) => v.tampered).map((v) => v.name);
+  const complete = missing.length === 0 && tampered.length === 0;
+  const manifests = complete ? await writeManifests(repo, manifest, signal) : [];
   return {
     seedId: manifest.seedId,
     store: repo.store.location,
@@ -128,7 +133,8 @@ export async function importSeed(options: ImportSeedOptions): Promise<ImportSeed
     corrupt,
     missing,
     volumes: walk.volumes,
-    complete: missing.length === 0,
+    tampered,
+    complete,
     manifests,
     elapsedMs: Date.now() - started,
   };

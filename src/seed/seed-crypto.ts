@@ -19,7 +19,10 @@ export const sealOverheadBytes = 12 + 16;
 const scryptDefaults = { N: 2 ** 15, r: 8, p: 1 };
 
 export class ChunkCipher {
-  private constructor(private readonly key: Buffer) {}
+  private constructor(
+    private readonly key: Buffer,
+    private readonly macKey: Buffer,
+  ) {}
 
   /** Derives the key for a new seed: a fresh salt, and the parameters to record. */
   static create(source: SeedKey): { cipher: ChunkCipher; encryption: SeedEncryption } {
@@ -27,20 +30,25 @@ export class ChunkCipher {
       'passphrase' in source
         ? { name: 'scrypt', salt: randomBytes(32).toString('hex'), ...scryptDefaults }
         : { name: 'hkdf-sha256', salt: randomBytes(32).toString('hex') };
-    const { key, fingerprint } = derive(source, kdf);
-    return { cipher: new ChunkCipher(key), encryption: { algorithm: 'aes-256-gcm', kdf, keyFingerprint: fingerprint } };
+    const { key, macKey, fingerprint } = derive(source, kdf);
+    return { cipher: new ChunkCipher(key, macKey), encryption: { algorithm: 'aes-256-gcm', kdf, keyFingerprint: fingerprint } };
   }
 
   /** Derives the key of an existing seed; a key whose fingerprint differs is refused. */
   static open(source: SeedKey, encryption: SeedEncryption, where: string): ChunkCipher {
-    const { key, fingerprint } = derive(source, encryption.kdf);
+    const { key, macKey, fingerprint } = derive(source, encryption.kdf);
     if (fingerprint !== encryption.keyFingerprint) {
       throw new FerryError(
         'bad-input',
         `wrong key: fingerprint mismatch for ${where} (the seed was encrypted with key ${encryption.keyFingerprint}, the ${'passphrase' in source ? 'passphrase' : 'key file'} given is ${fingerprint})`,
       );
     }
-    return new ChunkCipher(key);
+    return new ChunkCipher(key, macKey);
+  }
+
+  /** HMAC-SHA256 of a seed manifest's text: only a holder of the key can make one that verifies. */
+  mac(text: string): string {
+    return createHmac('sha256', this.macKey).update(text).digest('hex');
   }
 
   seal(name: string, plaintext: Uint8Array): Buffer {
@@ -73,7 +81,7 @@ export class ChunkCipher {
   }
 }
 
-function derive(source: SeedKey, kdf: SeedKdf): { key: Buffer; fingerprint: string } {
+function derive(source: SeedKey, kdf: SeedKdf): { key: Buffer; macKey: Buffer; fingerprint: string } {
   const salt = Buffer.from(kdf.salt, 'hex');
   let master: Buffer;
   if (kdf.name === 'scrypt') {
@@ -89,7 +97,8 @@ function derive(source: SeedKey, kdf: SeedKdf): { key: Buffer; fingerprint: stri
     master = Buffer.from(hkdfSync('sha256', source.keyFile, salt, 'ferry-seed master key', 32));
   }
   const key = Buffer.from(hkdfSync('sha256', master, salt, 'ferry-seed aes-256-gcm chunk key', 32));
+  const macKey = Buffer.from(hkdfSync('sha256', master, salt, 'ferry-seed manifest hmac-sha256 key', 32));
   const check = Buffer.from(hkdfSync('sha256', master, salt, 'ferry-seed key fingerprint', 32));
   const fingerprint = createHmac('sha256', check).update('ferry-seed key check v1').digest('hex').slice(0, 32);
-  return { key, fingerprint };
+  return { key, macKey, fingerprint };
 }

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import tar from 'tar-stream';
 import { FileDevice, isFerryError } from '../../src/core/index.js';
-import { FileStore, Repository } from '../../src/store/index.js';
+import { FileStore, Repository, encodeManifest } from '../../src/store/index.js';
 import { copyDisk, restoreDisk } from '../../src/migrate/index.js';
 import { exportSeed, importSeed, repairSeed, verifySeed, type SeedKey, type SeedManifest } from '../../src/seed/index.js';
 import { makeSparseImage, sha256File } from '../support/images.js';
@@ -311,6 +311,53 @@ describe('bad devices', () => {
       expect(isFerryError(err, 'unsupported-version')).toBe(true);
       expect((err as Error).message).toBe(`${path} has seed format version 2; this ferry reads version 1`);
     }
+  });
+
+  it('an encrypted seed whose manifest was changed and its checksum made again: refused, its authentication fails', async () => {
+    const key: SeedKey = { keyFile: Buffer.from('k'.repeat(32)) };
+    const device = fresh('forged');
+    await exportOffline(device, diskPath, { key });
+    const path = join(device, 'seed.json');
+    const manifest = JSON.parse(await readFile(path, 'utf8'));
+    expect(manifest.mac).toMatch(/^[0-9a-f]{64}$/);
+    // Whoever holds the device moves the replay's start on, and makes every checksum match again.
+    manifest.disks[0].manifest.epoch += 1000;
+    manifest.disks[0].manifestId = createHash('sha256').update(encodeManifest(manifest.disks[0].manifest)).digest('hex');
+    const { checksum: _old, ...body } = manifest;
+    manifest.checksum = createHash('sha256').update(JSON.stringify(body)).digest('hex');
+    await writeFile(path, JSON.stringify(manifest));
+    for (const attempt of [() => verifySeed({ deviceDir: device, key }), async () => importSeed({ deviceDir: device, repo: await newRepo(), key })]) {
+      const err = await attempt().catch((e: unknown) => e);
+      expect(isFerryError(err, 'checksum-mismatch'), String(err)).toBe(true);
+      expect((err as Error).message).toBe(`${path}: authentication fails: the manifest of this encrypted seed was changed by someone without its key`);
+    }
+    // Without its mac at all, the same.
+    delete manifest.mac;
+    const { checksum: _again, ...bare } = manifest;
+    manifest.checksum = createHash('sha256').update(JSON.stringify(bare)).digest('hex');
+    await writeFile(path, JSON.stringify(manifest));
+    const err = await verifySeed({ deviceDir: device, key }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/no authentication code \(mac\)/);
+  });
+
+  it('a volume changed after the export whose chunks all verify: reported as tampered, and nothing is written', async () => {
+    const device = await copyOfGood();
+    const volume = goodManifest.volumes[0]!;
+    const path = join(device, volume.name);
+    const bytes = await readFile(path);
+    // The zero padding after the volume's label (its first entry): no chunk's bytes, no header.
+    const labelBytes = parseInt(bytes.subarray(124, 136).toString('ascii').replace(/\0.*$/s, '').trim(), 8);
+    expect(labelBytes % 512).not.toBe(0);
+    bytes[512 + labelBytes]! ^= 0x01;
+    await writeFile(path, bytes);
+    const verify = await verifySeed({ deviceDir: device });
+    expect(verify.ok).toBe(false);
+    expect(verify.corrupt).toEqual([]);
+    expect(verify.volumes[0]).toMatchObject({ ok: false, tampered: true, problem: expect.stringMatching(/every chunk in it verifies, but it is not the volume that was written \(tampered\)/) });
+    const repo = await newRepo();
+    const report = await importSeed({ deviceDir: device, repo });
+    expect(report).toMatchObject({ complete: false, tampered: [volume.name], missing: [], corrupt: [] });
+    expect((await storeContents(repo)).manifests).toEqual([]);
   });
 
   it('a manifest changed after it was written', async () => {

@@ -247,7 +247,9 @@ async function seedImport(argv: string[], signal: AbortSignal): Promise<number> 
           `${report.repaired} repaired, ${report.corrupt.length} corrupt, ${report.missing.length} missing\n`,
       );
       if (report.complete) for (const m of report.manifests) print(`${m.diskId} ${m.manifestId} epoch ${m.epoch}`);
-      else {
+      else if (report.tampered.length > 0) {
+        process.stderr.write(`no manifest written: ${report.tampered.join(', ')} changed after the export (tampered); bring an untouched copy of the device, or export it again\n`);
+      } else {
         for (const hash of report.missing) print(`missing ${hash}`);
         process.stderr.write(`no manifest written: fetch the missing chunks with 'ferry seed repair ${deviceDir} --store ${store.location} --from SOURCE_STORE'\n`);
       }

@@ -250,7 +250,7 @@ export class Steering {
     progress.seed = { phase: 'import', ...pick(imported, ['state', 'bytesDone', 'bytesTotal', 'rateBytesPerSec']) };
     if (imported.state === 'running') return;
     if (imported.state === 'failed' || !imported.complete || imported.seedId !== seed.seedId) {
-      const why = imported.error?.message ?? (imported.seedId !== seed.seedId ? `it holds seed ${imported.seedId}, not ${seed.seedId}` : `${imported.corrupt} chunk(s) corrupt, ${imported.missing} missing`);
+      const why = imported.error?.message ?? (imported.seedId !== seed.seedId ? `it holds seed ${imported.seedId}, not ${seed.seedId}` : imported.tampered?.length ? `${imported.tampered.join(', ')} changed after the export (tampered)` : `${imported.corrupt} chunk(s) corrupt, ${imported.missing} missing`);
       records.updateSeed(m.id, { arrivedDevice: undefined }, `the seed on ${seed.arrivedDevice} did not import (${why}): repair the device (ferry seed repair) or bring another copy, and say where it is again`);
       return;
     }
