@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { FerryError, Logger, asFerryError, badInput, hashDisk, makeDirectory } from '../core/index.js';
 import { fenceMessage, type BackpressureSettings, type ChangeTrackerState, type FenceRecord, type JournalOptions, type ShipperStats, type TrackingMode } from '../delta/index.js';
 import type { FinalDrain } from '../cutover/index.js';
-import { NbdServer, type NbdServerStats } from '../nbd/index.js';
+import { MemoryBudget, NbdServer, defaultMemoryBudgetBytes, type NbdServerStats } from '../nbd/index.js';
 import type { SeedKey } from '../seed/index.js';
 import { checkDiskId, type Repository } from '../store/index.js';
 import type { CopyProgress } from './background-copy.js';
@@ -157,6 +157,8 @@ export class FilterService {
     const disks = new Map<string, ServedDisk>();
     const service = new FilterService(disks, throttle, logger);
     try {
+      // One memory budget for the NBD connections of all the disks: together they hold at most that much.
+      const budget = new MemoryBudget(defaultMemoryBudgetBytes);
       for (const spec of options.disks) {
         const socketPath = join(options.socketDir, `${spec.id}.sock`);
         await claimSocketPath(socketPath);
@@ -175,7 +177,7 @@ export class FilterService {
           description: `ferry filter: ${spec.path}`,
           refusal: () => (replication.fence ? fenceMessage(replication.fence) : undefined),
         };
-        const nbd = new NbdServer({ exports: new Map([[spec.id, exportSpec]]), logger: logger.child({ disk: spec.id }) });
+        const nbd = new NbdServer({ exports: new Map([[spec.id, exportSpec]]), logger: logger.child({ disk: spec.id }), budget });
         disks.set(spec.id, { spec, socketPath, replication, nbd, expired: new Map() });
         await nbd.listen({ path: socketPath });
       }

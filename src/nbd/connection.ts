@@ -9,6 +9,7 @@ import type { Logger } from '../core/index.js';
 import { ByteQueue } from './byte-queue.js';
 import type { ExportTable } from './export-table.js';
 import { ProtocolViolation, negotiate, type HandshakeIo, type HandshakeLimits } from './handshake.js';
+import type { MemoryBudget } from './memory-budget.js';
 import type { StatsCounters } from './stats.js';
 import { Transmission, type EndReason, type TransmissionLimits } from './transmission.js';
 
@@ -18,6 +19,8 @@ export interface ConnectionContext {
   logger: Logger;
   handshakeLimits: HandshakeLimits;
   transmissionLimits: TransmissionLimits;
+  /** The server's memory for all its connections together. */
+  budget: MemoryBudget;
   /** A client idle this long during the handshake is dropped. */
   handshakeTimeoutMs: number;
   /** After the server ends a connection, how long the client has to read its last replies. */
@@ -115,6 +118,7 @@ export class NbdConnection {
       exp,
       negotiated.structuredReplies,
       this.ctx.transmissionLimits,
+      this.ctx.budget,
       this.ctx.stats,
       this.logger,
       (reason) => this.onTransmissionEnd(reason),

@@ -13,6 +13,7 @@ import { FerryError, Logger, bindPrivately } from '../core/index.js';
 import { NbdConnection, type ConnectionContext } from './connection.js';
 import { ExportTable, type NbdExportSpec } from './export-table.js';
 import { defaultHandshakeLimits, type HandshakeLimits } from './handshake.js';
+import { MemoryBudget, defaultMemoryBudgetBytes } from './memory-budget.js';
 import { StatsCounters, type NbdServerStats } from './stats.js';
 import { defaultTransmissionLimits, type TransmissionLimits } from './transmission.js';
 
@@ -24,6 +25,11 @@ export interface NbdServerOptions {
   logger?: Logger;
   /** Connections beyond this are refused (closed at once). Default 256. */
   maxConnections?: number;
+  /**
+   * Memory for all connections together: requests in flight and replies queued. Default: a
+   * budget of 256 MiB of its own; servers given the same one share it.
+   */
+  budget?: MemoryBudget;
   /** Per-connection bounds on work in flight; see TransmissionLimits. */
   limits?: Partial<TransmissionLimits>;
   handshake?: Partial<HandshakeLimits>;
@@ -57,6 +63,7 @@ export class NbdServer {
       logger: this.logger,
       handshakeLimits: { ...defaultHandshakeLimits, ...options.handshake },
       transmissionLimits: { ...defaultTransmissionLimits, ...options.limits },
+      budget: options.budget ?? new MemoryBudget(defaultMemoryBudgetBytes),
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
       closeTimeoutMs: options.closeTimeoutMs ?? 5_000,
     };
@@ -88,7 +95,7 @@ export class NbdServer {
 
   /** Counters over all connections since the server started. */
   stats(): NbdServerStats {
-    return this.counters.snapshot();
+    return this.counters.snapshot(this.context.budget);
   }
 
   /**
@@ -105,7 +112,7 @@ export class NbdServer {
     for (const connection of this.connections) connection.shutdown();
     await Promise.all([...this.connections].map((connection) => connection.closed));
     await stopped;
-    this.logger.info('nbd server closed', { ...this.counters.snapshot() });
+    this.logger.info('nbd server closed', { ...this.counters.snapshot(this.context.budget) });
   }
 
   private accept(socket: Socket): void {

@@ -2,6 +2,8 @@
  * Counters a server keeps across its connections. Plain numbers bumped on the hot path (no
  * maps, no allocation); `snapshot()` copies them for callers.
  */
+import type { MemoryBudget } from './memory-budget.js';
+
 export interface NbdServerStats {
   /** Connections open now (handshake or transmission). */
   connectionsActive: number;
@@ -26,9 +28,13 @@ export interface NbdServerStats {
   peakInflightRequests: number;
   /** The most request bytes (read buffers, write payloads) one connection has held at once. */
   peakInflightBytes: number;
+  /** The server's memory budget for all connections: its limit, in use now, the most in use at once. */
+  budgetBytes: number;
+  budgetUsedBytes: number;
+  peakBudgetUsedBytes: number;
 }
 
-export class StatsCounters implements NbdServerStats {
+export class StatsCounters implements Omit<NbdServerStats, 'budgetBytes' | 'budgetUsedBytes' | 'peakBudgetUsedBytes'> {
   connectionsActive = 0;
   connectionsTotal = 0;
   requests = 0;
@@ -45,7 +51,7 @@ export class StatsCounters implements NbdServerStats {
   peakInflightRequests = 0;
   peakInflightBytes = 0;
 
-  snapshot(): NbdServerStats {
-    return { ...this };
+  snapshot(budget: MemoryBudget): NbdServerStats {
+    return { ...this, budgetBytes: budget.limitBytes, budgetUsedBytes: budget.used, peakBudgetUsedBytes: budget.peak };
   }
 }

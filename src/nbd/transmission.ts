@@ -43,6 +43,7 @@ import {
   writeStructuredReplyHeader,
 } from './protocol.js';
 import type { StatsCounters } from './stats.js';
+import type { MemoryBudget } from './memory-budget.js';
 import { ReplySlabs, type ReplySlab } from './reply-slabs.js';
 
 export interface TransmissionLimits {
@@ -91,6 +92,11 @@ export class Transmission {
   private endReason: EndReason | undefined;
   private readonly device: BlockDevice;
   private readonly allowedFlags: Record<number, number>;
+  /** Reply bytes on the socket as last counted against the server's budget. */
+  private queuedCounted = 0;
+  private readonly resumeOnBudget = (): void => {
+    if (this.paused) this.pump();
+  };
 
   // The WRITE whose payload is being received (state PAYLOAD), or the bytes left to skip (DISCARD).
   private pendingCookieHi = 0;
@@ -114,6 +120,7 @@ export class Transmission {
     private readonly exp: NbdExport,
     private readonly structured: boolean,
     private readonly limits: TransmissionLimits,
+    private readonly budget: MemoryBudget,
     private readonly stats: StatsCounters,
     private readonly logger: Logger,
     private readonly onEnd: (reason: EndReason) => void,
@@ -130,7 +137,13 @@ export class Transmission {
       [NBD_CMD_DISC]: 0xffff,
     };
     socket.on('drain', () => {
+      this.countQueued();
       if (this.paused) this.pump();
+    });
+    socket.on('close', () => {
+      this.budget.forget(this.resumeOnBudget);
+      this.budget.give(this.queuedCounted);
+      this.queuedCounted = 0;
     });
   }
 
@@ -144,6 +157,7 @@ export class Transmission {
             this.paused = true;
             this.socket.pause();
           }
+          if (this.budget.spent) this.budget.whenFree(this.resumeOnBudget);
           return;
         }
         if (queue.length < requestHeaderBytes) break;
@@ -174,6 +188,7 @@ export class Transmission {
       this.shuttingDown = true;
       return;
     }
+    if (this.state === PAYLOAD) this.addInflightBytes(-this.pendingLength); // a payload that will never come
     this.state = STOPPED;
     this.endReason = reason;
     this.pendingPayload = null;
@@ -191,8 +206,30 @@ export class Transmission {
     return (
       this.inflight >= this.limits.maxInflightRequests ||
       this.inflightBytes >= this.limits.maxInflightBytes ||
-      this.socket.writableLength >= this.limits.maxQueuedReplyBytes
+      this.socket.writableLength >= this.limits.maxQueuedReplyBytes ||
+      this.budget.spent
     );
+  }
+
+  /** Requests' bytes in flight, for this connection's bound and the server's budget. */
+  private addInflightBytes(bytes: number): void {
+    this.inflightBytes += bytes;
+    if (bytes > 0) this.budget.take(bytes);
+    else this.budget.give(-bytes);
+  }
+
+  /**
+   * Counts the replies waiting on the socket against the server's budget. Between two counts
+   * the kernel takes bytes without telling, so the count may be high until the next: it errs
+   * on the safe side. Counted after each reply and when the socket drains.
+   */
+  private countQueued(): void {
+    const now = this.socket.writableLength;
+    const delta = now - this.queuedCounted;
+    if (delta === 0) return;
+    this.queuedCounted = now;
+    if (delta > 0) this.budget.take(delta);
+    else this.budget.give(-delta);
   }
 
   private parseRequest(): void {
@@ -237,7 +274,7 @@ export class Transmission {
       this.pendingLength = length;
       this.pendingPayload = null;
       this.pendingFilled = 0;
-      this.inflightBytes += length;
+      this.addInflightBytes(length);
       this.state = PAYLOAD;
       return;
     }
@@ -288,8 +325,8 @@ export class Transmission {
     }
     this.pendingPayload = null;
     this.state = HEADER;
-    // inflightBytes already counts this payload (added when the header was parsed).
-    this.inflightBytes -= length;
+    // inflightBytes already counts this payload (added when the header was parsed); begin counts it again.
+    this.addInflightBytes(-length);
     this.simple(NBD_CMD_WRITE, this.pendingCookieHi, this.pendingCookieLo, this.pendingOffset, length, payload, this.pendingFua ? fuaOptions : undefined);
     return true;
   }
@@ -391,7 +428,7 @@ export class Transmission {
   /** A request starts: count it against the limits. */
   private begin(bytes: number): void {
     this.inflight++;
-    this.inflightBytes += bytes;
+    this.addInflightBytes(bytes);
     const stats = this.stats;
     stats.inflightRequests++;
     if (this.inflight > stats.peakInflightRequests) stats.peakInflightRequests = this.inflight;
@@ -401,7 +438,8 @@ export class Transmission {
   /** A request has replied (or failed and replied): settle the bookkeeping. */
   private finish(bytes: number): void {
     this.inflight--;
-    this.inflightBytes -= bytes;
+    this.addInflightBytes(-bytes);
+    this.countQueued();
     this.stats.inflightRequests--;
     if (this.state === STOPPED) this.maybeEnd();
     else if (this.shuttingDown && this.inflight === 0) this.stop({ kind: 'shutdown' });

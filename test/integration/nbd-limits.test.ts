@@ -4,6 +4,7 @@
  * once it reads, every reply arrives, correct.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryBudget } from '../../src/nbd/index.js';
 import { NbdTestClient } from '../support/nbd-client.js';
 import { serveImage, sha256, type ServedImage } from '../support/nbd-tools.js';
 import { readFile } from 'node:fs/promises';
@@ -43,6 +44,32 @@ describe('NBD server bounds work in flight per connection', () => {
     expect(served.server.stats().reads).toBe(count);
     expect(served.server.stats().peakInflightBytes).toBeLessThanOrEqual(limits.maxInflightBytes + MiB);
     await client.disconnect();
+  });
+
+  it('bounds the memory of all connections together: many clients that do not read their replies hold at most the server\'s budget', async () => {
+    const budget = new MemoryBudget(8 * MiB);
+    served = await serveImage({ sizeBytes: 32 * MiB, server: { budget } });
+    const image = await readFile(served.imagePath);
+    const clients = await Promise.all(Array.from({ length: 6 }, () => NbdTestClient.connect({ path: served!.socketPath })));
+    for (const c of clients) c.socket.pause();
+    const asked = clients.flatMap((c, k) => Array.from({ length: 24 }, (_, i) => ({ offset: ((i + k) % 32) * MiB, reply: c.read(((i + k) % 32) * MiB, MiB) })));
+    // Each connection alone could hold 64 MiB; together they stop at the budget.
+    await expect.poll(() => served!.server.stats().budgetUsedBytes).toBeGreaterThanOrEqual(budget.limitBytes);
+    const stalled = served.server.stats();
+    expect(stalled.reads).toBeLessThan(asked.length);
+    // One request may cross it (the budget is checked before each header), with reply headers.
+    const bound = budget.limitBytes + MiB + 4096;
+    expect(stalled.peakBudgetUsedBytes).toBeLessThanOrEqual(bound);
+
+    for (const c of clients) c.socket.resume();
+    for (const { offset, reply } of asked) {
+      const r = await reply;
+      expect(r.error).toBe(0);
+      expect(sha256(r.data!)).toBe(sha256(image.subarray(offset, offset + MiB)));
+    }
+    expect(served.server.stats().peakBudgetUsedBytes).toBeLessThanOrEqual(bound);
+    for (const c of clients) await c.disconnect();
+    await expect.poll(() => served!.server.stats().budgetUsedBytes).toBe(0);
   });
 
   it('bounds pipelined writes the same way and applies them all', async () => {
