@@ -163,7 +163,7 @@ export class ReplicaApplier {
         manifestId: id,
         epoch: manifest.epoch,
         nextSeq: manifest.epoch,
-        consistentFromSeq: manifest.epoch,
+        consistentFromSeq: manifest.consistentAt ?? manifest.epoch,
         deltasApplied: 0,
         bytesApplied: 0,
       };

@@ -38,6 +38,8 @@ export interface CopyOptions {
   epoch?: number;
   /** The replication `epoch` counts in, for a disk under capture. */
   replication?: string;
+  /** For a disk under capture: the journal seq now, asked once every chunk was read (the manifest's consistentAt). */
+  seqNow?: () => number;
   signal?: AbortSignal;
   onProgress?: (progress: CopyProgress) => void;
   progressIntervalMs?: number;
@@ -129,6 +131,7 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
   const hashWorkers = options.hashWorkers ?? Math.min(4, availableParallelism());
   await forEachConcurrently(readChunks({ disks: [disk], chunkSizeBytes, buffers: concurrency, hashWorkers, signal }), 4 * concurrency, copyChunk);
   throwIfAborted(signal);
+  const consistentAt = options.seqNow?.();
 
   const chunks: Array<[number, string]> = [];
   hashes.forEach((hash, index) => hash && chunks.push([index, hash]));
@@ -139,6 +142,7 @@ export async function copyDisk(options: CopyOptions): Promise<CopyResult> {
     chunkSizeBytes,
     epoch: options.epoch ?? 0,
     ...(options.replication ? { replication: options.replication } : {}),
+    ...(consistentAt !== undefined ? { consistentAt } : {}),
     createdAt: new Date().toISOString(),
     chunks,
   };

@@ -243,6 +243,8 @@ export class SourceReplication {
       diskName: this.options.diskId,
       epoch,
       replication: this.tracker.replication,
+      // Writes went on while it read: the restored copy is consistent once replay passes its end.
+      seqNow: () => this.tracker.currentSeq,
       throttle: this.options.throttle,
       ...options,
       onProgress: (p) => {

@@ -16,6 +16,11 @@ export interface Manifest {
   epoch: number;
   /** The replication `epoch` counts in: a copy of a disk under capture. Absent for a plain copy. */
   replication?: string;
+  /**
+   * A copy of a disk in use is read over time: restored, it is a consistent image only once
+   * replay has reached the seq at which the copy ended. Absent: the epoch.
+   */
+  consistentAt?: number;
   createdAt: string;
   /** Non-zero chunks as [index, sha256]; an index that is absent is all zeros. */
   chunks: Array<[number, string]>;
@@ -54,6 +59,7 @@ export function decodeManifest(bytes: Uint8Array, name: string): Manifest {
   if (!Number.isSafeInteger(m.chunkSizeBytes) || m.chunkSizeBytes! <= 0) throw bad(`chunkSizeBytes is ${m.chunkSizeBytes}`);
   if (!Number.isSafeInteger(m.epoch) || m.epoch! < 0) throw bad(`epoch is ${m.epoch}`);
   if (m.replication !== undefined && !isReplicationId(m.replication)) throw bad(`replication is ${JSON.stringify(m.replication)}, expected 32 hex digits`);
+  if (m.consistentAt !== undefined && (!Number.isSafeInteger(m.consistentAt) || m.consistentAt < m.epoch!)) throw bad(`consistentAt is ${m.consistentAt}, expected a seq >= the epoch ${m.epoch}`);
   if (!Array.isArray(m.chunks)) throw bad('chunks is not a list');
   const count = chunkCount(m as Manifest);
   let previous = -1;
