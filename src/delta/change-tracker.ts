@@ -77,6 +77,8 @@ interface PersistedState {
   consistent: boolean;
   sizeBytes: number;
   blockSizeBytes: number;
+  /** The generation of the last resync started (see newResyncGeneration). */
+  resyncGeneration?: number;
 }
 
 const stateFile = 'tracker-state.json';
@@ -89,6 +91,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   private switching: Promise<void> = Promise.resolve();
   private persisting: Promise<void> = Promise.resolve();
   private closed = false;
+  private lastResyncGeneration = 0;
 
   private constructor(
     readonly dir: string,
@@ -139,6 +142,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     const replication = previous?.replication ?? newReplicationId();
     if (!previous) logger.info('change tracker created: a new replication', { dir: options.dir, replication });
     const tracker = new ChangeTracker(options.dir, bitmap, journal, replication, mode, consistent, logger);
+    tracker.lastResyncGeneration = previous?.resyncGeneration ?? 0;
     if (!previous?.clean && previous) await journal.discardAll(() => {});
     // From here until close() the state on disk says "not clean".
     await tracker.persist(false);
@@ -333,6 +337,18 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   }
 
   /**
+   * A generation for a new resync: the wall clock in ms, but always above every generation
+   * this replication used before, kept in the state file before it is returned, so a clock
+   * stepped back (or a restart) can never order a new resync before an old one.
+   */
+  async newResyncGeneration(): Promise<number> {
+    this.checkOpen();
+    this.lastResyncGeneration = Math.max(Date.now(), this.lastResyncGeneration + 1);
+    await this.persist(false);
+    return this.lastResyncGeneration;
+  }
+
+  /**
    * The shipper calls this after the resync: the bitmap has been drained and every run it
    * took is durable in the store. Returns whether the tracker is now consistent (streaming,
    * nothing dirty); a write that failed meanwhile, or a new fall back, keeps it false.
@@ -397,6 +413,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
       consistent: this.consistentValue,
       sizeBytes: this.bitmap.sizeBytes,
       blockSizeBytes: this.bitmap.blockSizeBytes,
+      ...(this.lastResyncGeneration > 0 ? { resyncGeneration: this.lastResyncGeneration } : {}),
     };
     await writeFileAtomic(join(this.dir, stateFile), `${JSON.stringify(state)}\n`);
   }

@@ -59,17 +59,6 @@ export interface ShipperStats {
   lastError?: string;
 }
 
-let lastGeneration = 0;
-
-/**
- * Resync generations: the wall clock in ms, kept strictly increasing, so that resyncs
- * restarting at the same S stay in order, even across a restart of the shipper.
- */
-function nextGeneration(): number {
-  lastGeneration = Math.max(Date.now(), lastGeneration + 1);
-  return lastGeneration;
-}
-
 export class DeltaShipper {
   private readonly logger: Logger;
   private readonly stats: ShipperStats = {
@@ -204,7 +193,7 @@ export class DeltaShipper {
       // know (a shipper restarted mid-way): fall back on purpose and start a new one.
       if (tracker.mode === 'streaming') await tracker.switchToBitmap('resync restarted');
       const seq = await tracker.startStreaming();
-      this.resync = { seq, generation: nextGeneration(), nextPart: 0 };
+      this.resync = { seq, generation: await tracker.newResyncGeneration(), nextPart: 0 };
       this.stats.resyncs++;
       this.logger.info('resync started', { seq, dirtyBytes: tracker.dirtyBytes });
     }

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,23 @@ afterEach(async () => {
 });
 
 describe('ChangeTracker', () => {
+  it('gives each resync a generation above every earlier one, also after a restart with the clock stepped back', async () => {
+    let tracker = await ChangeTracker.open({ dir, sizeBytes: 4 * M });
+    const first = await tracker.newResyncGeneration();
+    const second = await tracker.newResyncGeneration();
+    expect(second).toBeGreaterThan(first);
+    await tracker.close();
+    // The host's clock goes back an hour (NTP, a wrong RTC), and the filter starts again.
+    const now = vi.spyOn(Date, 'now').mockReturnValue(first - 3_600_000);
+    try {
+      tracker = await ChangeTracker.open({ dir, sizeBytes: 4 * M });
+      expect(await tracker.newResyncGeneration()).toBeGreaterThan(second);
+      await tracker.close();
+    } finally {
+      now.mockRestore();
+    }
+  });
+
   it('journals in streaming mode; currentSeq is the seq of the next record', async () => {
     const tracker = await ChangeTracker.open({ dir, sizeBytes: 4 * M, journal: { segmentMaxAgeMs: 0 } });
     expect(tracker.mode).toBe('streaming');
