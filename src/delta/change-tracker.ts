@@ -133,8 +133,9 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
-    } else if (previous) {
-      logger.warn('change tracker was not closed cleanly: every block is dirty, resync needed', { dir: options.dir });
+    }
+    if (previous && (!previous.clean || journal.lostSegments.length > 0)) {
+      logger.warn('change tracker was not closed cleanly: every block is dirty, resync needed', { dir: options.dir, lostSegments: journal.lostSegments.length });
       bitmap.markAll();
       mode = 'bitmap';
       consistent = false;
@@ -143,7 +144,8 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     if (!previous) logger.info('change tracker created: a new replication', { dir: options.dir, replication });
     const tracker = new ChangeTracker(options.dir, bitmap, journal, replication, mode, consistent, logger);
     tracker.lastResyncGeneration = previous?.resyncGeneration ?? 0;
-    if (!previous?.clean && previous) await journal.discardAll(() => {});
+    // Every block is dirty already: what the journal held does not matter.
+    if (previous && (!previous.clean || journal.lostSegments.length > 0)) await journal.discardAll(() => {}, () => {});
     // From here until close() the state on disk says "not clean".
     await tracker.persist(false);
     return tracker;
@@ -376,7 +378,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     const seq = this.journal.nextSeq;
     this.logger.warn('change tracker falling back to the dirty bitmap', { dir: this.dir, reason, seq });
     this.switching = this.switching
-      .then(() => this.journal.discardAll((range) => this.bitmap.mark(range.offset, range.length)))
+      .then(() => this.journal.discardAll((range) => this.bitmap.mark(range.offset, range.length), () => this.bitmap.markAll()))
       .catch((err: unknown) => {
         // The journal's ranges are unknown now: only a full resync is safe.
         this.logger.error('change tracker: dropping the journal failed, marking the whole disk dirty', { dir: this.dir, error: asFerryError(err).message });

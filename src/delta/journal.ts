@@ -76,6 +76,8 @@ export class Journal extends EventEmitter<JournalEvents> {
   /** Rotated segments waiting for (or failed at) sealing, oldest first. */
   private readonly rotating: OpenSegment[] = [];
   private readonly sealed: SealedSegment[] = [];
+  /** Sealed segments found damaged when the journal was opened (their records are lost). */
+  lostSegments: string[] = [];
   /**
    * Sealed segments whose files are not yet known durable, with the open segment that wrote
    * each (its fd still open). Sealing does not sync: journal records are owed durability at a
@@ -126,6 +128,7 @@ export class Journal extends EventEmitter<JournalEvents> {
     let nextSeq = persisted;
     const names = (await readdir(dir)).sort();
     const sealed: SealedSegment[] = [];
+    const lostSegments: string[] = [];
     const openSeqs: number[] = [];
     for (const name of names) {
       if (name.endsWith('.tmp')) {
@@ -133,8 +136,21 @@ export class Journal extends EventEmitter<JournalEvents> {
         continue;
       }
       const parsed = parseSegmentName(name);
-      if (parsed?.kind === 'sealed') sealed.push(await SealedSegment.load(join(dir, name)));
-      else if (parsed?.kind === 'open') openSeqs.push(parsed.firstSeq);
+      if (parsed?.kind === 'sealed') {
+        // Renamed but not yet synced when the power went: it may be empty or torn. Its records
+        // are lost; the caller learns it (lostSegments) and resyncs what they may have touched.
+        const segment = await SealedSegment.load(join(dir, name)).catch((err: unknown) => {
+          logger.warn('journal: a sealed segment is damaged (a power loss before it was synced?); its records are lost', { segment: name, error: asFerryError(err).message });
+          return undefined;
+        });
+        if (segment) sealed.push(segment);
+        else {
+          lostSegments.push(name);
+          // Its name still says which seqs it held: they are never given out again.
+          nextSeq = Math.max(nextSeq, parsed.lastSeq + 1);
+          await unlink(join(dir, name));
+        }
+      } else if (parsed?.kind === 'open') openSeqs.push(parsed.firstSeq);
     }
     sealed.sort((a, b) => a.firstSeq - b.firstSeq);
     for (const s of sealed) nextSeq = Math.max(nextSeq, s.lastSeq + 1);
@@ -160,6 +176,7 @@ export class Journal extends EventEmitter<JournalEvents> {
       current = OpenSegment.create(dir, nextSeq);
     }
     const journal = new Journal(dir, current, nextSeq, persisted, options);
+    journal.lostSegments = lostSegments;
     journal.sealed.push(...sealed);
     for (const segment of older) {
       if (segment.records.length === 0) {
@@ -330,10 +347,11 @@ export class Journal extends EventEmitter<JournalEvents> {
 
   /**
    * Drops every unreleased record, open or sealed, calling `onRange` with each range they
-   * covered (so the tracker can mark them dirty). Seqs continue where they were. Clears a
-   * failed state: the journal starts again with a fresh, empty open segment.
+   * covered (so the tracker can mark them dirty), or `onUnknown` for a sealed segment too
+   * damaged to read its ranges from (a power loss before it was synced). Seqs continue where
+   * they were. Clears a failed state: the journal starts again with a fresh, empty open segment.
    */
-  discardAll(onRange: (range: Extent) => void): Promise<void> {
+  discardAll(onRange: (range: Extent) => void, onUnknown: () => void): Promise<void> {
     this.clearAgeTimer();
     const run = this.sealChain.then(async () => {
       // An empty open segment stays (its file name is the next seq); one with records goes.
@@ -346,7 +364,11 @@ export class Journal extends EventEmitter<JournalEvents> {
       }
       const sealed = this.sealed.splice(0);
       for (const segment of sealed) {
-        const ranges = await segment.readRanges();
+        const ranges = await segment.readRanges().catch((err: unknown) => {
+          this.logger.warn('journal: a sealed segment is damaged; what it held is unknown', { segment: segment.name, error: asFerryError(err).message });
+          onUnknown();
+          return [];
+        });
         segment.retired = 'discarded';
         await segment.settled();
         await this.dropUnsynced(segment);
