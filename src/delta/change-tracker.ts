@@ -79,6 +79,8 @@ interface PersistedState {
   blockSizeBytes: number;
   /** The generation of the last resync started (see newResyncGeneration). */
   resyncGeneration?: number;
+  /** In bitmap mode: the resync owed needs every record below this seq applied first (see resyncNeedsSeq). */
+  resyncNeedsSeq?: number;
 }
 
 const stateFile = 'tracker-state.json';
@@ -92,6 +94,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   private persisting: Promise<void> = Promise.resolve();
   private closed = false;
   private lastResyncGeneration = 0;
+  private needsSeq = 0;
 
   private constructor(
     readonly dir: string,
@@ -144,6 +147,8 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     if (!previous) logger.info('change tracker created: a new replication', { dir: options.dir, replication });
     const tracker = new ChangeTracker(options.dir, bitmap, journal, replication, mode, consistent, logger);
     tracker.lastResyncGeneration = previous?.resyncGeneration ?? 0;
+    // After an unclean stop every block is dirty: the resync needs nothing before it.
+    if (previous?.clean && mode === 'bitmap') tracker.needsSeq = previous.resyncNeedsSeq ?? 0;
     // Every block is dirty already: what the journal held does not matter.
     if (previous && (!previous.clean || journal.lostSegments.length > 0)) await journal.discardAll(() => {}, () => {});
     // From here until close() the state on disk says "not clean".
@@ -339,6 +344,14 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   }
 
   /**
+   * For the resync owed in bitmap mode: the records below this seq were shipped before the
+   * fall back and are not in the bitmap, so a replica must apply them before the resync.
+   */
+  get resyncNeedsSeq(): number {
+    return this.needsSeq;
+  }
+
+  /**
    * A generation for a new resync: the wall clock in ms, but always above every generation
    * this replication used before, kept in the state file before it is returned, so a clock
    * stepped back (or a restart) can never order a new resync before an old one.
@@ -376,6 +389,8 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     this.modeValue = 'bitmap';
     this.setConsistent(false);
     const seq = this.journal.nextSeq;
+    // What went to the store before this fall back is the replica's to apply first.
+    this.needsSeq = this.journal.firstUnreleasedSeq;
     this.logger.warn('change tracker falling back to the dirty bitmap', { dir: this.dir, reason, seq });
     this.switching = this.switching
       .then(() => this.journal.discardAll((range) => this.bitmap.mark(range.offset, range.length), () => this.bitmap.markAll()))
@@ -416,6 +431,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
       sizeBytes: this.bitmap.sizeBytes,
       blockSizeBytes: this.bitmap.blockSizeBytes,
       ...(this.lastResyncGeneration > 0 ? { resyncGeneration: this.lastResyncGeneration } : {}),
+      ...(this.modeValue === 'bitmap' ? { resyncNeedsSeq: this.needsSeq } : {}),
     };
     await writeFileAtomic(join(this.dir, stateFile), `${JSON.stringify(state)}\n`);
   }

@@ -17,9 +17,11 @@ import { createHash } from 'node:crypto';
 import { checkReplicationId, FerryError } from '../core/index.js';
 import { replicationPrefix } from '../store/index.js';
 
-export const deltaVersion = 2;
+export const deltaVersion = 3;
 const magic = Buffer.from('FERRYDLT');
-const headerBytes = 80;
+const headerBytes = 88;
+/** Version 2 had no needsSeq: its header ends at byte 80. */
+const v2HeaderBytes = 80;
 const extentHeaderBytes = 24;
 const trailerBytes = 32;
 
@@ -51,6 +53,13 @@ export interface DeltaHeader {
   generation: number;
   /** resync: the last piece of this resync. */
   final: boolean;
+  /**
+   * resync: every journal record below this seq must be applied before its first piece; they
+   * were shipped as journal deltas before the tracker fell back, so the resync does not carry
+   * them (a listing that lags must not let replay jump over them). 0 (and for journal
+   * deltas): nothing is needed first.
+   */
+  needsSeq?: number;
   /** Source clock when the delta was made, ms since the epoch: for lag figures. */
   createdAtMs: number;
 }
@@ -107,6 +116,7 @@ export function encodeDelta(delta: Delta): Buffer {
   out.writeBigUInt64LE(BigInt(delta.createdAtMs), 48);
   out.writeBigUInt64LE(BigInt(delta.generation), 56);
   out.write(checkReplicationId(delta.replication), 64, 16, 'hex');
+  out.writeBigUInt64LE(BigInt(delta.needsSeq ?? 0), 80);
   let at = headerBytes;
   for (const e of delta.extents) {
     if (e.kind === 'write' && e.data?.byteLength !== e.length) {
@@ -139,10 +149,11 @@ export function decodeDelta(bytes: Buffer, name: string): Delta {
   const expected = bytes.subarray(bytes.length - trailerBytes);
   if (!createHash('sha256').update(body).digest().equals(expected)) throw corrupt('SHA-256 mismatch (truncated or damaged)');
   const version = bytes.readUInt16LE(8);
-  if (version !== deltaVersion) {
-    throw new FerryError('unsupported-version', `delta ${name} has format version ${version}; this ferry reads version ${deltaVersion}`);
+  if (version !== deltaVersion && version !== 2) {
+    throw new FerryError('unsupported-version', `delta ${name} has format version ${version}; this ferry reads versions 2 and ${deltaVersion}`);
   }
-  if (bytes.length < headerBytes + trailerBytes) throw corrupt(`${bytes.length} bytes is shorter than any delta (truncated?)`);
+  const ownHeaderBytes = version === 2 ? v2HeaderBytes : headerBytes;
+  if (bytes.length < ownHeaderBytes + trailerBytes) throw corrupt(`${bytes.length} bytes is shorter than any delta (truncated?)`);
   const kindByte = bytes.readUInt8(10);
   if (kindByte !== 1 && kindByte !== 2) throw corrupt(`unknown kind ${kindByte}`);
   const header: DeltaHeader = {
@@ -156,9 +167,11 @@ export function decodeDelta(bytes: Buffer, name: string): Delta {
     generation: Number(bytes.readBigUInt64LE(56)),
     replication: bytes.toString('hex', 64, 80),
   };
+  const needsSeq = version === 2 ? 0 : Number(bytes.readBigUInt64LE(80));
+  if (needsSeq > 0) header.needsSeq = needsSeq;
   const count = bytes.readUInt32LE(12);
   const extents: DeltaExtent[] = [];
-  let at = headerBytes;
+  let at = ownHeaderBytes;
   for (let i = 0; i < count; i++) {
     if (at + extentHeaderBytes > body.length) throw corrupt(`extent ${i} runs past the end`);
     const op = bytes.readUInt8(at);

@@ -69,7 +69,7 @@ export class DeltaShipper {
     resyncBytesShipped: 0,
     drainRateBytesPerSec: 0,
   };
-  private resync: { seq: number; generation: number; nextPart: number } | undefined;
+  private resync: { seq: number; generation: number; nextPart: number; needsSeq: number } | undefined;
   private exclusive: Promise<unknown> = Promise.resolve();
   private loop: Promise<void> | undefined;
   private stopping: AbortController | undefined;
@@ -192,8 +192,9 @@ export class DeltaShipper {
       // A tracker that is inconsistent while streaming owes a resync whose start we do not
       // know (a shipper restarted mid-way): fall back on purpose and start a new one.
       if (tracker.mode === 'streaming') await tracker.switchToBitmap('resync restarted');
+      const needsSeq = tracker.resyncNeedsSeq; // read before streaming starts: it is the bitmap's
       const seq = await tracker.startStreaming();
-      this.resync = { seq, generation: await tracker.newResyncGeneration(), nextPart: 0 };
+      this.resync = { seq, generation: await tracker.newResyncGeneration(), nextPart: 0, needsSeq };
       this.stats.resyncs++;
       this.logger.info('resync started', { seq, dirtyBytes: tracker.dirtyBytes });
     }
@@ -211,7 +212,7 @@ export class DeltaShipper {
           extents.push(isAllZero(data) ? { kind: 'zero', offset: run.offset, length: run.length } : { kind: 'write', offset: run.offset, length: run.length, data });
         }
         const bytes = await this.put(
-          { kind: 'resync', seq: resync.seq, generation: resync.generation, endSeq: tracker.currentSeq, part: resync.nextPart, final, extents },
+          { kind: 'resync', seq: resync.seq, generation: resync.generation, endSeq: tracker.currentSeq, part: resync.nextPart, final, needsSeq: resync.needsSeq, extents },
           signal,
         );
         this.stats.resyncBytesShipped += bytes;

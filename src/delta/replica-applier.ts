@@ -293,7 +293,10 @@ export class ReplicaApplier {
           waiting = true;
           break;
         }
-        await this.apply(device, name, signal);
+        if (!(await this.apply(device, name, signal))) {
+          waiting = true; // a journal delta it needs is not listed yet
+          break;
+        }
         applied++;
       }
     } finally {
@@ -439,8 +442,15 @@ export class ReplicaApplier {
     await this.persist();
   }
 
-  private async apply(device: FileDevice, name: DeltaName, signal?: AbortSignal): Promise<void> {
+  /** Applies a delta; false (and nothing written) for a resync whose journal records before it are not all applied yet. */
+  private async apply(device: FileDevice, name: DeltaName, signal?: AbortSignal): Promise<boolean> {
     const delta = await getDelta(this.repo, name, signal);
+    // A listing that lags may not show a journal delta shipped before the fall back yet: the
+    // resync does not carry those records, so it waits for them rather than jump over them.
+    if (delta.kind === 'resync' && delta.part === 0 && this.state.nextSeq < (delta.needsSeq ?? 0)) {
+      this.logger.info('resync waits for journal deltas before it', { resync: name.key, nextSeq: this.state.nextSeq, needsSeq: delta.needsSeq });
+      return false;
+    }
     if (delta.diskSizeBytes !== device.sizeBytes) {
       throw new FerryError('bad-input', `delta ${name.key} is for a ${delta.diskSizeBytes}-byte disk; replica ${this.replicaPath} has ${device.sizeBytes} bytes`);
     }
@@ -472,6 +482,7 @@ export class ReplicaApplier {
     s.bytesApplied += delta.extents.reduce((sum, e) => sum + e.length, 0);
     s.lastDeltaCreatedAtMs = delta.createdAtMs;
     await this.persist();
+    return true;
   }
 
   private async persist(): Promise<void> {

@@ -73,8 +73,21 @@ describe('delta codec', () => {
     expect([bytes.readBigUInt64LE(16), bytes.readBigUInt64LE(24), bytes.readBigUInt64LE(32)]).toEqual([BigInt(sizeBytes), 9n, 14n]);
     expect([bytes.readUInt32LE(40), bytes.readBigUInt64LE(48), bytes.readBigUInt64LE(56)]).toEqual([2, 42n, 4n]);
     expect(bytes.toString('hex', 64, 80)).toBe(replication);
-    expect([bytes[80], bytes.readBigUInt64LE(88), bytes.readBigUInt64LE(96)]).toEqual([1, 16n, 8n]);
-    expect(bytes.length).toBe(80 + 24 + 8 + 32);
+    expect(bytes.readBigUInt64LE(80)).toBe(0n); // needsSeq
+    expect([bytes[88], bytes.readBigUInt64LE(96), bytes.readBigUInt64LE(104)]).toEqual([1, 16n, 8n]);
+    expect(bytes.length).toBe(88 + 24 + 8 + 32);
+  });
+
+  it('keeps a resync\'s needsSeq, and reads version 2 deltas (without it) still', () => {
+    const piece = { ...resync(9, 4, 0, false, [write(16, 8, 0x33)]), needsSeq: 5 };
+    const bytes = encodeDelta(piece);
+    expect(decodeDelta(bytes, 'x')).toEqual(piece);
+    // The same piece as version 2 wrote it: no needsSeq field, an 80-byte header.
+    const body = Buffer.concat([bytes.subarray(0, 80), bytes.subarray(88, -32)]);
+    body.writeUInt16LE(2, 8);
+    const v2 = Buffer.concat([body, createHash('sha256').update(body).digest()]);
+    const { needsSeq: _none, ...withoutIt } = piece;
+    expect(decodeDelta(v2, 'x')).toEqual(withoutIt);
     expect(bytes.subarray(-32)).toEqual(createHash('sha256').update(bytes.subarray(0, -32)).digest());
   });
 
@@ -132,9 +145,9 @@ describe('delta codec', () => {
     };
     const corrupt = expect.objectContaining({ code: 'checksum-mismatch' });
     expect(damage((b) => (b[10] = 3))).toThrow(corrupt); // unknown kind
-    expect(damage((b) => (b[80] = 9))).toThrow(corrupt); // unknown extent op
-    expect(damage((b) => b.writeBigUInt64LE(0n, 96))).toThrow(corrupt); // zero-length extent
-    expect(damage((b) => b.writeBigUInt64LE(BigInt(sizeBytes - 8), 88))).toThrow(corrupt); // runs past the disk's end
+    expect(damage((b) => (b[88] = 9))).toThrow(corrupt); // unknown extent op
+    expect(damage((b) => b.writeBigUInt64LE(0n, 104))).toThrow(corrupt); // zero-length extent
+    expect(damage((b) => b.writeBigUInt64LE(BigInt(sizeBytes - 8), 96))).toThrow(corrupt); // runs past the disk's end
     expect(damage((b) => b.writeUInt32LE(2, 12))).toThrow(corrupt); // more extents than there are
     expect(damage((b) => b.writeUInt32LE(0, 12))).toThrow(corrupt); // bytes left after the last extent
   });

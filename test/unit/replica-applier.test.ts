@@ -76,6 +76,21 @@ describe('replica applier replay order', () => {
     expect([await block(0), await block(1)]).toEqual([7, 4]);
   });
 
+  it('waits with a resync whose journal records before it are not listed yet (a lagging listing), then applies both in order', async () => {
+    const { repo, applier, block } = await setup();
+    await putDelta(repo, 'd', journal(1, 3, [put(0, 1)]));
+    // Shipped before the fall back, but not in the listing yet: seqs 4..6 wrote block 1.
+    const lagging = journal(4, 6, [put(1, 4)]);
+    // The resync after the fall back (journal from 7) carries only the blocks dirty since then.
+    await putDelta(repo, 'd', { ...resync(7, 1, 0, true, [put(2, 9)]), needsSeq: 4 + 3 });
+    expect(await applier.applyAvailable()).toEqual({ applied: 1, waiting: true, cutOver: false });
+    expect([await block(1), await block(2)]).toEqual([0, 0]); // nothing jumped over
+    await putDelta(repo, 'd', lagging);
+    await applier.applyAvailable();
+    expect([await block(0), await block(1), await block(2)]).toEqual([1, 4, 9]);
+    expect(applier.snapshot()).toMatchObject({ nextSeq: 7, lastResync: { seq: 7, generation: 1 } });
+  });
+
   it('applies a resync piece that arrives together with the next resync before that one', async () => {
     const { repo, applier, block } = await setup();
     await putDelta(repo, 'd', resync(8, 100, 0, false, [put(0, 80)]));
