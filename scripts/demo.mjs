@@ -78,7 +78,6 @@ const store = `file:${join(work, 'store')}`;
 const run = join(work, 'run');
 const control = join(run, 'control.sock');
 const image = (disk) => join(work, `${disk}.img`);
-const replica = (disk) => join(work, `${disk}.replica.img`);
 const guestArgs = (vm, extra = '') =>
   `console=ttyS0 quiet panic=-1 ferry.blocks=512 ferry.first=0 ferry.loop=1 ferry.sleep=0.1 ferry.disks=${vm.disks.map((_, i) => `vd${String.fromCharCode(97 + i)}`).join(',')}${extra}`;
 await mkdir(run, { recursive: true });

@@ -300,6 +300,9 @@ export class FilterControlClient {
             ...(remote ? { authorization: remote.authorization } : {}),
           },
           signal: options.signal,
+          // Not Node's global agent: its sockets time out after 5 s of silence, and a drain or
+          // a hash (timeoutMs 0: no limit) may be silent much longer.
+          agent: false,
           timeout: timeoutMs || undefined,
         },
         (res) => {
