@@ -292,7 +292,10 @@ export class FilterControlClient {
     return new Promise<T>((resolve, reject) => {
       const req = httpRequest(
         {
-          ...(socket ? { createConnection: () => socket, host: remote!.host, port: remote!.port } : { socketPath: this.address }),
+          // Over TLS, the pinned socket; else the unix socket, not through Node's global agent,
+          // whose sockets time out after 5 s of silence (a drain or a hash asked to take as
+          // long as it needs, timeoutMs 0, may be silent much longer).
+          ...(socket ? { createConnection: () => socket, host: remote!.host, port: remote!.port } : { socketPath: this.address, agent: false }),
           path,
           method,
           headers: {
@@ -300,9 +303,6 @@ export class FilterControlClient {
             ...(remote ? { authorization: remote.authorization } : {}),
           },
           signal: options.signal,
-          // Not Node's global agent: its sockets time out after 5 s of silence, and a drain or
-          // a hash (timeoutMs 0: no limit) may be silent much longer.
-          agent: false,
           timeout: timeoutMs || undefined,
         },
         (res) => {
