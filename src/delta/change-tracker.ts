@@ -79,7 +79,7 @@ interface PersistedState {
   blockSizeBytes: number;
   /** The generation of the last resync started (see newResyncGeneration). */
   resyncGeneration?: number;
-  /** In bitmap mode: the resync owed needs every record below this seq applied first (see resyncNeedsSeq). */
+  /** While a resync is owed: it needs every record below this seq applied first (see resyncNeedsSeq). */
   resyncNeedsSeq?: number;
 }
 
@@ -148,7 +148,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     const tracker = new ChangeTracker(options.dir, bitmap, journal, replication, mode, consistent, logger);
     tracker.lastResyncGeneration = previous?.resyncGeneration ?? 0;
     // After an unclean stop every block is dirty: the resync needs nothing before it.
-    if (previous?.clean && mode === 'bitmap') tracker.needsSeq = previous.resyncNeedsSeq ?? 0;
+    if (previous?.clean && !consistent) tracker.needsSeq = previous.resyncNeedsSeq ?? 0;
     // Every block is dirty already: what the journal held does not matter.
     if (previous && (!previous.clean || journal.lostSegments.length > 0)) await journal.discardAll(() => {}, () => {});
     // From here until close() the state on disk says "not clean".
@@ -386,11 +386,14 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   /** Starts a fall back to the bitmap (idempotent while one is under way). */
   private fallBack(reason: string): void {
     if (this.modeValue === 'bitmap' || this.closed) return;
+    // What went to the store before this fall back is the replica's to apply first; but if a
+    // resync was still owed (not finished: say, its shipper was replaced), the blocks of the
+    // earlier fall back are still dirty and the records before it are all it may rely on.
+    const owed = !this.consistentValue;
+    this.needsSeq = owed ? Math.min(this.needsSeq, this.journal.firstUnreleasedSeq) : this.journal.firstUnreleasedSeq;
     this.modeValue = 'bitmap';
     this.setConsistent(false);
     const seq = this.journal.nextSeq;
-    // What went to the store before this fall back is the replica's to apply first.
-    this.needsSeq = this.journal.firstUnreleasedSeq;
     this.logger.warn('change tracker falling back to the dirty bitmap', { dir: this.dir, reason, seq });
     this.switching = this.switching
       .then(() => this.journal.discardAll((range) => this.bitmap.mark(range.offset, range.length), () => this.bitmap.markAll()))
@@ -431,7 +434,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
       sizeBytes: this.bitmap.sizeBytes,
       blockSizeBytes: this.bitmap.blockSizeBytes,
       ...(this.lastResyncGeneration > 0 ? { resyncGeneration: this.lastResyncGeneration } : {}),
-      ...(this.modeValue === 'bitmap' ? { resyncNeedsSeq: this.needsSeq } : {}),
+      ...(this.consistentValue ? {} : { resyncNeedsSeq: this.needsSeq }),
     };
     await writeFileAtomic(join(this.dir, stateFile), `${JSON.stringify(state)}\n`);
   }

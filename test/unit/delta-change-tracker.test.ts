@@ -16,6 +16,26 @@ afterEach(async () => {
 });
 
 describe('ChangeTracker', () => {
+  it('a resync needs the records shipped before its fall back; one still owed keeps needing what the first did', async () => {
+    const tracker = await ChangeTracker.open({ dir, sizeBytes: 4 * M, journal: { segmentMaxAgeMs: 0 } });
+    const ship = async () => {
+      await tracker.seal();
+      for (const segment of [...tracker.sealedSegments()]) await tracker.release(segment);
+    };
+    await tracker.record('write', 0, new Uint8Array(4 * K)); // seq 1
+    await ship(); // in the store
+    await tracker.record('write', 64 * K, new Uint8Array(4 * K)); // seq 2: not shipped
+    await tracker.switchToBitmap('overflow');
+    expect(tracker.resyncNeedsSeq).toBe(2); // seq 1 is in the store; seq 2 went to the bitmap
+    await tracker.startStreaming(); // the resync begins... and is never finished (its shipper replaced)
+    await tracker.record('write', 128 * K, new Uint8Array(4 * K));
+    await ship(); // a later record shipped meanwhile
+    await tracker.switchToBitmap('resync restarted');
+    expect(tracker.resyncNeedsSeq).toBe(2); // the blocks of seq 2 are still only in the bitmap
+    await tracker.close();
+  });
+
+
   it('gives each resync a generation above every earlier one, also after a restart with the clock stepped back', async () => {
     let tracker = await ChangeTracker.open({ dir, sizeBytes: 4 * M });
     const first = await tracker.newResyncGeneration();
