@@ -72,52 +72,46 @@ export class S3Store implements ObjectStore {
   async put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
     throwIfAborted(signal);
     const { storage, client } = await this.connect();
-    const deadline = this.deadline(Math.ceil(data.byteLength / (256 * 1024)) * 1000);
-    const abortSignal = AbortSignal.any([deadline, ...(signal ? [signal] : [])]);
-    const upload = new storage.Upload({
-      client,
-      params: { Bucket: this.options.bucket, Key: this.keyOf(key), Body: data, ContentLength: data.byteLength },
-      queueSize: 4,
-      partSize: 16 * 1024 * 1024,
+    await this.request(key, Math.ceil(data.byteLength / (256 * 1024)) * 1000, signal, async (abortSignal) => {
+      const upload = new storage.Upload({
+        client,
+        params: { Bucket: this.options.bucket, Key: this.keyOf(key), Body: data, ContentLength: data.byteLength },
+        queueSize: 4,
+        partSize: 16 * 1024 * 1024,
+      });
+      const abort = () => void upload.abort();
+      abortSignal.addEventListener('abort', abort, { once: true });
+      try {
+        await upload.done();
+      } finally {
+        abortSignal.removeEventListener('abort', abort);
+      }
     });
-    const abort = () => void upload.abort();
-    abortSignal.addEventListener('abort', abort, { once: true });
-    try {
-      await upload.done();
-    } catch (err) {
-      throw this.translate(key, err, signal, deadline);
-    } finally {
-      abortSignal.removeEventListener('abort', abort);
-    }
   }
 
   /** An S3 object is durable once its PUT succeeds: nothing to flush. */
   async flush(): Promise<void> {}
 
   async get(key: string, signal?: AbortSignal): Promise<Buffer> {
+    const { s3, client } = await this.connect();
     // Objects are chunks and deltas of a few MiB: the deadline covers reading the body too.
-    const deadline = this.deadline(this.timeoutMs);
-    const abortSignal = AbortSignal.any([deadline, ...(signal ? [signal] : [])]);
-    try {
-      const { s3, client } = await this.connect();
+    return this.request(key, this.timeoutMs, signal, async (abortSignal) => {
       const reply = await client.send(new s3.GetObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), { abortSignal });
       if (!reply.Body) throw new FerryError('store-unavailable', `${this.location}: ${key}: empty response body`);
-      return await readBody(reply.Body.transformToByteArray(), abortSignal);
-    } catch (err) {
-      throw this.translate(key, err, signal, deadline);
-    }
+      return readBody(reply.Body.transformToByteArray(), abortSignal);
+    });
   }
 
   async stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
-    const deadline = this.deadline(0);
+    const { s3, client } = await this.connect();
     try {
-      const { s3, client } = await this.connect();
-      const reply = await client.send(new s3.HeadObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), { abortSignal: AbortSignal.any([deadline, ...(signal ? [signal] : [])]) });
-      return { sizeBytes: reply.ContentLength ?? 0 };
+      return await this.request(key, 0, signal, async (abortSignal) => {
+        const reply = await client.send(new s3.HeadObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), { abortSignal });
+        return { sizeBytes: reply.ContentLength ?? 0 };
+      });
     } catch (err) {
-      const translated = this.translate(key, err, signal, deadline);
-      if (translated.code === 'not-found') return undefined;
-      throw translated;
+      if (err instanceof FerryError && err.code === 'not-found') return undefined;
+      throw err;
     }
   }
 
@@ -126,15 +120,9 @@ export class S3Store implements ObjectStore {
     const { s3, client } = await this.connect();
     let token: string | undefined;
     do {
-      let reply;
-      const deadline = this.deadline(0);
-      try {
-        reply = await client.send(new s3.ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: base + prefix, ContinuationToken: token }), {
-          abortSignal: AbortSignal.any([deadline, ...(signal ? [signal] : [])]),
-        });
-      } catch (err) {
-        throw this.translate(prefix || '(list)', err, signal, deadline);
-      }
+      const reply = await this.request(prefix || '(list)', 0, signal, (abortSignal) =>
+        client.send(new s3.ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: base + prefix, ContinuationToken: token }), { abortSignal }),
+      );
       for (const item of reply.Contents ?? []) {
         if (item.Key) yield item.Key.slice(base.length);
       }
@@ -143,13 +131,11 @@ export class S3Store implements ObjectStore {
   }
 
   async delete(key: string, signal?: AbortSignal): Promise<void> {
-    const deadline = this.deadline(0);
+    const { s3, client } = await this.connect();
     try {
-      const { s3, client } = await this.connect();
-      await client.send(new s3.DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), { abortSignal: AbortSignal.any([deadline, ...(signal ? [signal] : [])]) });
+      await this.request(key, 0, signal, (abortSignal) => client.send(new s3.DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), { abortSignal }));
     } catch (err) {
-      const translated = this.translate(key, err, signal, deadline);
-      if (translated.code !== 'not-found') throw translated;
+      if (!(err instanceof FerryError && err.code === 'not-found')) throw err;
     }
   }
 
@@ -166,9 +152,22 @@ export class S3Store implements ObjectStore {
     return this.options.timeoutMs ?? defaultS3TimeoutMs;
   }
 
-  /** A request's deadline: the timeout, plus `extraMs` (for the bytes it uploads). */
-  private deadline(extraMs: number): AbortSignal {
-    return AbortSignal.timeout(this.timeoutMs + extraMs);
+  /**
+   * Runs one request under its deadline (the timeout, plus `extraMs` for the bytes it
+   * uploads) and the caller's signal, and translates its failure. The deadline is a timer of
+   * its own, cleared when the request settles: Node 20 may collect an AbortSignal.timeout()
+   * that only an AbortSignal.any() refers to, and then it never fires.
+   */
+  private async request<T>(key: string, extraMs: number, signal: AbortSignal | undefined, run: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new Error('deadline')), this.timeoutMs + extraMs);
+    try {
+      return await run(signal ? AbortSignal.any([deadline.signal, signal]) : deadline.signal);
+    } catch (err) {
+      throw this.translate(key, err, signal, deadline.signal);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private translate(key: string, err: unknown, signal?: AbortSignal, deadline?: AbortSignal): FerryError {
