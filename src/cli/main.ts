@@ -81,4 +81,7 @@ async function main(argv: string[]): Promise<number> {
 // maintainers (README, Requirements), not for an operator running a copy. Set the variable
 // to "false" to see it.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-process.exitCode = await main(process.argv.slice(2));
+// Exit once the command is done, whatever handles are left: a stalled S3 request that was
+// aborted can keep its socket open in the SDK's agent, and a filter that stopped cleanly
+// would then linger for minutes (found by scripts/soak).
+process.exit(await main(process.argv.slice(2)));
