@@ -86,8 +86,13 @@ await makeDisk(image('db1'), 64 * MiB, 8);
 await makeDisk(image('app0'), 64 * MiB, 8);
 
 /** Starts a long-running ferry command; resolves once its stdout shows `ready`, with what it printed. */
+const running = new Set();
+// Whatever happens, nothing the demo started outlives it.
+process.on('exit', () => running.forEach((child) => child.kill('SIGKILL')));
 async function start(args, ready) {
   const child = spawn(process.execPath, [ferryBin, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  running.add(child);
+  child.on('exit', () => running.delete(child));
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   for (let i = 0; i < 400 && !ready.test(out); i++) {
@@ -142,7 +147,8 @@ console.log('   both guests are up, rewriting 2 MiB of each disk, generation aft
 const db = join(work, 'service', 'ferry.db');
 say('ferry serve token create demo; ferry serve --listen 127.0.0.1:0');
 const apiToken = await tokenFile('api', await ferry(['serve', 'token', 'create', 'demo', '--db', db]));
-const service = await start(['serve', '--listen', '127.0.0.1:0', '--db', db, '--poll-ms', '250', '-q'], /^db /m);
+// --remote-only: the hosts here are the two agents, as on two machines (no local agent).
+const service = await start(['serve', '--remote-only', '--listen', '127.0.0.1:0', '--db', db, '--poll-ms', '250', '-q'], /^db /m);
 const serviceUrl = /^url (\S+)$/m.exec(service.out)[1];
 console.log(`   the web wizard: ${serviceUrl}/  (sign in with the token in ${apiToken}; it shows this migration live)`);
 const cli = (args, options) => ferry([...args, '--service', serviceUrl, '--token-file', apiToken], options);
@@ -153,7 +159,7 @@ await writeFile(inventory, JSON.stringify({ vms: vms.map((vm) => ({ name: vm.nam
 const hostAdd = async (name, role, p, token) => (await cli(['host', 'add', name, '--role', role, '--agent', agent(p).url, '--fingerprint', agent(p).fingerprint, '--agent-token-file', token, ...(role === 'source' ? ['--inventory', inventory] : [])])).split(/\s+/)[0];
 const sourceHost = await hostAdd('site-a', 'source', source, sourceToken);
 const destinationHost = await hostAdd('site-b', 'destination', destination, destinationToken);
-const storeId = (await cli(['store', 'add', 'local', store])).split(/\s+/)[0];
+const storeId = (await cli(['store', 'add', 'shared', store])).split(/\s+/)[0];
 
 const migrationPath = join(work, 'migration.json');
 await writeFile(
