@@ -83,5 +83,5 @@ async function main(argv: string[]): Promise<number> {
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 // Exit once the command is done, whatever handles are left: a stalled S3 request that was
 // aborted can keep its socket open in the SDK's agent, and a filter that stopped cleanly
-// would then linger for minutes (found by scripts/soak).
+// would linger until it closed.
 process.exit(await main(process.argv.slice(2)));

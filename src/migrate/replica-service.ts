@@ -79,7 +79,8 @@ interface Hold {
   applier: ReplicaApplier;
   store: ObjectStore;
   leaseMs: number;
-  timer: NodeJS.Timeout;
+  /** Gives the replica back to its follower when the lease runs out unrenewed. */
+  timer?: NodeJS.Timeout;
 }
 
 export const defaultHoldLeaseMs = 60_000;
@@ -231,7 +232,7 @@ export class ReplicaService {
       this.follow(f);
       throw err;
     }
-    f.hold = { owner, applier, store, leaseMs, timer: setTimeout(() => {}, 0) };
+    f.hold = { owner, applier, store, leaseMs };
     f.state = 'held';
     f.snapshot = applier.snapshot();
     this.renew(f);

@@ -7,7 +7,9 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WizardClient } from '../../api/index.js';
 import { FerryError, badInput, formatBytes } from '../../core/index.js';
+import { finalMigrationStates } from '../../migrate/index.js';
 import type { Command } from '../command.js';
+import { exitCodes } from '../exit-codes.js';
 import { parse, positionals } from '../options.js';
 import { print, progressReporter } from '../terminal.js';
 
@@ -71,8 +73,6 @@ interface Progress {
   }>;
   cutover?: { id: string; state: string; error?: string; maxDowntimeToRunningMs?: number; maxDowntimeToHealthyMs?: number };
 }
-
-const finalStates = ['done', 'failed', 'cancelled'];
 
 export const migrationCommand: Command = {
   name: 'migration',
@@ -180,7 +180,7 @@ async function status(api: WizardClient, id: string, options: { watch: boolean; 
       if (!options.watch || p.state !== 'copying') print(text);
       last = text;
     }
-    if (!options.watch || finalStates.includes(p.state) || options.signal.aborted) return p.state === 'failed' ? 7 : 0;
+    if (!options.watch || (finalMigrationStates as readonly string[]).includes(p.state) || options.signal.aborted) return p.state === 'failed' ? exitCodes['invalid-state'] : exitCodes.ok;
     await sleep(1000, undefined, { signal: options.signal }).catch(() => {});
   }
 }
@@ -261,13 +261,13 @@ ${serviceHelp}`,
       const store = await api.post<Store>('/v1/stores', { name, url });
       const checked = await api.post<Store>(`/v1/stores/${store.id}/check`);
       show(checked);
-      return checked.lastCheck?.reachable ? 0 : 6;
+      return checked.lastCheck?.reachable ? exitCodes.ok : exitCodes['store-unavailable'];
     }
     if (sub === 'check') {
       const [id] = positionals(args, ['ID']);
       const checked = await api.post<Store>(`/v1/stores/${encodeURIComponent(id!)}/check`);
       show(checked);
-      return checked.lastCheck?.reachable ? 0 : 6;
+      return checked.lastCheck?.reachable ? exitCodes.ok : exitCodes['store-unavailable'];
     }
     throw badInput('ferry store', sub, 'list, add or check');
   },

@@ -16,7 +16,7 @@
  * throttle and its weekly schedule.
  */
 import { Logger, asFerryError, formatBytes, parseDuration, parseRate, parseSize, type Database } from '../../core/index.js';
-import { Coordinator, CutoverRecords, parsePlan, type CutoverPlan, type CutoverRecord, type CutoverReport, type CutoverWiring } from '../../cutover/index.js';
+import { Coordinator, CutoverRecords, finalStates, parsePlan, type CutoverPlan, type CutoverRecord, type CutoverReport, type CutoverWiring } from '../../cutover/index.js';
 import { AgentVmDriver, heldReplicaPort, sourceDiskPort, type AgentControl } from '../agent-ports.js';
 import type { BaseCopyStatus, FilterDiskStatus } from '../filter-service.js';
 import type { ReplicaStatus } from '../replica-service.js';
@@ -346,7 +346,7 @@ export class Steering {
   }
 
   private finishCutover(m: MigrationRecord, report: CutoverReport): void {
-    if (this.abort.signal.aborted && !['healthy', 'rolled back', 'failed'].includes(report.state)) return; // stopped: resumed at the next start
+    if (this.abort.signal.aborted && !finalStates.includes(report.state)) return; // stopped: resumed at the next start
     const { records } = this.options;
     const committed = this.cutovers.events(report.id).some((e) => e.state === 'committed');
     if (report.state === 'healthy') records.transition(m.id, 'done', `cutover ${report.id} healthy: the VMs run at the destination`);
