@@ -4,7 +4,8 @@
  * and trim (docs/DESIGN.md invariants 2 and 3):
  *
  *   1. wait until no earlier overlapping IO is in flight (journal order = disk order);
- *   2. do the disk op (with FUA if asked);
+ *   2. wait until its extents are in the tracker's activity log, then do the disk op (with
+ *      FUA if asked);
  *   3. record it in the tracker, after the disk op completed and before acknowledging;
  *   4. for FUA, sync the journal too, so disk and journal are both durable;
  *   5. release the range, then delay the acknowledgement if backpressure says so.
@@ -169,17 +170,23 @@ export class CaptureFilter implements BlockDevice {
     try {
       if (ticket.ready !== undefined) await ticket.ready;
       try {
+        const logged = this.tracker.beginWrite(offset, length);
         try {
-          if (kind === 'write') await this.inner.write(data!, offset, options);
-          else if (kind === 'zero') await this.inner.writeZeroes(offset, length, options);
-          else await this.inner.trim(offset, length, options);
-        } catch (err) {
-          // The range may be partly written: whatever it holds now must be shipped.
-          this.tracker.recordFailed(offset, length);
-          throw err;
+          if (logged !== undefined) await logged;
+          try {
+            if (kind === 'write') await this.inner.write(data!, offset, options);
+            else if (kind === 'zero') await this.inner.writeZeroes(offset, length, options);
+            else await this.inner.trim(offset, length, options);
+          } catch (err) {
+            // The range may be partly written: whatever it holds now must be shipped.
+            this.tracker.recordFailed(offset, length);
+            throw err;
+          }
+          await this.tracker.record(kind, offset, data ?? length);
+          if (options?.fua) await this.tracker.sync();
+        } finally {
+          this.tracker.endWrite(offset, length);
         }
-        await this.tracker.record(kind, offset, data ?? length);
-        if (options?.fua) await this.tracker.sync();
       } finally {
         ticket.release();
       }

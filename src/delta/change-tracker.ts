@@ -18,15 +18,20 @@
  * seqs count only within it. `newReplication()` starts another one (a disk released after
  * a cutover is a new replication: nothing replays its changes onto the old replica).
  *
- * Files in `dir`: journal/ (see journal.ts), tracker-state.json, dirty-bitmap.bin. The state
- * says whether the tracker was closed cleanly. After an unclean stop, writes may have reached
- * the disk without being recorded (the record follows the disk write), so every block is
- * marked dirty and the tracker starts in bitmap mode, inconsistent.
+ * Files in `dir`: journal/ (see journal.ts), tracker-state.json, dirty-bitmap.bin,
+ * activity-log.bin (see activity-log.ts). The state says whether the tracker was closed
+ * cleanly. After an unclean stop, writes may have reached the disk without being recorded
+ * (the record follows the disk write) and records held in memory are gone, so the tracker
+ * drops its journal, marks dirty the extents of the activity log (each of those writes lies
+ * in one) and starts in bitmap mode, inconsistent. The resync needs the records below
+ * `releasedBelow`: extents leave the activity log only once every record of theirs is below
+ * that seq in the saved state, so the store has them.
  */
 import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FerryError, Logger, asFerryError, badInput, isReplicationId, newReplicationId, writeDataBytes, writeFileAtomic, type WriteData, makeDirectory } from '../core/index.js';
+import { ActivityLog } from './activity-log.js';
 import { DirtyBitmap, defaultBlockSizeBytes, type Extent } from './dirty-bitmap.js';
 import { Journal, type JournalOptions, type RecordKind, type SealedSegment } from './journal.js';
 
@@ -39,6 +44,8 @@ export interface ChangeTrackerOptions {
   blockSizeBytes?: number;
   /** Mode of a tracker created fresh; a reopened one keeps its persisted mode. Default streaming. */
   mode?: TrackingMode;
+  /** Extent size of the activity log (what an unclean stop resyncs per extent). Default 4 MiB. */
+  activityExtentBytes?: number;
   journal?: Omit<JournalOptions, 'logger'>;
   logger?: Logger;
 }
@@ -81,10 +88,16 @@ interface PersistedState {
   resyncGeneration?: number;
   /** While a resync is owed: it needs every record below this seq applied first (see resyncNeedsSeq). */
   resyncNeedsSeq?: number;
+  /**
+   * Every record below this seq is in the store, or behind a resync the store holds whole:
+   * what a resync after an unclean stop needs. Moves only while consistent.
+   */
+  releasedBelow?: number;
 }
 
 const stateFile = 'tracker-state.json';
 const bitmapFile = 'dirty-bitmap.bin';
+const activityLogFile = 'activity-log.bin';
 
 export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   private modeValue: TrackingMode;
@@ -95,11 +108,15 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   private closed = false;
   private lastResyncGeneration = 0;
   private needsSeq = 0;
+  private releasedBelow = 0;
+  /** Counts the times the tracker became inconsistent: a save begun before one is stale. */
+  private inconsistencies = 0;
 
   private constructor(
     readonly dir: string,
     private readonly bitmap: DirtyBitmap,
     private readonly journal: Journal,
+    private readonly activity: ActivityLog,
     private replicationValue: string,
     mode: TrackingMode,
     consistent: boolean,
@@ -124,33 +141,49 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
       );
     }
     const journal = await Journal.open(join(options.dir, 'journal'), { ...options.journal, logger });
+    const activity = await ActivityLog.open(join(options.dir, activityLogFile), {
+      sizeBytes: options.sizeBytes,
+      extentBytes: options.activityExtentBytes,
+      fresh: previous === undefined,
+      recoveredSeq: journal.nextSeq - 1,
+      logger,
+    });
     let bitmap = new DirtyBitmap(options.sizeBytes, blockSizeBytes);
     let mode: TrackingMode = options.mode ?? 'streaming';
     // A fresh tracker in bitmap mode (say, while a seed is in transit) owes a resync.
     let consistent = mode === 'streaming';
-    if (previous?.clean) {
+    let needsSeq = 0;
+    const unclean = previous !== undefined && (!previous.clean || journal.lostSegments.length > 0);
+    // Saved at the last clean close; after an unclean stop, the bits of a resync then owed
+    // still count (the activity log has their extents too, but this costs nothing).
+    if (previous && (!unclean || !previous.consistent)) bitmap = (await readBitmap(options.dir, options.sizeBytes, blockSizeBytes)) ?? bitmap;
+    if (previous && !unclean) {
       mode = previous.mode;
       consistent = previous.consistent;
-      try {
-        bitmap = DirtyBitmap.deserialize(await readFile(join(options.dir, bitmapFile)), join(options.dir, bitmapFile));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
+      if (!consistent) needsSeq = previous.resyncNeedsSeq ?? 0;
     }
-    if (previous && (!previous.clean || journal.lostSegments.length > 0)) {
-      logger.warn('change tracker was not closed cleanly: every block is dirty, resync needed', { dir: options.dir, lostSegments: journal.lostSegments.length });
-      bitmap.markAll();
+    if (previous && unclean) {
+      if (activity.recovered && previous.releasedBelow !== undefined) {
+        for (const extent of activity.extents()) bitmap.mark(extent.offset, extent.length);
+        // Records below releasedBelow are in the store; a resync owed before keeps needing less.
+        needsSeq = previous.consistent ? previous.releasedBelow : Math.min(previous.releasedBelow, previous.resyncNeedsSeq ?? 0);
+      } else bitmap.markAll(); // nothing says where the writes went
+      // The journal's records lie in the activity log's extents: marked already.
+      await journal.discardAll(() => {}, () => {});
       mode = 'bitmap';
       consistent = false;
+      logger.warn('change tracker was not closed cleanly: the activity log\'s extents are dirty, resync needed', {
+        dir: options.dir,
+        dirtyBytes: bitmap.dirtyBytes,
+        lostSegments: journal.lostSegments.length,
+      });
     }
     const replication = previous?.replication ?? newReplicationId();
     if (!previous) logger.info('change tracker created: a new replication', { dir: options.dir, replication });
-    const tracker = new ChangeTracker(options.dir, bitmap, journal, replication, mode, consistent, logger);
+    const tracker = new ChangeTracker(options.dir, bitmap, journal, activity, replication, mode, consistent, logger);
     tracker.lastResyncGeneration = previous?.resyncGeneration ?? 0;
-    // After an unclean stop every block is dirty: the resync needs nothing before it.
-    if (previous?.clean && !consistent) tracker.needsSeq = previous.resyncNeedsSeq ?? 0;
-    // Every block is dirty already: what the journal held does not matter.
-    if (previous && (!previous.clean || journal.lostSegments.length > 0)) await journal.discardAll(() => {}, () => {});
+    tracker.needsSeq = needsSeq;
+    tracker.releasedBelow = previous?.releasedBelow ?? 0;
     // From here until close() the state on disk says "not clean".
     await tracker.persist(false);
     return tracker;
@@ -222,8 +255,9 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   }
 
   /** The segment is durable in the store: the journal forgets it. */
-  release(segment: SealedSegment): Promise<void> {
-    return this.journal.release(segment);
+  async release(segment: SealedSegment): Promise<void> {
+    await this.journal.release(segment);
+    await this.advanceReleasedBelow();
   }
 
   get unshippedJournalBytes(): number {
@@ -270,6 +304,20 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   }
 
   /**
+   * A write, zero or trim of `length` bytes at `offset` is about to reach the disk (the
+   * filter calls this just before the disk op): undefined, or a promise to wait for, after
+   * which its extents are in the durable activity log. Paired with `endWrite`, after `record`.
+   */
+  beginWrite(offset: number, length: number): Promise<void> | undefined {
+    return this.activity.begin(offset, length);
+  }
+
+  /** The write `beginWrite` announced is done (recorded, or failed). */
+  endWrite(offset: number, length: number): void {
+    this.activity.end(offset, length);
+  }
+
+  /**
    * Records a completed disk write (the filter calls this after the disk op and before it
    * acknowledges). Never fails because of the journal: any journal trouble turns into a fall
    * back to the bitmap. The record is in the journal (in memory, written in the background)
@@ -292,6 +340,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
         this.bitmap.mark(offset, length);
         return;
       }
+      this.activity.recorded(offset, length, result.seq);
       const backlog = this.journal.backlog();
       if (backlog !== undefined) await backlog;
     } catch (err) {
@@ -369,7 +418,10 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
    * nothing dirty); a write that failed meanwhile, or a new fall back, keeps it false.
    */
   resyncComplete(): boolean {
-    if (this.modeValue === 'streaming' && this.bitmap.dirtyCount === 0) this.setConsistent(true);
+    if (this.modeValue === 'streaming' && this.bitmap.dirtyCount === 0) {
+      this.setConsistent(true);
+      void this.advanceReleasedBelow();
+    }
     return this.consistentValue;
   }
 
@@ -379,8 +431,22 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     this.closed = true;
     await this.switching;
     await this.journal.close();
+    await this.persisting; // a save under way may let extents leave the activity log first
+    await this.activity.close();
     await writeFileAtomic(join(this.dir, bitmapFile), this.bitmap.serialize());
     await this.persist(true);
+  }
+
+  /**
+   * Consistent and streaming: every record below the journal's first unreleased seq is in
+   * the store. Saved, and then extents whose records are all below it leave the activity log.
+   */
+  private async advanceReleasedBelow(): Promise<void> {
+    if (!this.consistentValue || this.modeValue !== 'streaming' || this.closed) return;
+    const seq = this.journal.firstUnreleasedSeq;
+    if (seq <= this.releasedBelow) return;
+    this.releasedBelow = seq;
+    await this.persist(false).catch((err: unknown) => this.logger.error('change tracker: saving state failed', { dir: this.dir, error: asFerryError(err).message }));
   }
 
   /** Starts a fall back to the bitmap (idempotent while one is under way). */
@@ -409,6 +475,8 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
 
   private setConsistent(consistent: boolean): void {
     if (this.consistentValue === consistent) return;
+    // A save begun before this must not let extents leave the activity log (see writeState).
+    if (!consistent) this.inconsistencies++;
     this.consistentValue = consistent;
     this.emit('consistent', consistent);
   }
@@ -425,6 +493,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   }
 
   private async writeState(clean: boolean): Promise<void> {
+    const inconsistencies = this.inconsistencies;
     const state: PersistedState = {
       version: 2,
       replication: this.replicationValue,
@@ -435,9 +504,25 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
       blockSizeBytes: this.bitmap.blockSizeBytes,
       ...(this.lastResyncGeneration > 0 ? { resyncGeneration: this.lastResyncGeneration } : {}),
       ...(this.consistentValue ? {} : { resyncNeedsSeq: this.needsSeq }),
+      releasedBelow: this.releasedBelow,
     };
     await writeFileAtomic(join(this.dir, stateFile), `${JSON.stringify(state)}\n`);
+    // Saved consistent, and still so since: extents whose records are all below the saved
+    // releasedBelow may leave the activity log.
+    if (state.consistent && inconsistencies === this.inconsistencies) this.activity.evict(state.releasedBelow!);
   }
+}
+
+async function readBitmap(dir: string, sizeBytes: number, blockSizeBytes: number): Promise<DirtyBitmap | undefined> {
+  const path = join(dir, bitmapFile);
+  let bitmap: DirtyBitmap;
+  try {
+    bitmap = DirtyBitmap.deserialize(await readFile(path), path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  return bitmap.sizeBytes === sizeBytes && bitmap.blockSizeBytes === blockSizeBytes ? bitmap : undefined;
 }
 
 async function readState(dir: string): Promise<PersistedState | undefined> {

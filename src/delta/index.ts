@@ -1,5 +1,6 @@
 // The public face of src/delta: capture (filter, change tracker, journal), the delta codec,
 // the shipper that stores deltas and the applier that replays them onto a replica.
+export { ActivityLog, defaultActivityExtentBytes, readActivityLog } from './activity-log.js';
 export { DirtyBitmap, defaultBlockSizeBytes, type Extent } from './dirty-bitmap.js';
 export {
   Journal,

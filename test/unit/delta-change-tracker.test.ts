@@ -111,21 +111,75 @@ describe('ChangeTracker', () => {
     await tracker.close();
   });
 
-  it('a clean close keeps mode, flag and bitmap; an unclean stop marks everything dirty', async () => {
-    let tracker = await ChangeTracker.open({ dir, sizeBytes: 4 * M, mode: 'bitmap' });
+  it('a clean close keeps mode, flag and bitmap; an unclean stop keeps a resync owed and adds the activity log', async () => {
+    let tracker = await ChangeTracker.open({ dir, sizeBytes: 4 * M, mode: 'bitmap', activityExtentBytes: M });
     expect(tracker.consistent).toBe(false); // a fresh bitmap-mode tracker owes a resync
-    await tracker.record('write', 128 * K, new Uint8Array(512));
+    await write(tracker, 128 * K, 512);
     await tracker.close();
-    tracker = await ChangeTracker.open({ dir, sizeBytes: 4 * M });
+    tracker = await ChangeTracker.open({ dir, sizeBytes: 4 * M, activityExtentBytes: M });
     expect(tracker.mode).toBe('bitmap');
     expect(tracker.state().dirtyBlocks).toBe(1);
     expect(tracker.isDirty(2)).toBe(true);
-    // Not closed: as after a crash.
-    const reopened = await ChangeTracker.open({ dir, sizeBytes: 4 * M });
+    await write(tracker, 3 * M, 512);
+    // Not closed: as after a crash. The owed block and the activity log's extents are dirty.
+    const reopened = await ChangeTracker.open({ dir, sizeBytes: 4 * M, activityExtentBytes: M });
     expect(reopened.mode).toBe('bitmap');
     expect(reopened.consistent).toBe(false);
-    expect(reopened.dirtyBytes).toBe(reopened.sizeBytes);
+    expect(dirtyExtents(reopened, M)).toEqual([0, 3]);
+    expect(reopened.isDirty(2)).toBe(true);
     await reopened.close();
     await expect(ChangeTracker.open({ dir, sizeBytes: 8 * M })).rejects.toThrow(/tracks a 4194304-byte disk/);
   });
+
+  it('after an unclean stop only the activity log is dirty: extents in flight or unshipped, not those shipped', async () => {
+    const tracker = await ChangeTracker.open({ dir, sizeBytes: 64 * M, activityExtentBytes: 4 * M, journal: { segmentMaxAgeMs: 0 } });
+    await write(tracker, 1 * M, 4 * K); // extent 0: shipped below
+    await write(tracker, 5 * M - 4 * K, 8 * K); // extents 1 and 2: shipped below
+    const shipped = (await tracker.seal())!;
+    await tracker.release(shipped);
+    await write(tracker, 10 * M, 4 * K); // extent 2 again: not shipped
+    await tracker.sync(); // durable in the journal, but not in the store: still in the log
+    await write(tracker, 40 * M, 64 * K); // extent 10: not shipped
+    await tracker.beginWrite(60 * M, 4 * K); // extent 15: in flight, never recorded
+    // Crash: no close.
+    const reopened = await ChangeTracker.open({ dir, sizeBytes: 64 * M, activityExtentBytes: 4 * M });
+    expect(reopened.mode).toBe('bitmap');
+    expect(reopened.consistent).toBe(false);
+    expect(dirtyExtents(reopened, 4 * M)).toEqual([2, 10, 15]);
+    expect(reopened.dirtyBytes).toBe(12 * M);
+    // The resync needs the shipped records (seqs 1 and 2) applied before it, nothing more.
+    expect(reopened.resyncNeedsSeq).toBe(3);
+    // Streaming again and resynced: extents leave the log as their records ship.
+    await reopened.startStreaming();
+    reopened.takeDirtyRuns(Number.MAX_SAFE_INTEGER);
+    expect(reopened.resyncComplete()).toBe(true);
+    await write(reopened, 20 * M, 4 * K);
+    await reopened.close();
+    const again = await ChangeTracker.open({ dir, sizeBytes: 64 * M, activityExtentBytes: 4 * M });
+    expect(again.consistent).toBe(true);
+    const crashed = await ChangeTracker.open({ dir, sizeBytes: 64 * M, activityExtentBytes: 4 * M });
+    expect(dirtyExtents(crashed, 4 * M)).toEqual([5]); // the unshipped write of the last run
+    await crashed.close();
+    await again.close().catch(() => {});
+  });
 });
+
+/** A write as the capture filter makes it: activity log first, then the record. */
+async function write(tracker: ChangeTracker, offset: number, length: number): Promise<void> {
+  await tracker.beginWrite(offset, length);
+  await tracker.record('write', offset, new Uint8Array(length));
+  tracker.endWrite(offset, length);
+}
+
+/** The extents (of `extentBytes`) with a dirty block. */
+function dirtyExtents(tracker: ChangeTracker, extentBytes: number): number[] {
+  const blocks = tracker.state().dirtyBlocks;
+  const found = new Set<number>();
+  for (let b = 0, seen = 0; seen < blocks; b++) {
+    if (tracker.isDirty(b)) {
+      seen++;
+      found.add(Math.floor((b * 64 * K) / extentBytes));
+    }
+  }
+  return [...found].sort((a, b) => a - b);
+}
