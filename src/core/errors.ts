@@ -65,7 +65,13 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 export function asFerryError(err: unknown, code: ErrorCode = 'internal'): FerryError {
   if (err instanceof FerryError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new FerryError(code, message, { cause: err });
+  return new FerryError(code, `${message}${fullFileSystemHint(err)}`, { cause: err });
+}
+
+/** What to tell the operator when a file system is full (ENOSPC, EDQUOT); '' for other errors. */
+export function fullFileSystemHint(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' ? ' (the file system is full: free space on it)' : '';
 }
 
 function describe(value: unknown): string {

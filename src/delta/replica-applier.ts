@@ -28,7 +28,7 @@
 import { readFile, realpath } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FerryError, FileDevice, Logger, ProcessLock, checkReplicationId, hashDisk, throwIfAborted, writeFileAtomic, type DiskDigest } from '../core/index.js';
+import { FerryError, FileDevice, asFerryError, Logger, ProcessLock, checkReplicationId, hashDisk, throwIfAborted, writeFileAtomic, type DiskDigest } from '../core/index.js';
 import { checkDiskId, type Repository } from '../store/index.js';
 import type { DeltaName } from './delta-codec.js';
 import { deleteDelta, getDelta, listDeltas } from './delta-objects.js';
@@ -350,8 +350,11 @@ export class ReplicaApplier {
         failures = 0;
         if (result.applied > 0) options.onApplied?.(result);
         if (result.cutOver) return true;
-      } catch (err) {
+      } catch (caught) {
         if (signal?.aborted) break;
+        // A system call that failed on the replica (a full file system, an IO error) may
+        // well succeed later: said, and tried again, like a store that is away.
+        const err = (caught as NodeJS.ErrnoException).syscall === undefined ? caught : new FerryError('io', `replica ${this.replicaPath}: ${asFerryError(caught).message}`, { cause: caught });
         if (!isTransient(err)) throw err;
         failures++;
         options.onRetry?.(err, failures);

@@ -19,7 +19,7 @@ import { close, constants, fdatasync, open, rename } from 'node:fs';
 import { dirname, join } from 'node:path';
 import PQueue from 'p-queue';
 import { randomBytes } from 'node:crypto';
-import { FerryError, fsyncDirectory, throwIfAborted, writeFully, makeDirectory } from '../core/index.js';
+import { FerryError, fullFileSystemHint, fsyncDirectory, throwIfAborted, writeFully, makeDirectory } from '../core/index.js';
 import { isValidKey, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
 
 const tempMarker = '.tmp-';
@@ -192,7 +192,7 @@ export class FileStore implements ObjectStore {
     if (err instanceof FerryError) return err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return new FerryError('not-found', `object ${key} not found in ${this.location}`, { cause: err });
-    return new FerryError('store-unavailable', `${this.location}: ${key}: ${(err as Error).message}`, { cause: err });
+    return new FerryError('store-unavailable', `${this.location}: ${key}: ${(err as Error).message}${fullFileSystemHint(err)}`, { cause: err });
   }
 }
 
