@@ -6,14 +6,12 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FilterControlClient } from '../../src/api/filter-control-client.js';
-import type { BlockDevice } from '../../src/core/index.js';
 import { defaultActivityExtentBytes, getDelta, listDeltas, readActivityLog } from '../../src/delta/index.js';
 import { FileStore, Repository } from '../../src/store/index.js';
 import { assertBuilt, ferry } from '../support/cli.js';
 import { startFilterProcess, type FilterProcess } from '../support/filter-process.js';
 import { makeSparseImage, sha256File } from '../support/images.js';
-import { NbdTestClient, nbdDevice } from '../support/nbd-client.js';
-import { RandomWorkload } from '../support/random-workload.js';
+import { writeConcurrently } from '../support/nbd-writers.js';
 import { tempDir } from '../support/temp.js';
 
 const MiB = 1024 * 1024;
@@ -29,35 +27,6 @@ afterAll(async () => {
   for (const filter of running) filter.child.kill('SIGKILL');
   await dir.cleanup();
 });
-
-/** `length` bytes of `device` from `offset`: a workload confined to a region, as a VM's files are. */
-function region(device: BlockDevice, offset: number, length: number): BlockDevice {
-  return {
-    sizeBytes: length,
-    readOnly: false,
-    read: (buf, at) => device.read(buf, offset + at),
-    write: (data, at, options) => device.write(data, offset + at, options),
-    writeZeroes: (at, n, options) => device.writeZeroes(offset + at, n, options),
-    trim: (at, n, options) => device.trim(offset + at, n, options),
-    flush: () => device.flush(),
-    close: async () => {},
-  };
-}
-
-/** Writers in two regions of the disk, each with its own seeded workload. */
-async function writeConcurrently(socketPath: string, workloadSeed: number, opsPerWriter: number, onComplete?: () => void): Promise<void> {
-  const client = await NbdTestClient.connect({ path: socketPath, exportName: 'd0' });
-  const disk = nbdDevice(client);
-  const regions = [region(disk, 16 * MiB, 24 * MiB), region(disk, 160 * MiB, 24 * MiB)];
-  try {
-    await Promise.all(
-      regions.map((r, i) => new RandomWorkload({ seed: workloadSeed + i, sizeBytes: r.sizeBytes, writers: 3, opsPerWriter, maxIoBytes: 256 * 1024 }).run(r, { onComplete })),
-    );
-    await disk.flush();
-  } finally {
-    await disk.close().catch(() => {});
-  }
-}
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
   for (let i = 0; i < 1200; i++) {

@@ -1,6 +1,6 @@
 /**
  * One conformance suite that every ObjectStore backend passes: file: on a temp directory,
- * s3: against a real S3 server (s3rver) on loopback.
+ * s3: against s3rver on loopback, and against Ceph's radosgw (scripts/radosgw) on loopback.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FileStore, S3Store, type ObjectStore } from '../../src/store/index.js';
 import { isFerryError } from '../../src/core/index.js';
+import { startRadosgw } from '../support/radosgw.js';
 import { startS3Server, type S3TestServer } from '../support/s3-server.js';
 
 function conformance(name: string, open: () => Promise<ObjectStore>) {
@@ -105,6 +106,12 @@ conformance('s3', async () => {
   return new S3Store({ bucket: s3.bucket, prefix: 'some/prefix', endpoint: s3.endpoint, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
 });
 
+let radosgw: S3TestServer;
+conformance('s3 (radosgw)', async () => {
+  radosgw = await startRadosgw();
+  return new S3Store({ bucket: radosgw.bucket, prefix: 'some/prefix', endpoint: radosgw.endpoint, accessKeyId: radosgw.accessKeyId, secretAccessKey: radosgw.secretAccessKey });
+});
+
 describe('file store specifics', () => {
   it('leaves no temp files behind after puts', async () => {
     const store = new FileStore(dir);
@@ -125,5 +132,6 @@ describe('s3 store specifics', () => {
 
 afterAll(async () => {
   await s3?.stop();
+  await radosgw?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });

@@ -41,8 +41,8 @@ export function ferry(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliR
  * lock (it says so on stderr): a cutover started after that takes the replica over from it
  * instead of racing it for the lock.
  */
-export async function startFollower(store: string, replica: string): Promise<{ child: ChildProcess; done: Promise<CliResult> }> {
-  const follower = startFerry(['replica', 'apply', '--store', store, replica, '--follow', '--poll-ms', '50']);
+export async function startFollower(store: string, replica: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; done: Promise<CliResult> }> {
+  const follower = startFerry(['replica', 'apply', '--store', store, ...args, replica, '--follow', '--poll-ms', '50'], env);
   let err = '';
   const following = new Promise<void>((resolve) => {
     follower.child.stderr!.on('data', (d: Buffer) => {

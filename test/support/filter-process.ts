@@ -25,11 +25,19 @@ export interface FilterProcess {
  * Starts `ferry filter` (or `ferry agent`) serving `image` as disk d0, or each of `disks`
  * (id -> image); resolves once it has printed its sockets (and an agent its fingerprint).
  */
-export async function startFilterProcess(options: { image?: string; disks?: Record<string, string>; stateDir: string; store: string; args?: string[]; command?: 'filter' | 'agent' }): Promise<FilterProcess> {
+export async function startFilterProcess(options: {
+  image?: string;
+  disks?: Record<string, string>;
+  stateDir: string;
+  store: string;
+  args?: string[];
+  command?: 'filter' | 'agent';
+  env?: NodeJS.ProcessEnv;
+}): Promise<FilterProcess> {
   const disks = Object.entries(options.disks ?? { d0: options.image! });
   const command = options.command ?? 'filter';
   const last = command === 'agent' && options.args?.includes('--listen') ? /^fingerprint /m : /^control /m;
-  const { child, done } = startFerry([command, ...disks.flatMap(([id, image]) => ['--disk', `${id}=${image}`]), '--state-dir', options.stateDir, '--store', options.store, ...(options.args ?? [])]);
+  const { child, done } = startFerry([command, ...disks.flatMap(([id, image]) => ['--disk', `${id}=${image}`]), '--state-dir', options.stateDir, '--store', options.store, ...(options.args ?? [])], options.env);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
