@@ -3,7 +3,8 @@
 // libnbd) rewriting random blocks of every disk the whole time, the store an S3 server
 // (s3rver) behind a proxy that answers some requests 503 SlowDown, resets some and stalls
 // some, a follower (`ferry replica apply --follow`) per disk, and the filter restarted
-// (SIGTERM) every RESTART minutes. At the end the writer stops, every disk is drained and
+// every RESTART minutes, by SIGTERM and SIGKILL in turn (an unclean stop resyncs the
+// activity log). At the end the writer stops, every disk is drained and
 // its replica checked against it (SHA-256 of both files). Memory (RSS) of the filter and
 // the followers is sampled every 10 s and printed per period: it should stay flat.
 //
@@ -170,12 +171,13 @@ while (Date.now() - started < minutes * 60_000) {
   const next = Math.min(Number(opts.restart) * 60_000, started + minutes * 60_000 - Date.now());
   await sleep(next);
   if (Date.now() - started >= minutes * 60_000) break;
-  filter.kill('SIGTERM');
+  const signal = restarts % 2 === 0 ? 'SIGTERM' : 'SIGKILL';
+  filter.kill(signal);
   await new Promise((r) => filter.on('close', r));
   filter = spawnTracked(process.execPath, [ferryMain, ...filterArgs], 'filter.log');
   await printed(filter, /^control /m, 'ferry filter (restarted)');
   restarts++;
-  log(`filter restarted (${restarts}); store requests ${faults.requests}, faults ${faults.slowDown + faults.reset + faults.stall}`);
+  log(`filter restarted after ${signal} (${restarts}); store requests ${faults.requests}, faults ${faults.slowDown + faults.reset + faults.stall}`);
 }
 clearInterval(sampler);
 
@@ -210,7 +212,7 @@ for (let m = 0; m < minutes; m += 5) {
 }
 process.stdout.write(
   [
-    `soak: ${minutes} min, ${diskCount} disks of ${opts.size}, ${writes} writes, ${restarts} filter restarts`,
+    `soak: ${minutes} min, ${diskCount} disks of ${opts.size}, ${writes} writes, ${restarts} filter restarts (${Math.floor(restarts / 2)} after SIGKILL)`,
     `store: ${faults.requests} requests, ${faults.slowDown} answered 503 SlowDown, ${faults.reset} reset, ${faults.stall} stalled`,
     `replicas equal to their disks: ${results.filter(Boolean).length}/${diskCount}`,
     'memory:',

@@ -2,13 +2,14 @@
  * An unclean stop of `ferry filter` (SIGKILL in the middle of randomized concurrent writes)
  * costs a resync of the activity log's extents only, not of the whole disk, and the replica
  * still ends byte-exact: what was in flight, or recorded only in memory, lies in the log.
+ * The replica's follower is SIGKILLed mid-apply too, and a new one carries on.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FilterControlClient } from '../../src/api/filter-control-client.js';
 import { defaultActivityExtentBytes, getDelta, listDeltas, readActivityLog } from '../../src/delta/index.js';
 import { FileStore, Repository } from '../../src/store/index.js';
-import { assertBuilt, ferry } from '../support/cli.js';
+import { assertBuilt, ferry, startFollower } from '../support/cli.js';
 import { startFilterProcess, type FilterProcess } from '../support/filter-process.js';
 import { makeSparseImage, sha256File } from '../support/images.js';
 import { writeConcurrently } from '../support/nbd-writers.js';
@@ -57,21 +58,20 @@ it(`after SIGKILL mid-write, the resync ships at most the activity log's extents
   });
   const init = await ferry(['replica', 'init', '--store', store, '--disk', 'd0', '--manifest', manifestId!, replica, '-q']);
   expect(init.code).toBe(0);
+  const follower = await startFollower(store, replica);
   await writeConcurrently(filter.socketPath, seed, 40);
   const { replication } = (await control.disk('d0')).tracker;
 
-  // SIGKILL once enough writes are done, with the writers still going.
+  // SIGKILL the follower, then the filter, once enough writes are done, the writers still going.
   let completed = 0;
-  let killed = false;
   const writing = writeConcurrently(filter.socketPath, seed + 10, 10_000, () => {
-    if (++completed === 600 && !killed) {
-      killed = true;
-      filter.child.kill('SIGKILL');
-    }
+    completed++;
+    if (completed === 300) follower.child.kill('SIGKILL');
+    if (completed === 600) filter.child.kill('SIGKILL');
   }).catch(() => {}); // the filter is gone under them
-  await filter.done;
+  expect((await follower.done).signal).toBe('SIGKILL');
+  expect((await filter.done).signal).toBe('SIGKILL');
   await writing;
-  expect(killed).toBe(true);
   const log = await readActivityLog(join(stateDir, 'd0', 'activity-log.bin'), sizeBytes);
   expect(log).toBeDefined();
   const logBytes = log!.extents.length * defaultActivityExtentBytes;
@@ -101,9 +101,12 @@ it(`after SIGKILL mid-write, the resync ships at most the activity log's extents
   expect(resyncBytes).toBeGreaterThan(0);
   expect(resyncBytes).toBeLessThanOrEqual(logBytes);
 
+  // A new follower takes over the replica where the killed one left it; the cutover takes it from that one.
+  const nextFollower = await startFollower(store, replica);
   const cutover = await ferry(['cutover', '--disk', 'd0', '--control', again.control, '--store', store, '--replica', replica, '--verify', 'full', '--json']);
   expect(cutover.stderr).toBe('');
   expect(cutover.code).toBe(0);
   expect(await sha256File(replica)).toBe(await sha256File(image));
+  expect((await nextFollower.done).code).toBe(0);
   expect((await again.stop()).code).toBe(0);
 });

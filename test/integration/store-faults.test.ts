@@ -68,8 +68,9 @@ for (const seed of [7, 8]) {
   });
 }
 
-it('a disk replicated live through the faulty store, under randomized concurrent writers, cuts over byte-exact (seed 9)', async () => {
-  const faults = await proxy(9, { slowDown: 0.1, reset: 0.05, stall: 0.05 });
+it('a disk replicated live through the faulty, slow store, under randomized concurrent writers, cuts over byte-exact (seed 9)', async () => {
+  // Every request that passes waits 20 ms more, as over a long link.
+  const faults = await proxy(9, { slowDown: 0.1, reset: 0.05, stall: 0.05, latencyMs: 20 });
   const store = storeVia(faults, 'live', { timeoutMs: 1000, retry: { retryForMs: 120_000 } });
   const sizeBytes = 16 * MiB;
   const { rep, sourcePath, replicaPath } = await startTestReplication(join(dir.path, 'live'), {
