@@ -1,11 +1,13 @@
 /**
  * The activity log of one disk (DRBD's activity log: a write-intent log). It holds the
  * extents of the disk (4 MiB by default) that may hold writes the store does not have yet.
- * An extent joins the log, durably, before a write to it reaches the disk, and leaves only
- * once no write to it is in flight and every record of it is in the store (the change
- * tracker says when: `evict`). After an unclean stop, the journal's unsynced records and the
- * writes that were in flight are lost, but each lies in an extent of the log: only those
- * extents need a resync, not the whole disk.
+ * An extent joins the log, durably, before a write to it reaches the disk, and may leave
+ * only once no write to it is in flight and every record of it is in the store (the change
+ * tracker says when: `evict`). As in DRBD, extents that may leave stay while the log holds
+ * at most `hotExtents`, the least recently written leaving first: a workload that keeps
+ * writing the same places pays no commit per write. After an unclean stop, the journal's
+ * unsynced records and the writes that were in flight are lost, but each lies in an extent
+ * of the log: only those extents need a resync, not the whole disk.
  *
  * The file holds two slots, each a whole bitmap of extents with a generation and a crc. A
  * commit writes the older slot and syncs it, so a torn commit leaves the newer one valid
@@ -24,6 +26,8 @@ import { FerryError, Logger, asFerryError, badInput, fsyncDirectory, sectorBytes
 import type { Extent } from './dirty-bitmap.js';
 
 export const defaultActivityExtentBytes = 4 * 1024 * 1024;
+/** Extents that may stay in the log though they could leave: 4 GiB of 4 MiB extents. */
+export const defaultHotExtents = 1024;
 
 const magic = 0x4641_4c31; // "FAL1"
 const formatVersion = 1;
@@ -39,6 +43,8 @@ const durable = 2;
 export interface ActivityLogOptions {
   sizeBytes: number;
   extentBytes?: number;
+  /** See the class comment. Default 1024; 0 lets every extent leave as soon as it may. */
+  hotExtents?: number;
   /**
    * No earlier state exists (a new tracker): start empty. Otherwise a missing or damaged
    * file means nothing is known, and every extent starts in the log.
@@ -58,6 +64,10 @@ export class ActivityLog {
   private readonly state: Uint8Array;
   private readonly inFlight: Uint32Array;
   private readonly lastSeq: Float64Array;
+  /** When each extent was last written to, by a counter of `begin` calls. */
+  private readonly lastUsed: Float64Array;
+  private uses = 0;
+  private readonly hotExtents: number;
   private generation: number;
   private committing: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
@@ -73,6 +83,7 @@ export class ActivityLog {
     extentBytes: number,
     generation: number,
     recovered: boolean,
+    hotExtents: number,
     private readonly logger: Logger,
   ) {
     this.extentBytes = extentBytes;
@@ -80,6 +91,8 @@ export class ActivityLog {
     this.state = new Uint8Array(this.extentCount);
     this.inFlight = new Uint32Array(this.extentCount);
     this.lastSeq = new Float64Array(this.extentCount);
+    this.lastUsed = new Float64Array(this.extentCount);
+    this.hotExtents = hotExtents;
     this.generation = generation;
     this.recovered = recovered;
   }
@@ -93,7 +106,9 @@ export class ActivityLog {
     const logger = options.logger ?? Logger.silent();
     const found = await readActivityLog(path, options.sizeBytes, extentBytes, logger);
     const handle = await open(path, found === undefined ? 'w+' : 'r+', 0o600);
-    const log = new ActivityLog(path, handle, options.sizeBytes, extentBytes, found?.generation ?? 0, options.fresh || found !== undefined, logger);
+    const hotExtents = options.hotExtents ?? defaultHotExtents;
+    if (!Number.isSafeInteger(hotExtents) || hotExtents < 0) throw badInput('hotExtents', hotExtents, 'a whole number of extents, 0 or more');
+    const log = new ActivityLog(path, handle, options.sizeBytes, extentBytes, found?.generation ?? 0, options.fresh || found !== undefined, hotExtents, logger);
     try {
       if (found === undefined) {
         // Written whole and synced once, so that commits only overwrite.
@@ -145,8 +160,10 @@ export class ActivityLog {
   begin(offset: number, length: number): Promise<void> | undefined {
     if (length === 0 || this.closed) return undefined;
     let wait = false;
+    const now = ++this.uses;
     for (let i = Math.floor(offset / this.extentBytes), last = Math.floor((offset + length - 1) / this.extentBytes); i <= last; i++) {
       this.inFlight[i]!++;
+      this.lastUsed[i] = now;
       if (this.state[i] === out) {
         this.state[i] = adding;
         this.members.add(i);
@@ -173,20 +190,24 @@ export class ActivityLog {
 
   /**
    * Every record below `releasedBelow` is in the store (and the tracker's state says so,
-   * durably): extents with nothing in flight and no later record leave the log. The file
-   * is rewritten in the background; until then it says more than it must, which is safe.
+   * durably): extents with nothing in flight and no later record may leave the log, the
+   * least recently written first, until it holds `hotExtents`. The file is rewritten in the
+   * background; until then it says more than it must, which is safe.
    */
   evict(releasedBelow: number): void {
-    if (this.closed) return;
-    let evicted = false;
+    if (this.closed || this.members.size <= this.hotExtents) return;
+    const free: number[] = [];
     for (const i of this.members) {
-      if (this.state[i] === durable && this.inFlight[i] === 0 && this.lastSeq[i]! < releasedBelow) {
-        this.members.delete(i);
-        this.state[i] = out;
-        evicted = true;
-      }
+      if (this.state[i] === durable && this.inFlight[i] === 0 && this.lastSeq[i]! < releasedBelow) free.push(i);
     }
-    if (evicted && !this.disabled) this.commit().catch(() => {}); // a failure is logged; begin() reports it
+    const leaving = Math.min(free.length, this.members.size - this.hotExtents);
+    if (leaving === 0) return;
+    free.sort((a, b) => this.lastUsed[a]! - this.lastUsed[b]!);
+    for (const i of free.slice(0, leaving)) {
+      this.members.delete(i);
+      this.state[i] = out;
+    }
+    if (!this.disabled) this.commit().catch(() => {}); // a failure is logged; begin() reports it
   }
 
   /** Writes the log as it stands and closes the file. */

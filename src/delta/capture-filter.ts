@@ -4,10 +4,10 @@
  * and trim (docs/DESIGN.md invariants 2 and 3):
  *
  *   1. wait until no earlier overlapping IO is in flight (journal order = disk order);
- *   2. wait until its extents are in the tracker's activity log, then do the disk op (with
- *      FUA if asked);
+ *   2. wait until its extents are in the tracker's activity log, then do the disk op;
  *   3. record it in the tracker, after the disk op completed and before acknowledging;
- *   4. for FUA, sync the journal too, so disk and journal are both durable;
+ *   4. for FUA, make the disk and the journal durable, side by side (the disk's FUA would
+ *      be one sync, the journal's another: one after the other they would cost both);
  *   5. release the range, then delay the acknowledgement if backpressure says so.
  *
  * `flush()` flushes the disk and syncs the journal. Reads pass through. `quiesce()` holds new
@@ -174,16 +174,16 @@ export class CaptureFilter implements BlockDevice {
         try {
           if (logged !== undefined) await logged;
           try {
-            if (kind === 'write') await this.inner.write(data!, offset, options);
-            else if (kind === 'zero') await this.inner.writeZeroes(offset, length, options);
-            else await this.inner.trim(offset, length, options);
+            if (kind === 'write') await this.inner.write(data!, offset);
+            else if (kind === 'zero') await this.inner.writeZeroes(offset, length);
+            else await this.inner.trim(offset, length);
           } catch (err) {
             // The range may be partly written: whatever it holds now must be shipped.
             this.tracker.recordFailed(offset, length);
             throw err;
           }
           await this.tracker.record(kind, offset, data ?? length);
-          if (options?.fua) await this.tracker.sync();
+          if (options?.fua) await this.flush();
         } finally {
           this.tracker.endWrite(offset, length);
         }

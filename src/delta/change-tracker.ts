@@ -46,6 +46,8 @@ export interface ChangeTrackerOptions {
   mode?: TrackingMode;
   /** Extent size of the activity log (what an unclean stop resyncs per extent). Default 4 MiB. */
   activityExtentBytes?: number;
+  /** Extents the activity log keeps while they are written to (see activity-log.ts). Default 1024. */
+  activityHotExtents?: number;
   journal?: Omit<JournalOptions, 'logger'>;
   logger?: Logger;
 }
@@ -144,6 +146,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     const activity = await ActivityLog.open(join(options.dir, activityLogFile), {
       sizeBytes: options.sizeBytes,
       extentBytes: options.activityExtentBytes,
+      hotExtents: options.activityHotExtents,
       fresh: previous === undefined,
       recoveredSeq: journal.nextSeq - 1,
       logger,

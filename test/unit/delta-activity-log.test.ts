@@ -14,7 +14,7 @@ beforeEach(async () => {
 });
 afterEach(async () => rm(dir, { recursive: true, force: true }));
 
-const openLog = (fresh: boolean) => ActivityLog.open(path, { sizeBytes, fresh, recoveredSeq: 10 });
+const openLog = (fresh: boolean, hotExtents = 0) => ActivityLog.open(path, { sizeBytes, fresh, recoveredSeq: 10, hotExtents });
 const onDisk = async () => (await readActivityLog(path, sizeBytes))?.extents;
 
 it('an extent is in the file before begin() resolves; it leaves only with nothing in flight and every record below releasedBelow', async () => {
@@ -37,6 +37,19 @@ it('an extent is in the file before begin() resolves; it leaves only with nothin
   expect(log.extents()).toEqual([]);
   await log.close();
   expect(await onDisk()).toEqual([]);
+});
+
+it('keeps up to hotExtents extents that could leave, the least recently written leaving first', async () => {
+  const log = await openLog(true, 2);
+  for (const extent of [3, 1, 7, 1]) {
+    await log.begin(extent * 4 * M, 512);
+    log.recorded(extent * 4 * M, 512, 1);
+    log.end(extent * 4 * M, 512);
+  }
+  log.evict(2);
+  expect(log.extents().map((e) => e.offset / (4 * M))).toEqual([1, 7]); // 3 was written to longest ago
+  await log.close();
+  expect(await onDisk()).toEqual([1, 7]);
 });
 
 it('a torn newer slot leaves the older one; a missing or foreign file says every extent', async () => {
