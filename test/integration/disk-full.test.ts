@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Logger } from '../../src/core/index.js';
 import type { ModeChange } from '../../src/delta/index.js';
+import type { DiskReplication } from '../../src/migrate/index.js';
 import { FileStore, Repository } from '../../src/store/index.js';
 import { sha256File } from '../support/images.js';
 import { RandomWorkload } from '../support/random-workload.js';
@@ -46,6 +47,28 @@ async function waitUntil(what: string, done: () => boolean): Promise<void> {
   if (!done()) throw new Error(`timed out waiting for ${what}`);
 }
 
+/**
+ * The scenario each case shares: a replica started from a base copy, then `fs` filled;
+ * randomized writers; `whileFull` checks what happened; space back, more writers; a cutover
+ * whose replica must equal the source.
+ */
+async function throughFullFileSystem(rep: DiskReplication, fs: SmallFileSystem, seed: number, replicaPath: string, whileFull: () => Promise<void>): Promise<void> {
+  try {
+    const copy = await rep.baseCopy();
+    await rep.startReplica(copy.manifestId);
+    await fs.fill();
+    await workload(seed, 1).run(rep.filter); // rejects if a single write fails
+    await whileFull();
+    await fs.free();
+    await workload(seed, 2).run(rep.filter);
+    const cutover = await rep.cutover({ verify: 'full' });
+    expect(cutover.finalSeq).toBeGreaterThan(0);
+    expect(await sha256File(replicaPath)).toBe(await sha256File(rep.options.sourcePath));
+  } finally {
+    await rep.close();
+  }
+}
+
 it('the journal\'s file system full: no write fails, the tracker falls back to its bitmap, then catches up exactly (seed 71)', async (ctx) => {
   const seed = 71;
   const fs = await smallFileSystem('journal-fs', 2 * MiB);
@@ -53,58 +76,34 @@ it('the journal\'s file system full: no write fails, the tracker falls back to i
   const base = join(dir.path, 'journal');
   await symlink(fs.path, `${base}-tracker`); // the tracker's directory is on the small file system
   const { logger, lines } = capturingLogger();
-  const { rep, sourcePath, replicaPath } = await startTestReplication(base, { sizeBytes, seed, journal: { segmentMaxAgeMs: 30, maxMemoryBytes: 256 * 1024 }, logger });
+  const { rep, replicaPath } = await startTestReplication(base, { sizeBytes, seed, journal: { segmentMaxAgeMs: 30, maxMemoryBytes: 256 * 1024 }, logger });
   const modes: ModeChange[] = [];
   rep.tracker.on('mode', (change) => modes.push(change));
-  try {
-    const copy = await rep.baseCopy();
-    await rep.startReplica(copy.manifestId);
-    await fs.fill();
-    await workload(seed, 1).run(rep.filter); // rejects if a single write fails
+  await throughFullFileSystem(rep, fs, seed, replicaPath, async () => {
     expect(modes.some((m) => m.mode === 'bitmap' && /file system is full/.test(m.reason))).toBe(true);
     expect(lines.join('\n')).toMatch(/falling back to the dirty bitmap.*file system is full/);
-    await fs.free();
-    await workload(seed, 2).run(rep.filter);
-    const cutover = await rep.cutover({ verify: 'full' });
-    expect(cutover.finalSeq).toBeGreaterThan(0);
-    expect(await sha256File(replicaPath)).toBe(await sha256File(sourcePath));
-  } finally {
-    await rep.close();
-  }
+  });
 });
 
 it('the replica\'s file system full: the applier retries, saying so, and applies everything once there is space (seed 72)', async (ctx) => {
   const seed = 72;
   const fs = await smallFileSystem('replica-fs', 20 * MiB);
   if (!fs) return ctx.skip('mounting a tmpfs needs root');
-  const base = join(dir.path, 'replica');
   const { logger, lines } = capturingLogger();
   const replicaPath = join(fs.path, 'replica.img');
-  const { rep, sourcePath } = await startTestReplication(base, { sizeBytes, seed, dataFraction: 0.3, replicaPath, journal: { segmentMaxAgeMs: 30 }, logger });
-  try {
-    const copy = await rep.baseCopy();
-    await rep.startReplica(copy.manifestId);
-    await fs.fill();
-    await workload(seed, 1).run(rep.filter);
-    await waitUntil('the applier to hit the full file system', () => lines.some((l) => /applying deltas failed, will retry.*file system is full/.test(l)));
-    await fs.free();
-    await workload(seed, 2).run(rep.filter);
-    const cutover = await rep.cutover({ verify: 'full' });
-    expect(cutover.finalSeq).toBeGreaterThan(0);
-    expect(await sha256File(replicaPath)).toBe(await sha256File(sourcePath));
-  } finally {
-    await rep.close();
-  }
+  const { rep } = await startTestReplication(join(dir.path, 'replica'), { sizeBytes, seed, dataFraction: 0.3, replicaPath, journal: { segmentMaxAgeMs: 30 }, logger });
+  await throughFullFileSystem(rep, fs, seed, replicaPath, () =>
+    waitUntil('the applier to hit the full file system', () => lines.some((l) => /applying deltas failed, will retry.*file system is full/.test(l))),
+  );
 });
 
 it('the store\'s file system full: shipping retries, the journal overflows into the bitmap, a base copy fails saying why; then all catches up (seed 73)', async (ctx) => {
   const seed = 73;
   const fs = await smallFileSystem('store-fs', 96 * MiB);
   if (!fs) return ctx.skip('mounting a tmpfs needs root');
-  const base = join(dir.path, 'store');
   const repo = await Repository.openOrInit(new FileStore(join(fs.path, 'store')), MiB);
   const { logger, lines } = capturingLogger();
-  const { rep, sourcePath, replicaPath } = await startTestReplication(base, {
+  const { rep, replicaPath } = await startTestReplication(join(dir.path, 'store'), {
     sizeBytes,
     seed,
     dataFraction: 0.3,
@@ -115,20 +114,9 @@ it('the store\'s file system full: shipping retries, the journal overflows into 
   });
   const modes: string[] = [];
   rep.tracker.on('mode', (change: ModeChange) => modes.push(change.mode));
-  try {
-    const copy = await rep.baseCopy();
-    await rep.startReplica(copy.manifestId);
-    await fs.fill();
-    await workload(seed, 1).run(rep.filter);
+  await throughFullFileSystem(rep, fs, seed, replicaPath, async () => {
     await waitUntil('shipping to fail', () => lines.some((l) => /shipping failed, will retry.*file system is full/.test(l)));
     expect(modes).toContain('bitmap');
     await expect(rep.baseCopy()).rejects.toThrow(/file system is full/);
-    await fs.free();
-    await workload(seed, 2).run(rep.filter);
-    const cutover = await rep.cutover({ verify: 'full' });
-    expect(cutover.finalSeq).toBeGreaterThan(0);
-    expect(await sha256File(replicaPath)).toBe(await sha256File(sourcePath));
-  } finally {
-    await rep.close();
-  }
+  });
 });
