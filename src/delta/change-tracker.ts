@@ -48,6 +48,12 @@ export interface ChangeTrackerOptions {
   activityExtentBytes?: number;
   /** Extents the activity log keeps while they are written to (see activity-log.ts). Default 1024. */
   activityHotExtents?: number;
+  /**
+   * How long saving a new `releasedBelow` may wait, so that the releases of many segments
+   * share one save (extents leave the activity log only after it). Default 1000 ms; 0 saves
+   * before each release resolves.
+   */
+  releasedSaveDelayMs?: number;
   journal?: Omit<JournalOptions, 'logger'>;
   logger?: Logger;
 }
@@ -111,6 +117,8 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   private lastResyncGeneration = 0;
   private needsSeq = 0;
   private releasedBelow = 0;
+  private releasedSaveDelayMs = 1000;
+  private releasedSave: NodeJS.Timeout | undefined;
   /** Counts the times the tracker became inconsistent: a save begun before one is stale. */
   private inconsistencies = 0;
 
@@ -187,6 +195,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     tracker.lastResyncGeneration = previous?.resyncGeneration ?? 0;
     tracker.needsSeq = needsSeq;
     tracker.releasedBelow = previous?.releasedBelow ?? 0;
+    tracker.releasedSaveDelayMs = options.releasedSaveDelayMs ?? tracker.releasedSaveDelayMs;
     // From here until close() the state on disk says "not clean".
     await tracker.persist(false);
     return tracker;
@@ -433,6 +442,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     if (this.closed) return;
     this.closed = true;
     await this.switching;
+    clearTimeout(this.releasedSave);
     await this.journal.close();
     await this.persisting; // a save under way may let extents leave the activity log first
     await this.activity.close();
@@ -449,7 +459,14 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     const seq = this.journal.firstUnreleasedSeq;
     if (seq <= this.releasedBelow) return;
     this.releasedBelow = seq;
-    await this.persist(false).catch((err: unknown) => this.logger.error('change tracker: saving state failed', { dir: this.dir, error: asFerryError(err).message }));
+    const save = () => this.persist(false).catch((err: unknown) => this.logger.error('change tracker: saving state failed', { dir: this.dir, error: asFerryError(err).message }));
+    if (this.releasedSaveDelayMs === 0) await save();
+    else if (this.releasedSave === undefined) {
+      this.releasedSave = setTimeout(() => {
+        this.releasedSave = undefined;
+        void save();
+      }, this.releasedSaveDelayMs).unref();
+    }
   }
 
   /** Starts a fall back to the bitmap (idempotent while one is under way). */

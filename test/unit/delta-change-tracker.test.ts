@@ -132,7 +132,7 @@ describe('ChangeTracker', () => {
   });
 
   it('after an unclean stop only the activity log is dirty: extents in flight or unshipped, not those shipped', async () => {
-    const tracker = await ChangeTracker.open({ dir, sizeBytes: 64 * M, activityExtentBytes: 4 * M, activityHotExtents: 0, journal: { segmentMaxAgeMs: 0 } });
+    const tracker = await ChangeTracker.open({ dir, sizeBytes: 64 * M, activityExtentBytes: 4 * M, activityHotExtents: 0, releasedSaveDelayMs: 0, journal: { segmentMaxAgeMs: 0 } });
     await write(tracker, 1 * M, 4 * K); // extent 0: shipped below
     await write(tracker, 5 * M - 4 * K, 8 * K); // extents 1 and 2: shipped below
     const shipped = (await tracker.seal())!;
@@ -142,7 +142,7 @@ describe('ChangeTracker', () => {
     await write(tracker, 40 * M, 64 * K); // extent 10: not shipped
     await tracker.beginWrite(60 * M, 4 * K); // extent 15: in flight, never recorded
     // Crash: no close.
-    const reopened = await ChangeTracker.open({ dir, sizeBytes: 64 * M, activityExtentBytes: 4 * M, activityHotExtents: 0 });
+    const reopened = await ChangeTracker.open({ dir, sizeBytes: 64 * M, activityExtentBytes: 4 * M, activityHotExtents: 0, releasedSaveDelayMs: 0 });
     expect(reopened.mode).toBe('bitmap');
     expect(reopened.consistent).toBe(false);
     expect(dirtyExtents(reopened, 4 * M)).toEqual([2, 10, 15]);
@@ -155,9 +155,9 @@ describe('ChangeTracker', () => {
     expect(reopened.resyncComplete()).toBe(true);
     await write(reopened, 20 * M, 4 * K);
     await reopened.close();
-    const again = await ChangeTracker.open({ dir, sizeBytes: 64 * M, activityExtentBytes: 4 * M, activityHotExtents: 0 });
+    const again = await ChangeTracker.open({ dir, sizeBytes: 64 * M, activityExtentBytes: 4 * M, activityHotExtents: 0, releasedSaveDelayMs: 0 });
     expect(again.consistent).toBe(true);
-    const crashed = await ChangeTracker.open({ dir, sizeBytes: 64 * M, activityExtentBytes: 4 * M, activityHotExtents: 0 });
+    const crashed = await ChangeTracker.open({ dir, sizeBytes: 64 * M, activityExtentBytes: 4 * M, activityHotExtents: 0, releasedSaveDelayMs: 0 });
     expect(dirtyExtents(crashed, 4 * M)).toEqual([5]); // the unshipped write of the last run
     await crashed.close();
     await again.close().catch(() => {});
