@@ -16,7 +16,7 @@ const rows = readFileSync(file, 'utf8')
     return { target, tool, run: Number(run), seconds: Number(seconds) };
   });
 const mbps = (seconds) => sizeBytes / 1e6 / seconds;
-const goals = { file: { peer: 'cp', min: 0.8 }, s3: { peer: 'rclone', min: 1.2 } };
+const goals = { file: { peer: 'cp', min: 0.8 }, s3: { peer: 'rclone', min: 1.2 }, restore: { peer: 'rclone', min: 1.5 } };
 
 // Best (shortest) and median run per target and tool.
 const groups = new Map();
@@ -28,7 +28,7 @@ for (const r of rows) {
 const lines = [];
 lines.push(`disk size ${(sizeBytes / 2 ** 30).toFixed(2)} GiB (${(sizeBytes / 1e6).toFixed(0)} MB); MB/s = disk size / wall-clock seconds`);
 lines.push('');
-lines.push(`${'target'.padEnd(7)}${'tool'.padEnd(16)}${'runs (s)'.padEnd(24)}${'best s'.padStart(8)}${'best MB/s'.padStart(11)}${'median s'.padStart(10)}`);
+lines.push(`${'target'.padEnd(8)}${'tool'.padEnd(16)}${'runs (s)'.padEnd(24)}${'best s'.padStart(8)}${'best MB/s'.padStart(11)}${'median s'.padStart(10)}`);
 const best = new Map();
 for (const [key, list] of groups) {
   const [target, tool] = key.split('\t');
@@ -36,7 +36,7 @@ for (const [key, list] of groups) {
   const median = sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
   best.set(key, sorted[0]);
   lines.push(
-    `${target.padEnd(7)}${tool.padEnd(16)}${list.map((s) => s.toFixed(2)).join(' ').padEnd(24)}` +
+    `${target.padEnd(8)}${tool.padEnd(16)}${list.map((s) => s.toFixed(2)).join(' ').padEnd(24)}` +
       `${sorted[0].toFixed(2).padStart(8)}${mbps(sorted[0]).toFixed(0).padStart(11)}${median.toFixed(2).padStart(10)}`,
   );
 }
