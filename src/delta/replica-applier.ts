@@ -4,9 +4,9 @@
  * store in replay order, each verified in full before a byte of it is written (invariant 6).
  *
  * Progress is a small state file beside the replica (`<replica>.ferry-replica.json`),
- * written after the replica is flushed. Applying a delta is idempotent (it writes absolute
- * contents), so a crash between the flush and the state write only means the delta is
- * applied again.
+ * written after the replica is flushed, once for a group of deltas (up to 256, or 64 MiB).
+ * Applying a delta is idempotent (it writes absolute contents), so a crash before the
+ * state write only means the group is applied again.
  *
  * One replication, one applier (invariant 9): the state names the replication the base
  * belongs to, and only that replication's deltas are listed and applied. An applier holds
@@ -38,6 +38,9 @@ const stateVersion = 2;
 
 /** Zero extents from this size on are applied as holes. */
 const holeMinBytes = 1024 * 1024;
+/** A group of applied deltas is committed (replica flushed, state written) at this many deltas or bytes. */
+const commitEveryDeltas = 256;
+const commitEveryBytes = 64 * 1024 * 1024;
 
 export interface ReplicaState {
   version: typeof stateVersion;
@@ -279,13 +282,25 @@ export class ReplicaApplier {
     let applied = 0;
     let waiting = false;
     const device = await FileDevice.open(this.replicaPath);
+    // Deltas are committed in groups: the replica flushed, then the state file written,
+    // once for several deltas (applying one again after a crash is harmless). Deltas that
+    // replay no longer needs are deleted only after the state that says so is durable.
+    const batch = { deltas: 0, bytes: 0, prunable: [] as DeltaName[] };
+    const commit = async () => {
+      if (batch.deltas > 0) {
+        await device.flush();
+        await this.persist();
+      }
+      batch.deltas = batch.bytes = 0;
+      for (const name of batch.prunable.splice(0)) await deleteDelta(this.repo, name, signal);
+    };
     try {
       for (const name of deltas) {
         throwIfAborted(signal);
         const step = this.decide(name);
         if (step === 'skip') {
-          // Applied (the state file says so) or superseded: no replay needs it again.
-          if (this.prune) await deleteDelta(this.repo, name, signal);
+          // Applied (the state says so) or superseded: no replay needs it again.
+          if (this.prune) batch.prunable.push(name);
           continue;
         }
         if (name.kind === 'journal' && name.seq > lastSeq) break;
@@ -293,13 +308,20 @@ export class ReplicaApplier {
           waiting = true;
           break;
         }
-        if (!(await this.apply(device, name, signal))) {
+        const bytes = await this.apply(device, name, signal);
+        if (bytes === undefined) {
           waiting = true; // a journal delta it needs is not listed yet
           break;
         }
         applied++;
+        batch.deltas++;
+        batch.bytes += bytes;
+        if (batch.deltas >= commitEveryDeltas || batch.bytes >= commitEveryBytes) await commit();
       }
+      await commit();
     } finally {
+      // Stopped part way (a failure, a handover): what was applied is committed all the same.
+      if (batch.deltas > 0) await commit().catch(() => {});
       await device.close();
     }
     if (mark && this.state.nextSeq >= mark.finalSeq && this.consistent) {
@@ -445,14 +467,18 @@ export class ReplicaApplier {
     await this.persist();
   }
 
-  /** Applies a delta; false (and nothing written) for a resync whose journal records before it are not all applied yet. */
-  private async apply(device: FileDevice, name: DeltaName, signal?: AbortSignal): Promise<boolean> {
+  /**
+   * Applies a delta to the replica and the state in memory (the caller commits both);
+   * resolves with the bytes it covered, or undefined (and nothing written) for a resync whose
+   * journal records before it are not all applied yet.
+   */
+  private async apply(device: FileDevice, name: DeltaName, signal?: AbortSignal): Promise<number | undefined> {
     const delta = await getDelta(this.repo, name, signal);
     // A listing that lags may not show a journal delta shipped before the fall back yet: the
     // resync does not carry those records, so it waits for them rather than jump over them.
     if (delta.kind === 'resync' && delta.part === 0 && this.state.nextSeq < (delta.needsSeq ?? 0)) {
       this.logger.info('resync waits for journal deltas before it', { resync: name.key, nextSeq: this.state.nextSeq, needsSeq: delta.needsSeq });
-      return false;
+      return undefined;
     }
     if (delta.diskSizeBytes !== device.sizeBytes) {
       throw new FerryError('bad-input', `delta ${name.key} is for a ${delta.diskSizeBytes}-byte disk; replica ${this.replicaPath} has ${device.sizeBytes} bytes`);
@@ -464,7 +490,6 @@ export class ReplicaApplier {
       else if (extent.length >= holeMinBytes) await device.trim(extent.offset, extent.length);
       else await device.writeZeroes(extent.offset, extent.length);
     }
-    await device.flush();
 
     const s = this.state;
     if (delta.kind === 'journal') {
@@ -481,11 +506,11 @@ export class ReplicaApplier {
         delete s.resync;
       }
     }
+    const bytes = delta.extents.reduce((sum, e) => sum + e.length, 0);
     s.deltasApplied++;
-    s.bytesApplied += delta.extents.reduce((sum, e) => sum + e.length, 0);
+    s.bytesApplied += bytes;
     s.lastDeltaCreatedAtMs = delta.createdAtMs;
-    await this.persist();
-    return true;
+    return bytes;
   }
 
   private async persist(): Promise<void> {

@@ -35,7 +35,7 @@ const random = () => {
 const put = async (seq) => {
   const data = randomFillSync(Buffer.allocUnsafe(deltaBytes));
   const offset = Math.floor(random() * slots) * deltaBytes;
-  await putDelta(repo, 'd0', { kind: 'journal', replication, diskSizeBytes: sizeBytes, seq, endSeq: seq, part: 0, generation: 0, final: false, needsSeq: 0, extents: [{ kind: 'write', offset, data }] });
+  await putDelta(repo, 'd0', { kind: 'journal', replication, diskSizeBytes: sizeBytes, seq, endSeq: seq, part: 0, generation: 0, final: false, needsSeq: 0, createdAtMs: Date.now(), extents: [{ kind: 'write', offset, length: deltaBytes, data }] });
 };
 for (let seq = 1; seq <= count; seq += 16) {
   await Promise.all(Array.from({ length: Math.min(16, count - seq + 1) }, (_, i) => put(seq + i)));
