@@ -4,13 +4,15 @@
  * and trim (docs/DESIGN.md invariants 2 and 3):
  *
  *   1. wait until no earlier overlapping IO is in flight (journal order = disk order);
- *   2. wait until its extents are in the tracker's activity log, then do the disk op;
+ *   2. wait until its extents are in the tracker's activity log, then do the disk op (with
+ *      FUA if asked);
  *   3. record it in the tracker, after the disk op completed and before acknowledging;
- *   4. for FUA, make the disk and the journal durable, side by side (the disk's FUA would
- *      be one sync, the journal's another: one after the other they would cost both);
- *   5. release the range, then delay the acknowledgement if backpressure says so.
+ *   4. release the range, then delay the acknowledgement if backpressure says so.
  *
- * `flush()` flushes the disk and syncs the journal. Reads pass through. `quiesce()` holds new
+ * FUA and `flush()` make the disk durable, not the journal: after an unclean stop the
+ * tracker drops its journal and resyncs the activity log's extents, where every write lies
+ * whose record had not reached the store (docs/DESIGN.md invariants 2 and 13). Reads pass
+ * through. `quiesce()` holds new
  * IO and resolves once in-flight IO is done (like nbdkit's pause filter), for cutover.
  * `fence()` refuses all IO but flushes, held IO included: after a cutover, the source must
  * never run beside the destination (invariant 7).
@@ -95,13 +97,12 @@ export class CaptureFilter implements BlockDevice {
   }
 
   /**
-   * Every write completed before the call is durable on the disk and in the journal. A
-   * flush passes even while quiesced: it changes no data, and a paused VM being shut down
-   * after cutover flushes its disk and must not hang on it.
+   * Every write completed before the call is durable on the disk. A flush passes even while
+   * quiesced: it changes no data, and a paused VM being shut down after cutover flushes its
+   * disk and must not hang on it.
    */
-  async flush(): Promise<void> {
-    // Independent syncs (the disk's file, the journal's): side by side, not one after the other.
-    await Promise.all([this.inner.flush(), this.tracker.sync()]);
+  flush(): Promise<void> {
+    return this.inner.flush();
   }
 
   /**
@@ -174,16 +175,15 @@ export class CaptureFilter implements BlockDevice {
         try {
           if (logged !== undefined) await logged;
           try {
-            if (kind === 'write') await this.inner.write(data!, offset);
-            else if (kind === 'zero') await this.inner.writeZeroes(offset, length);
-            else await this.inner.trim(offset, length);
+            if (kind === 'write') await this.inner.write(data!, offset, options);
+            else if (kind === 'zero') await this.inner.writeZeroes(offset, length, options);
+            else await this.inner.trim(offset, length, options);
           } catch (err) {
             // The range may be partly written: whatever it holds now must be shipped.
             this.tracker.recordFailed(offset, length);
             throw err;
           }
           await this.tracker.record(kind, offset, data ?? length);
-          if (options?.fua) await this.flush();
         } finally {
           this.tracker.endWrite(offset, length);
         }

@@ -332,8 +332,9 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   /**
    * Records a completed disk write (the filter calls this after the disk op and before it
    * acknowledges). Never fails because of the journal: any journal trouble turns into a fall
-   * back to the bitmap. The record is in the journal (in memory, written in the background)
-   * when this resolves; `sync` makes it durable.
+   * back to the bitmap. The record is in the journal (in memory, written to a file when
+   * memory runs short or at a clean close) when this resolves; it need not be durable, as
+   * its extent is in the activity log until the store has it.
    */
   async record(kind: RecordKind, offset: number, dataOrLength: WriteData | number): Promise<void> {
     this.checkOpen();
@@ -368,16 +369,6 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   recordFailed(offset: number, length: number): void {
     this.bitmap.mark(offset, length);
     this.setConsistent(false);
-  }
-
-  /** Makes every record so far durable (FLUSH, FUA). Journal trouble falls back, not fails. */
-  async sync(): Promise<void> {
-    if (this.modeValue !== 'streaming') return;
-    try {
-      await this.journal.sync();
-    } catch (err) {
-      this.fallBack(`journal sync failed: ${asFerryError(err).message}`);
-    }
   }
 
   /** Switches to bitmap mode on purpose (seed in transit, link too slow for streaming). */
@@ -432,7 +423,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   resyncComplete(): boolean {
     if (this.modeValue === 'streaming' && this.bitmap.dirtyCount === 0) {
       this.setConsistent(true);
-      void this.advanceReleasedBelow();
+      void this.advanceReleasedBelow(true); // the state must say consistent, even at the same seq
     }
     return this.consistentValue;
   }
@@ -452,13 +443,14 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
 
   /**
    * Consistent and streaming: every record below the journal's first unreleased seq is in
-   * the store. Saved, and then extents whose records are all below it leave the activity log.
+   * the store. Saved (when it moved, or `always`), and then extents whose records are all below
+   * it may leave the activity log.
    */
-  private async advanceReleasedBelow(): Promise<void> {
+  private async advanceReleasedBelow(always = false): Promise<void> {
     if (!this.consistentValue || this.modeValue !== 'streaming' || this.closed) return;
     const seq = this.journal.firstUnreleasedSeq;
-    if (seq <= this.releasedBelow) return;
-    this.releasedBelow = seq;
+    if (seq <= this.releasedBelow && !always) return;
+    this.releasedBelow = Math.max(this.releasedBelow, seq);
     const save = () => this.persist(false).catch((err: unknown) => this.logger.error('change tracker: saving state failed', { dir: this.dir, error: asFerryError(err).message }));
     if (this.releasedSaveDelayMs === 0) await save();
     else if (this.releasedSave === undefined) {

@@ -7,8 +7,8 @@
  * order), in memory. Every `segmentMaxAgeMs` or `segmentMaxBytes` the open segment is rotated
  * (new appends go to a fresh segment at once) and sealed in the background, ready for the
  * delta shipper, which reads it coalesced and `release`s it when the store has it. Seals run
- * one at a time, in seq order. Records reach the disk only when asked: `sync` (a FLUSH or
- * FUA) makes every record so far durable, wherever it is; when the memory held passes
+ * one at a time, in seq order. Records reach the disk only when asked: `sync` (and a clean
+ * `close`) makes every record so far durable, wherever it is; when the memory held passes
  * `maxMemoryBytes`, `backlog` writes it all to files. So with a shipper that keeps up and a
  * VM that does not flush, journal records never touch the disk.
  *
@@ -80,8 +80,8 @@ export class Journal extends EventEmitter<JournalEvents> {
   lostSegments: string[] = [];
   /**
    * Sealed segments whose files are not yet known durable, with the open segment that wrote
-   * each (its fd still open). Sealing does not sync: journal records are owed durability at a
-   * FLUSH or FUA (`sync`) and at `close`, and a segment shipped and released before then never
+   * each (its fd still open). Sealing does not sync: journal records are owed durability at
+   * `sync` and at `close`, and a segment shipped and released before then never
    * has to reach the disk at all.
    */
   private readonly unsynced = new Map<SealedSegment, OpenSegment>();
@@ -220,7 +220,7 @@ export class Journal extends EventEmitter<JournalEvents> {
 
   /**
    * Appends a record: copied into memory (the caller keeps its buffer). It reaches a file when
-   * `sync` (FLUSH, FUA) or `written` asks, or when the memory it holds is needed (`backlog`).
+   * `sync`, `close` or `written` asks, or when the memory it holds is needed (`backlog`).
    */
   append(record: JournalRecord): AppendResult {
     this.checkUsable();
@@ -267,7 +267,7 @@ export class Journal extends EventEmitter<JournalEvents> {
     return this.spilling;
   }
 
-  /** Makes every record appended so far durable (FLUSH and FUA wait for this). */
+  /** Makes every record appended so far durable. */
   async sync(): Promise<void> {
     this.checkUsable();
     try {

@@ -138,7 +138,7 @@ describe('ChangeTracker', () => {
     const shipped = (await tracker.seal())!;
     await tracker.release(shipped);
     await write(tracker, 10 * M, 4 * K); // extent 2 again: not shipped
-    await tracker.sync(); // durable in the journal, but not in the store: still in the log
+    // Extent 2 again, not yet in the store: it stays in the log.
     await write(tracker, 40 * M, 64 * K); // extent 10: not shipped
     await tracker.beginWrite(60 * M, 4 * K); // extent 15: in flight, never recorded
     // Crash: no close.
