@@ -71,8 +71,10 @@ const ferry = (args) =>
   });
 
 // The S3 server, and the proxy that misbehaves in front of it.
-const s3 = spawnTracked(process.execPath, [join(root, 'scripts/bench/lib/s3rver.mjs'), join(dir, 's3'), 'soak']);
+const s3 = spawnTracked(process.execPath, [join(root, 'scripts/bench/lib/s3rver.mjs'), join(dir, 's3'), 'soak'], 's3rver.log');
 await printed(s3, /endpoint/, 's3rver');
+// ferry rides out a store that is away; a soak whose store died measures nothing more.
+s3.on('exit', (code, signal) => log(`s3rver exited (${code ?? signal}); its log: ${join(dir, 's3rver.log')}`));
 const upstream = new URL(JSON.parse(s3.out.trim().split('\n')[0]).endpoint);
 const faults = { requests: 0, slowDown: 0, reset: 0, stall: 0 };
 const proxy = createServer((req, res) => {

@@ -434,11 +434,16 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     this.closed = true;
     await this.switching;
     clearTimeout(this.releasedSave);
-    await this.journal.close();
-    await this.persisting; // a save under way may let extents leave the activity log first
-    await this.activity.close();
-    await writeFileAtomic(join(this.dir, bitmapFile), this.bitmap.serialize());
-    await this.persist(true);
+    try {
+      await this.journal.close();
+      await this.persisting; // a save under way may let extents leave the activity log first
+      await this.activity.close();
+      await writeFileAtomic(join(this.dir, bitmapFile), this.bitmap.serialize());
+      await this.persist(true);
+    } catch (err) {
+      // The state still says "not clean": nothing is lost, the next open resyncs.
+      throw new FerryError('io', `change tracker ${this.dir}: could not close cleanly (${asFerryError(err, 'io').message}); the next start resyncs the activity log's extents`, { cause: err });
+    }
   }
 
   /**

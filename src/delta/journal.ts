@@ -294,6 +294,12 @@ export class Journal extends EventEmitter<JournalEvents> {
    * writers after), and spills the sealed segments held in memory, durably.
    */
   private async syncAll(): Promise<void> {
+    // An empty open segment whose file could not be made (the file system was full) is made
+    // again: space may be back, and it would report its old failure for good.
+    if (this.open.records.length === 0 && this.open.broken) {
+      await this.open.destroy().catch(() => {});
+      this.open = OpenSegment.create(this.dir, this.nextSeqValue);
+    }
     const unsynced = [...this.unsynced];
     const inMemory = this.sealed.filter((s) => s.memoryBytes > 0);
     // Synchronously from here: each sync() marks its segment, so that a seal starting now

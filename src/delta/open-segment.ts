@@ -74,6 +74,7 @@ export class OpenSegment {
   /** Set by `seal`: appends are refused from then on. */
   private sealedAs: string | undefined;
   private readonly handle: Promise<FileHandle>;
+  private createFailed = false;
 
   private constructor(
     readonly dir: string,
@@ -84,7 +85,7 @@ export class OpenSegment {
   ) {
     this.handle = handle;
     // Nobody may await the handle before it fails; the failure surfaces at the next write.
-    handle.catch(() => {});
+    handle.catch(() => (this.createFailed = true));
     this.logicalBytes = sizeBytes;
     this.writtenBytes = sizeBytes;
     this.dirSynced = dirSynced;
@@ -92,6 +93,11 @@ export class OpenSegment {
 
   get path(): string {
     return join(this.dir, openSegmentName(this.firstSeq));
+  }
+
+  /** Its file could not be made (a full file system, say): it can never hold a record. */
+  get broken(): boolean {
+    return this.createFailed || this.writeFailure !== undefined;
   }
 
   /** Seq of the last record, or firstSeq - 1 when empty. */

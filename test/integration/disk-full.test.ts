@@ -71,12 +71,15 @@ async function throughFullFileSystem(rep: DiskReplication, fs: SmallFileSystem, 
 
 it('the journal\'s file system full: no write fails, the tracker falls back to its bitmap, then catches up exactly (seed 71)', async (ctx) => {
   const seed = 71;
-  const fs = await smallFileSystem('journal-fs', 2 * MiB);
+  const fs = await smallFileSystem('journal-fs', 32 * MiB);
   if (!fs) return ctx.skip('mounting a tmpfs needs root');
   const base = join(dir.path, 'journal');
   await symlink(fs.path, `${base}-tracker`); // the tracker's directory is on the small file system
   const { logger, lines } = capturingLogger();
-  const { rep, replicaPath } = await startTestReplication(base, { sizeBytes, seed, journal: { segmentMaxAgeMs: 30, maxMemoryBytes: 256 * 1024 }, logger });
+  // A journal that never holds more than the file system has once freed (a shipper slowed
+  // by a busy machine must not fill it again).
+  const journal = { segmentMaxAgeMs: 30, maxMemoryBytes: 256 * 1024, hardLimitBytes: 16 * MiB };
+  const { rep, replicaPath } = await startTestReplication(base, { sizeBytes, seed, journal, logger });
   const modes: ModeChange[] = [];
   rep.tracker.on('mode', (change) => modes.push(change));
   await throughFullFileSystem(rep, fs, seed, replicaPath, async () => {
