@@ -103,11 +103,11 @@ export class ActivityLog {
     if (!Number.isSafeInteger(extentBytes) || extentBytes <= 0 || extentBytes % sectorBytes !== 0) {
       throw badInput('activityExtentBytes', extentBytes, `a positive multiple of ${sectorBytes} bytes`);
     }
+    const hotExtents = options.hotExtents ?? defaultHotExtents;
+    if (!Number.isSafeInteger(hotExtents) || hotExtents < 0) throw badInput('hotExtents', hotExtents, 'a whole number of extents, 0 or more');
     const logger = options.logger ?? Logger.silent();
     const found = await readActivityLog(path, options.sizeBytes, extentBytes, logger);
     const handle = await open(path, found === undefined ? 'w+' : 'r+', 0o600);
-    const hotExtents = options.hotExtents ?? defaultHotExtents;
-    if (!Number.isSafeInteger(hotExtents) || hotExtents < 0) throw badInput('hotExtents', hotExtents, 'a whole number of extents, 0 or more');
     const log = new ActivityLog(path, handle, options.sizeBytes, extentBytes, found?.generation ?? 0, options.fresh || found !== undefined, hotExtents, logger);
     try {
       if (found === undefined) {
@@ -130,9 +130,8 @@ export class ActivityLog {
     return log;
   }
 
-  /** Bytes of one slot: the header and one bit per extent, rounded up to 4 KiB. */
   private get slotBytes(): number {
-    return Math.ceil((headerBytes + Math.ceil(this.extentCount / 8)) / slotAlignBytes) * slotAlignBytes;
+    return slotBytes(this.extentCount);
   }
 
   /** The disk ranges of the extents in the log, in offset order. */
@@ -145,11 +144,6 @@ export class ActivityLog {
     let bytes = 0;
     for (const i of this.members) bytes += this.extentRange(i).length;
     return bytes;
-  }
-
-  /** Whether the log stopped after a failed commit (an unclean stop then costs a full resync). */
-  get failed(): boolean {
-    return this.disabled;
   }
 
   /**
@@ -280,6 +274,11 @@ export class ActivityLog {
   }
 }
 
+/** Bytes of one slot: the header and one bit per extent, rounded up to 4 KiB. */
+function slotBytes(extentCount: number): number {
+  return Math.ceil((headerBytes + Math.ceil(extentCount / 8)) / slotAlignBytes) * slotAlignBytes;
+}
+
 /**
  * The newest valid slot of the log at `path`: its generation and the indices of the extents
  * in it. Undefined if there is no file, no valid slot, or it is for another disk geometry.
@@ -299,17 +298,17 @@ export async function readActivityLog(
   }
   const extentCount = Math.ceil(sizeBytes / extentBytes);
   const bitsBytes = Math.ceil(extentCount / 8);
-  const slotBytes = Math.ceil((headerBytes + bitsBytes) / slotAlignBytes) * slotAlignBytes;
+  const slot = slotBytes(extentCount);
   let best: { generation: number; extents: number[] } | undefined;
   for (let s = 0; s < 2; s++) {
-    const slot = file.subarray(s * slotBytes, (s + 1) * slotBytes);
-    if (slot.length < headerBytes + bitsBytes || slot.readUInt32BE(0) !== magic) continue;
-    if (slot.readUInt16BE(4) !== formatVersion || slot.readUInt32BE(8) !== extentBytes || slot.readBigUInt64BE(24) !== BigInt(sizeBytes)) continue;
-    if (crc32(slot.subarray(16, headerBytes + bitsBytes)) !== slot.readUInt32BE(12)) continue;
-    const generation = Number(slot.readBigUInt64BE(16));
+    const bytes = file.subarray(s * slot, (s + 1) * slot);
+    if (bytes.length < headerBytes + bitsBytes || bytes.readUInt32BE(0) !== magic) continue;
+    if (bytes.readUInt16BE(4) !== formatVersion || bytes.readUInt32BE(8) !== extentBytes || bytes.readBigUInt64BE(24) !== BigInt(sizeBytes)) continue;
+    if (crc32(bytes.subarray(16, headerBytes + bitsBytes)) !== bytes.readUInt32BE(12)) continue;
+    const generation = Number(bytes.readBigUInt64BE(16));
     if (best !== undefined && best.generation >= generation) continue;
     const extents: number[] = [];
-    for (let i = 0; i < extentCount; i++) if ((slot[headerBytes + (i >>> 3)]! & (1 << (i & 7))) !== 0) extents.push(i);
+    for (let i = 0; i < extentCount; i++) if ((bytes[headerBytes + (i >>> 3)]! & (1 << (i & 7))) !== 0) extents.push(i);
     best = { generation, extents };
   }
   if (best === undefined) logger.warn('activity log: no valid slot (damaged, or for another disk geometry); nothing it held is known', { path });
