@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The soak, run by scripts/soak: DISKS disks under `ferry filter`, an NBD writer (python3-
 // libnbd) rewriting random blocks of every disk the whole time, the store an S3 server
-// (s3rver) behind a proxy that answers some requests 503 SlowDown, resets some and stalls
+// (Ceph's radosgw, started by scripts/radosgw: s3rver, a mock, crashes under a soak's
+// concurrent puts and deletes) behind a proxy that answers some requests 503 SlowDown, resets some and stalls
 // some, a follower (`ferry replica apply --follow`) per disk, and the filter restarted
 // every RESTART minutes, by SIGTERM and SIGKILL in turn (an unclean stop resyncs the
 // activity log). At the end the writer stops, every disk is drained and
@@ -12,7 +13,8 @@
 //       [--faults 0.05]                      (after npm run build; see scripts/soak)
 //
 // Environment: FERRY_DIST (default ./dist), SOAK_DIR (default /tmp).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -71,11 +73,23 @@ const ferry = (args) =>
   });
 
 // The S3 server, and the proxy that misbehaves in front of it.
-const s3 = spawnTracked(process.execPath, [join(root, 'scripts/bench/lib/s3rver.mjs'), join(dir, 's3'), 'soak'], 's3rver.log');
-await printed(s3, /endpoint/, 's3rver');
-// ferry rides out a store that is away; a soak whose store died measures nothing more.
-s3.on('exit', (code, signal) => log(`s3rver exited (${code ?? signal}); its log: ${join(dir, 's3rver.log')}`));
-const upstream = new URL(JSON.parse(s3.out.trim().split('\n')[0]).endpoint);
+const rgwPort = await new Promise((r) => {
+  const probe = createServer().listen(0, '127.0.0.1', () => {
+    const { port } = probe.address();
+    probe.close(() => r(port));
+  });
+});
+const rgw = spawnTracked(join(root, 'scripts/radosgw'), ['start', join(dir, 'ceph'), String(rgwPort)], 'radosgw.log');
+await printed(rgw, /^secret-key /m, 'radosgw');
+const upstream = new URL(/^endpoint (\S+)$/m.exec(rgw.out)[1]);
+process.env.AWS_ACCESS_KEY_ID = /^access-key (\S+)$/m.exec(rgw.out)[1];
+process.env.AWS_SECRET_ACCESS_KEY = /^secret-key (\S+)$/m.exec(rgw.out)[1];
+const { S3Client, CreateBucketCommand } = createRequire(join(root, 'package.json'))('@aws-sdk/client-s3');
+const admin = new S3Client({ endpoint: upstream.href, region: 'us-east-1', forcePathStyle: true });
+await admin.send(new CreateBucketCommand({ Bucket: 'soak' }));
+admin.destroy();
+const stopRadosgw = () => spawnSync(join(root, 'scripts/radosgw'), ['stop', join(dir, 'ceph')]);
+process.on('exit', stopRadosgw);
 const faults = { requests: 0, slowDown: 0, reset: 0, stall: 0 };
 const proxy = createServer((req, res) => {
   faults.requests++;
@@ -100,8 +114,6 @@ const proxy = createServer((req, res) => {
   }
 });
 await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
-process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
-process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
 const storeArgs = ['--store', 's3://soak/site', '--s3-endpoint', `http://127.0.0.1:${proxy.address().port}`, '--s3-timeout', '2s', '--s3-retry-for', '30m'];
 
 // The disks, the filter, base copies, replicas and their followers.
@@ -225,5 +237,6 @@ process.stdout.write(
 for (const c of children) c.kill('SIGTERM');
 proxy.close();
 await sleep(500);
+stopRadosgw();
 await rm(dir, { recursive: true, force: true });
 process.exit(results.every(Boolean) ? 0 : 1);
