@@ -95,7 +95,7 @@ export class OpenSegment {
     return join(this.dir, openSegmentName(this.firstSeq));
   }
 
-  /** Its file could not be made (a full file system, say): it can never hold a record. */
+  /** Its file could not be made or written (a full file system, say): it can hold no more records. */
   get broken(): boolean {
     return this.createFailed || this.writeFailure !== undefined;
   }
