@@ -47,6 +47,9 @@ export async function restoreDisk(options: RestoreOptions): Promise<{ manifestId
   const { id, manifest } = await repo.getManifest(options.manifestId, signal);
   const partialPath = `${destPath}.ferry-partial`;
   const fresh = !(await pathExists(destPath));
+  // A file made now holds zeros only: nothing in it needs reading (a partial one left by an
+  // earlier run does: it may hold chunks already).
+  const created = fresh && !(await pathExists(partialPath));
   const device = await FileDevice.open(fresh ? partialPath : destPath, {
     expectSizeBytes: manifest.disk.sizeBytes,
     createSizeBytes: fresh ? manifest.disk.sizeBytes : undefined,
@@ -57,7 +60,7 @@ export async function restoreDisk(options: RestoreOptions): Promise<{ manifestId
     throw err;
   });
   try {
-    const stats = await writeChunks(repo, manifest, device, options);
+    const stats = await writeChunks(repo, manifest, device, options, created);
     await device.flush();
     if (fresh) await rename(partialPath, destPath);
     return { manifestId: id, stats };
@@ -66,7 +69,7 @@ export async function restoreDisk(options: RestoreOptions): Promise<{ manifestId
   }
 }
 
-async function writeChunks(repo: Repository, manifest: Manifest, device: BlockDevice, options: RestoreOptions): Promise<RestoreStats> {
+async function writeChunks(repo: Repository, manifest: Manifest, device: BlockDevice, options: RestoreOptions, allZero: boolean): Promise<RestoreStats> {
   const { signal } = options;
   const chunkSize = manifest.chunkSizeBytes;
   const total = Math.ceil(manifest.disk.sizeBytes / chunkSize);
@@ -97,11 +100,15 @@ async function writeChunks(repo: Repository, manifest: Manifest, device: BlockDe
     try {
       // What the destination holds decides what must be written: it may already be right.
       const current = buffer.subarray(0, length);
-      await device.read(current, offset);
+      let currentZero = true;
+      if (!allZero) {
+        await device.read(current, offset);
+        currentZero = isAllZero(current);
+      }
       if (hash === undefined) {
         stats.chunksZero++;
-        if (!isAllZero(current)) await device.writeZeroes(offset, length);
-      } else if (!isAllZero(current) && sha256Hex(current) === hash) {
+        if (!currentZero) await device.writeZeroes(offset, length);
+      } else if (!currentZero && sha256Hex(current) === hash) {
         stats.chunksUnchanged++;
       } else {
         const data = await repo.getChunk(hash, signal);

@@ -108,6 +108,25 @@ for (const [backend, openStore] of Object.entries(backends)) {
   });
 }
 
+it('a restore that finds the partial file of an earlier run keeps what is right in it and mends what is not', async () => {
+  const image = join(dir.path, 'resume-src.img');
+  const dest = join(dir.path, 'resume-out.img');
+  await makeSparseImage(image, 8 * MiB, 31, 0.5);
+  const store = new FileStore(join(dir.path, 'resume-store'));
+  const { manifestId, manifest } = await copyImage(store, image);
+  const zeroChunk = [...Array(8).keys()].find((i) => !manifest.chunks.some(([c]) => c === i))!;
+  expect(zeroChunk).toBeDefined();
+  // Left by an interrupted run: every chunk written but one, which holds what must be zeros.
+  const partial = await readFile(image);
+  partial.fill(0xee, zeroChunk * chunkSizeBytes, (zeroChunk + 1) * chunkSizeBytes);
+  await writeFile(`${dest}.ferry-partial`, partial);
+  const { stats } = await restoreDisk({ repo: await Repository.open(store), manifestId, destPath: dest });
+  expect(stats.chunksUnchanged).toBe(manifest.chunks.length);
+  expect(stats.bytesDownloaded).toBe(0);
+  expect(await sha256File(dest)).toBe(await sha256File(image));
+  await store.close();
+});
+
 describe('refusing bad store contents (file backend, where objects can be edited in place)', () => {
   let storeDir: string;
   let image: string;
