@@ -11,11 +11,11 @@
  *
  * FUA and `flush()` make the disk durable, not the journal: after an unclean stop the
  * tracker drops its journal and resyncs the activity log's extents, where every write lies
- * whose record had not reached the store (docs/DESIGN.md invariants 2 and 13). Reads pass
- * through. `quiesce()` holds new
- * IO and resolves once in-flight IO is done (like nbdkit's pause filter), for cutover.
- * `fence()` refuses all IO but flushes, held IO included: after a cutover, the source must
- * never run beside the destination (invariant 7).
+ * whose record had not reached the store (docs/DESIGN.md invariants 2 and 13).
+ *
+ * Reads pass through. `quiesce()` holds new IO and resolves once in-flight IO is done (like
+ * nbdkit's pause filter), for cutover. `fence()` refuses all IO but flushes, held IO
+ * included: after a cutover, the source must never run beside the destination (invariant 7).
  *
  * The filter does not own the tracker: closing it closes the disk only.
  */
@@ -170,30 +170,31 @@ export class CaptureFilter implements BlockDevice {
     }
     try {
       if (ticket.ready !== undefined) await ticket.ready;
+      const logged = this.tracker.beginWrite(offset, length);
       try {
-        const logged = this.tracker.beginWrite(offset, length);
+        if (logged !== undefined) await logged;
         try {
-          if (logged !== undefined) await logged;
-          try {
-            if (kind === 'write') await this.inner.write(data!, offset, options);
-            else if (kind === 'zero') await this.inner.writeZeroes(offset, length, options);
-            else await this.inner.trim(offset, length, options);
-          } catch (err) {
-            // The range may be partly written: whatever it holds now must be shipped.
-            this.tracker.recordFailed(offset, length);
-            throw err;
-          }
-          await this.tracker.record(kind, offset, data ?? length);
-        } finally {
-          this.tracker.endWrite(offset, length);
+          await this.diskOp(kind, offset, length, data, options);
+        } catch (err) {
+          // The range may be partly written: whatever it holds now must be shipped.
+          this.tracker.recordFailed(offset, length);
+          throw err;
         }
+        await this.tracker.record(kind, offset, data ?? length);
       } finally {
-        ticket.release();
+        this.tracker.endWrite(offset, length);
       }
     } finally {
+      ticket.release();
       this.leave();
     }
     if (this.backpressure) await this.backpressure.delay();
+  }
+
+  private diskOp(kind: RecordKind, offset: number, length: number, data: WriteData | undefined, options: WriteOptions | undefined): Promise<void> {
+    if (kind === 'write') return this.inner.write(data!, offset, options);
+    if (kind === 'zero') return this.inner.writeZeroes(offset, length, options);
+    return this.inner.trim(offset, length, options);
   }
 
   private async heldRead(buf: Uint8Array, offset: number): Promise<void> {

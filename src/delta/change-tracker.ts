@@ -106,6 +106,7 @@ interface PersistedState {
 const stateFile = 'tracker-state.json';
 const bitmapFile = 'dirty-bitmap.bin';
 const activityLogFile = 'activity-log.bin';
+const defaultReleasedSaveDelayMs = 1000;
 
 export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   private modeValue: TrackingMode;
@@ -117,7 +118,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   private lastResyncGeneration = 0;
   private needsSeq = 0;
   private releasedBelow = 0;
-  private releasedSaveDelayMs = 1000;
+  private releasedSaveDelayMs = defaultReleasedSaveDelayMs;
   private releasedSave: NodeJS.Timeout | undefined;
   /** Counts the times the tracker became inconsistent: a save begun before one is stale. */
   private inconsistencies = 0;
@@ -172,8 +173,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
       mode = previous.mode;
       consistent = previous.consistent;
       if (!consistent) needsSeq = previous.resyncNeedsSeq ?? 0;
-    }
-    if (previous && unclean) {
+    } else if (previous) {
       if (activity.recovered && previous.releasedBelow !== undefined) {
         for (const extent of activity.extents()) bitmap.mark(extent.offset, extent.length);
         // Records below releasedBelow are in the store; a resync owed before keeps needing less.
@@ -195,7 +195,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     tracker.lastResyncGeneration = previous?.resyncGeneration ?? 0;
     tracker.needsSeq = needsSeq;
     tracker.releasedBelow = previous?.releasedBelow ?? 0;
-    tracker.releasedSaveDelayMs = options.releasedSaveDelayMs ?? tracker.releasedSaveDelayMs;
+    tracker.releasedSaveDelayMs = options.releasedSaveDelayMs ?? defaultReleasedSaveDelayMs;
     // From here until close() the state on disk says "not clean".
     await tracker.persist(false);
     return tracker;

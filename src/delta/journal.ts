@@ -191,13 +191,13 @@ export class Journal extends EventEmitter<JournalEvents> {
     return journal;
   }
 
-  /** The seq the next appended record will get. */
   /** The lowest seq not yet released (shipped): every record below it is in the store. */
   get firstUnreleasedSeq(): number {
     const held = [...this.sealed.map((s) => s.firstSeq), ...[...this.rotating, this.open].filter((s) => s.records.length > 0).map((s) => s.firstSeq)];
     return Math.min(this.nextSeqValue, ...held);
   }
 
+  /** The seq the next appended record will get. */
   get nextSeq(): number {
     return this.nextSeqValue;
   }

@@ -1,7 +1,7 @@
 /**
  * A real Ceph object gateway (scripts/radosgw: one monitor, one in-memory OSD, radosgw) on
  * loopback, with one bucket, for tests that must pass against a real S3 server and not only
- * s3rver. Starting takes about ten seconds.
+ * s3rver.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { mkdtemp } from 'node:fs/promises';
