@@ -7,6 +7,7 @@
  */
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { createPrng } from './random-workload.js';
 
 export interface FaultPlan {
   /** Shares of requests answered 503 SlowDown, reset, stalled (0..1 each; the rest pass). */
@@ -25,21 +26,9 @@ export interface FaultProxy {
   stop(): Promise<void>;
 }
 
-/** mulberry32: a small seeded generator, so a failing run can be told by its seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export async function startFaultProxy(target: string, plan: FaultPlan, seed: number): Promise<FaultProxy> {
   const upstream = new URL(target);
-  const draw = random(seed);
+  const draw = createPrng(seed); // seeded, so a failing run can be told by its seed
   const counts = { requests: 0, slowDown: 0, reset: 0, stall: 0, passed: 0 };
   const sockets = new Set<Socket>();
   let current = plan;

@@ -5,12 +5,12 @@
  * the lost segment's seqs again (they may be in the store already). The cut point is drawn
  * from a seed, printed in the test's name.
  */
-import { cp, readdir, stat, truncate } from 'node:fs/promises';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, rm, stat, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { ChangeTracker } from '../../src/delta/change-tracker.js';
+import { createPrng } from '../support/random-workload.js';
 
 const K = 1024;
 const M = 1024 * K;
@@ -21,17 +21,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-/** mulberry32 */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 for (const seed of [1, 2, 3, 4]) {
   it(`starts after a sealed segment was cut short by a power loss, resyncs, and never reuses its seqs (seed ${seed})`, async () => {
@@ -58,7 +47,7 @@ for (const seed of [1, 2, 3, 4]) {
     expect(name).toBeDefined();
     const size = (await stat(join(journal, name))).size;
     // Seed 1: an empty file (renamed, nothing of it reached the disk); the others: torn at random.
-    await truncate(join(journal, name), seed === 1 ? 0 : Math.floor(random(seed)() * size));
+    await truncate(join(journal, name), seed === 1 ? 0 : Math.floor(createPrng(seed)() * size));
 
     const reopened = await ChangeTracker.open({ dir: after, sizeBytes: 8 * M, activityExtentBytes: 512 * K });
     try {
