@@ -12,6 +12,13 @@ import { writeDataAfter, writeDataBytes, type WriteData } from './block-device.j
 
 /** Buffers per writev call: well under IOV_MAX (1024 on Linux). */
 const maxIovecs = 512;
+/**
+ * Bytes per call. The kernel sizes page cache folios by the write, and in a VM whose host
+ * takes back the guest's free memory (a balloon with free page reporting) folios of 512 KiB
+ * and more come from memory the host must back again: such writes then cost up to ten times
+ * the system time of 256 KiB ones. Much smaller pieces cost more calls instead.
+ */
+const maxWriteBytes = 256 * 1024;
 
 /** Writes all of `data` at `position` of `fd`, then calls `done` (with the error, if one). */
 export function writeFullyCallback(fd: number, data: WriteData, position: number, done: (err: NodeJS.ErrnoException | null) => void): void {
@@ -37,16 +44,26 @@ export function writeFully(file: FileHandle | number, data: WriteData, position:
 export function writeFullySync(fd: number, data: WriteData, position: number): void {
   const total = writeDataBytes(data);
   if (total === 0) return;
-  let written = data instanceof Uint8Array ? writeSync(fd, data, 0, total, position) : writevSync(fd, batch(data), position);
-  while (written < total) written += writevSync(fd, batch(writeDataAfter(data, written)), position + written);
+  let written = 0;
+  while (written < total) {
+    const rest = written === 0 ? data : writeDataAfter(data, written);
+    written += rest instanceof Uint8Array ? writeSync(fd, rest, 0, Math.min(rest.byteLength, maxWriteBytes), position + written) : writevSync(fd, batch(rest), position + written);
+  }
 }
 
-/** One write or writev syscall: some of `data` (at most maxIovecs pieces of it). */
+/** One write or writev syscall: some of `data` (at most maxIovecs pieces, maxWriteBytes bytes). */
 function writeSome(fd: number, data: WriteData, position: number, callback: (err: NodeJS.ErrnoException | null, bytesWritten: number) => void): void {
-  if (data instanceof Uint8Array) write(fd, data, 0, data.byteLength, position, callback);
+  if (data instanceof Uint8Array) write(fd, data, 0, Math.min(data.byteLength, maxWriteBytes), position, callback);
   else writev(fd, batch(data), position, callback);
 }
 
+/** The first pieces of `pieces` for one writev: at most maxIovecs of them and maxWriteBytes bytes. */
 function batch(pieces: readonly Uint8Array[]): readonly Uint8Array[] {
+  let bytes = 0;
+  for (let i = 0; i < pieces.length && i < maxIovecs; i++) {
+    const piece = pieces[i]!;
+    if (bytes + piece.byteLength >= maxWriteBytes) return [...pieces.slice(0, i), piece.subarray(0, maxWriteBytes - bytes)];
+    bytes += piece.byteLength;
+  }
   return pieces.length > maxIovecs ? pieces.slice(0, maxIovecs) : pieces;
 }

@@ -14,17 +14,15 @@
  * The data path uses callback `fs` calls on raw fds (one small promise each) rather than
  * FileHandle, and creates each folder once.
  */
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { open as openFile, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { close, constants, fdatasync, open, rename } from 'node:fs';
 import { dirname, join } from 'node:path';
 import PQueue from 'p-queue';
 import { randomBytes } from 'node:crypto';
 import { FerryError, fullFileSystemHint, fsyncDirectory, throwIfAborted, writeFully, makeDirectory } from '../core/index.js';
-import { isValidKey, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
+import { isValidKey, tooLargeError, type GetOptions, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
 
 const tempMarker = '.tmp-';
-/** Bytes per write call (see put). */
-const writePieceBytes = 512 * 1024;
 
 export interface FileStoreOptions {
   /**
@@ -67,11 +65,7 @@ export class FileStore implements ObjectStore {
     let fd = -1;
     try {
       fd = await this.createTemp(folder, temp);
-      // In pieces of 512 KiB: the kernel sizes page cache folios by the write, and large
-      // ones cost more to find there; much smaller pieces cost threadpool hops instead.
-      for (let done = 0; done < data.byteLength; done += writePieceBytes) {
-        await writeFully(fd, data.subarray(done, done + writePieceBytes), done);
-      }
+      await writeFully(fd, data, 0);
       release(); // the bytes are in the page cache: the caller may reuse its buffer while we sync
       await this.syncs.add(() => fsCall((cb) => fdatasync(fd, cb)));
       await fsCall((cb) => close(fd, cb));
@@ -91,9 +85,26 @@ export class FileStore implements ObjectStore {
     }
   }
 
-  async get(key: string, signal?: AbortSignal): Promise<Buffer> {
+  async get(key: string, signal?: AbortSignal, options: GetOptions = {}): Promise<Buffer> {
     throwIfAborted(signal);
-    return this.io(key, () => readFile(this.pathOf(key)));
+    const { into } = options;
+    if (!into) return this.io(key, () => readFile(this.pathOf(key)));
+    return this.io(key, async () => {
+      const handle = await openFile(this.pathOf(key), 'r');
+      try {
+        const { size } = await handle.stat();
+        if (size > into.byteLength) throw tooLargeError(this.location, key, size, into);
+        const target = Buffer.from(into.buffer, into.byteOffset, size);
+        for (let done = 0; done < size; ) {
+          const { bytesRead } = await handle.read(target, done, size - done, done);
+          if (bytesRead === 0) throw new FerryError('store-unavailable', `${this.location}: ${key}: shrank while being read`);
+          done += bytesRead;
+        }
+        return target;
+      } finally {
+        await handle.close();
+      }
+    });
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
