@@ -11,7 +11,9 @@
  * written again.
  */
 import { rename } from 'node:fs/promises';
-import { FerryError, FileDevice, forEachConcurrently, isAllZero, pathExists, sha256Hex, type BlockDevice, ProgressMeter, type Progress } from '../core/index.js';
+import PQueue from 'p-queue';
+import { availableParallelism } from 'node:os';
+import { ChunkHasher, FerryError, FileDevice, forEachConcurrently, isAllZero, pathExists, type BlockDevice, ProgressMeter, type Progress } from '../core/index.js';
 import { chunkKey, type Manifest, type Repository } from '../store/index.js';
 
 export interface RestoreOptions {
@@ -90,8 +92,13 @@ async function writeChunks(repo: Repository, manifest: Manifest, device: BlockDe
   const hashes = new Map(manifest.chunks);
   const concurrency = options.concurrency ?? 8;
 
-  // One buffer per task slot, for what the destination holds now: no garbage per chunk.
-  const buffers = Array.from({ length: concurrency }, () => Buffer.allocUnsafe(chunkSize));
+  // One buffer per task slot, for what the destination holds now and then for the chunk
+  // downloaded: no garbage per chunk, and shared memory that the hash workers read in place.
+  const buffers = Array.from({ length: concurrency }, () => Buffer.from(new SharedArrayBuffer(chunkSize)));
+  const hasher = new ChunkHasher(Math.min(4, availableParallelism()));
+  // Downloads overlap, writes go one at a time: buffered writes to one file each take its
+  // lock, and writers that contend for it are several times slower than the same writes in turn.
+  const writes = new PQueue({ concurrency: 1 });
   const restoreChunk = async (index: number) => {
     const offset = index * chunkSize;
     const length = Math.min(chunkSize, manifest.disk.sizeBytes - offset);
@@ -107,16 +114,16 @@ async function writeChunks(repo: Repository, manifest: Manifest, device: BlockDe
       }
       if (hash === undefined) {
         stats.chunksZero++;
-        if (!currentZero) await device.writeZeroes(offset, length);
-      } else if (!currentZero && sha256Hex(current) === hash) {
+        if (!currentZero) await writes.add(() => device.writeZeroes(offset, length));
+      } else if (!currentZero && (await hasher.hash(current)) === hash) {
         stats.chunksUnchanged++;
       } else {
-        const data = await repo.getChunk(hash, signal);
+        const data = await repo.getChunk(hash, signal, { into: buffer, hasher });
         stats.bytesDownloaded += data.byteLength;
         if (data.byteLength !== length) {
           throw new FerryError('checksum-mismatch', `chunk ${chunkKey(hash)} is ${data.byteLength} bytes but chunk ${index} of the manifest needs ${length}`);
         }
-        await device.write(data, offset);
+        await writes.add(() => device.write(data, offset));
         stats.chunksWritten++;
       }
     } finally {
@@ -125,7 +132,11 @@ async function writeChunks(repo: Repository, manifest: Manifest, device: BlockDe
     meter.add(length);
   };
 
-  await forEachConcurrently(chunkIndices(total), concurrency, restoreChunk, signal);
+  try {
+    await forEachConcurrently(chunkIndices(total), concurrency, restoreChunk, signal);
+  } finally {
+    await hasher.close();
+  }
   stats.elapsedMs = meter.flush().elapsedMs;
   return stats;
 }

@@ -1,4 +1,4 @@
-export type { ObjectStore, ObjectInfo, PutOptions } from './object-store.js';
+export type { ObjectStore, ObjectInfo, PutOptions, GetOptions } from './object-store.js';
 export { isValidKey } from './object-store.js';
 export { FileStore } from './file-store.js';
 export { S3Store, defaultS3TimeoutMs, type S3StoreOptions } from './s3-store.js';

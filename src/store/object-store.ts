@@ -3,6 +3,7 @@
  * memory (chunks are a few MiB, manifests and deltas are bounded); keys are relative,
  * slash-separated paths. Backends add no meaning to keys: the repository layout does that.
  */
+import { FerryError } from '../core/index.js';
 
 export interface ObjectInfo {
   sizeBytes: number;
@@ -23,6 +24,15 @@ export interface PutOptions {
   onDataReleased?: () => void;
 }
 
+export interface GetOptions {
+  /**
+   * Read the object into this buffer rather than one of its own (a restore reuses a few
+   * buffers, shared with its hash workers): the result is then a view of `into`. An object
+   * larger than `into` fails with code 'checksum-mismatch', naming both sizes.
+   */
+  into?: Uint8Array;
+}
+
 export interface ObjectStore {
   /** Where the store lives, for messages: `file:/srv/ferry` or `s3://bucket/prefix`. */
   readonly location: string;
@@ -34,7 +44,7 @@ export interface ObjectStore {
   /** Makes every object put so far durable, batched ones included. */
   flush(signal?: AbortSignal): Promise<void>;
   /** Reads a whole object; a missing one fails with code 'not-found' naming the key. */
-  get(key: string, signal?: AbortSignal): Promise<Buffer>;
+  get(key: string, signal?: AbortSignal, options?: GetOptions): Promise<Buffer>;
   /** Size of an object, or undefined if it does not exist. */
   stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined>;
   /** Keys that start with `prefix`, in no particular order. */
@@ -49,4 +59,9 @@ const keyPattern = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 /** Keys are plain relative paths: no empty segments, no `.` or `..`, no leading slash. */
 export function isValidKey(key: string): boolean {
   return keyPattern.test(key) && !key.split('/').some((part) => part === '.' || part === '..');
+}
+
+/** The error for an object that does not fit the buffer it is read into (GetOptions.into). */
+export function tooLargeError(location: string, key: string, sizeBytes: number, into: Uint8Array): FerryError {
+  return new FerryError('checksum-mismatch', `object ${key} in ${location} is ${sizeBytes} bytes, more than the ${into.byteLength} expected`);
 }

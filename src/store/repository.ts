@@ -12,7 +12,7 @@
  * manifest that names them is written: the manifest is the commit point.
  */
 import { randomBytes } from 'node:crypto';
-import { FerryError, checkReplicationId, sha256Hex } from '../core/index.js';
+import { FerryError, checkReplicationId, sha256Hex, type ChunkHasher } from '../core/index.js';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest.js';
 import type { ObjectStore } from './object-store.js';
 
@@ -115,11 +115,15 @@ export class Repository {
     await this.store.put(chunkKey(hash), data, signal, { batch: true, onDataReleased: options?.onDataReleased });
   }
 
-  /** Reads a chunk and checks its SHA-256 against its name. */
-  async getChunk(hash: string, signal?: AbortSignal): Promise<Buffer> {
+  /**
+   * Reads a chunk and checks its SHA-256 against its name. `into`: see GetOptions (a chunk
+   * larger than it is refused unread); `hasher` hashes it (off the main thread, for a chunk
+   * read into shared memory).
+   */
+  async getChunk(hash: string, signal?: AbortSignal, options: { into?: Uint8Array; hasher?: ChunkHasher } = {}): Promise<Buffer> {
     const key = chunkKey(hash);
-    const data = await this.store.get(key, signal);
-    const actual = sha256Hex(data);
+    const data = await this.store.get(key, signal, { into: options.into });
+    const actual = options.hasher ? await options.hasher.hash(data) : sha256Hex(data);
     if (actual !== hash) {
       throw new FerryError('checksum-mismatch', `chunk ${key} in ${this.store.location} is corrupt: its SHA-256 is ${actual}`);
     }

@@ -12,7 +12,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError, asFerryError, throwIfAborted } from '../core/index.js';
-import type { ObjectInfo, ObjectStore, PutOptions } from './object-store.js';
+import type { GetOptions, ObjectInfo, ObjectStore, PutOptions } from './object-store.js';
 
 export interface RetryPolicy {
   /** How long one request may keep being retried, from its first failure (default 10 min). */
@@ -45,8 +45,8 @@ export class RetryingStore implements ObjectStore {
     return this.retry('flush', signal, () => this.inner.flush(signal));
   }
 
-  get(key: string, signal?: AbortSignal): Promise<Buffer> {
-    return this.retry(`get ${key}`, signal, () => this.inner.get(key, signal));
+  get(key: string, signal?: AbortSignal, options?: GetOptions): Promise<Buffer> {
+    return this.retry(`get ${key}`, signal, () => this.inner.get(key, signal, options));
   }
 
   stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {

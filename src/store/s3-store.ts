@@ -4,7 +4,8 @@
  */
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { FerryError, throwIfAborted } from '../core/index.js';
-import { isValidKey, type ObjectInfo, type ObjectStore } from './object-store.js';
+import type { Readable } from 'node:stream';
+import { isValidKey, tooLargeError, type GetOptions, type ObjectInfo, type ObjectStore } from './object-store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -92,13 +93,21 @@ export class S3Store implements ObjectStore {
   /** An S3 object is durable once its PUT succeeds: nothing to flush. */
   async flush(): Promise<void> {}
 
-  async get(key: string, signal?: AbortSignal): Promise<Buffer> {
+  async get(key: string, signal?: AbortSignal, options: GetOptions = {}): Promise<Buffer> {
     const { s3, client } = await this.connect();
+    const { into } = options;
     // Objects are chunks and deltas of a few MiB: the deadline covers reading the body too.
     return this.request(key, this.timeoutMs, signal, async (abortSignal) => {
       const reply = await client.send(new s3.GetObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), { abortSignal });
       if (!reply.Body) throw new FerryError('store-unavailable', `${this.location}: ${key}: empty response body`);
-      return readBody(reply.Body.transformToByteArray(), abortSignal);
+      const body = reply.Body as Readable;
+      if (!into) return Buffer.from(await readBody(reply.Body.transformToByteArray(), abortSignal));
+      if ((reply.ContentLength ?? 0) > into.byteLength) {
+        body.destroy();
+        throw tooLargeError(this.location, key, reply.ContentLength!, into);
+      }
+      const tooLarge = () => tooLargeError(this.location, key, reply.ContentLength ?? into.byteLength + 1, into);
+      return readBody(readInto(body, into, abortSignal, tooLarge), abortSignal);
     });
   }
 
@@ -196,8 +205,30 @@ export class S3Store implements ObjectStore {
   }
 }
 
+/**
+ * A response body read into `into`: the result is a view of it. Once `signal` fires nothing
+ * more is copied: the caller (or a retry) may own `into` again by then.
+ */
+async function readInto(body: Readable, into: Uint8Array, signal: AbortSignal, tooLarge: () => FerryError): Promise<Buffer> {
+  const target = Buffer.from(into.buffer, into.byteOffset, into.byteLength);
+  let length = 0;
+  for await (const piece of body as AsyncIterable<Buffer>) {
+    if (signal.aborted) {
+      body.destroy();
+      throw signal.reason;
+    }
+    if (length + piece.byteLength > target.byteLength) {
+      body.destroy();
+      throw tooLarge();
+    }
+    piece.copy(target, length);
+    length += piece.byteLength;
+  }
+  return target.subarray(0, length);
+}
+
 /** A response body read to its end, or abandoned when `signal` fires (a body that stalled half-way). */
-async function readBody(reading: Promise<Uint8Array>, signal: AbortSignal): Promise<Buffer> {
+async function readBody<T>(reading: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) throw signal.reason;
   let onAbort = () => {};
   const aborted = new Promise<never>((_, reject) => {
@@ -205,7 +236,7 @@ async function readBody(reading: Promise<Uint8Array>, signal: AbortSignal): Prom
     signal.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    return Buffer.from(await Promise.race([reading, aborted]));
+    return await Promise.race([reading, aborted]);
   } finally {
     signal.removeEventListener('abort', onAbort);
     reading.catch(() => {}); // settles later, if ever: nothing waits for it

@@ -31,6 +31,20 @@ function conformance(name: string, open: () => Promise<ObjectStore>) {
       }
     });
 
+    it('reads into a given buffer, and refuses an object larger than it, naming both sizes', async () => {
+      const into = Buffer.from(new SharedArrayBuffer(5 * 1024 * 1024 + 7));
+      for (const size of [0, 4096, into.byteLength]) {
+        const data = randomBytes(size);
+        await store.put(`into/size-${size}`, data);
+        const got = await store.get(`into/size-${size}`, undefined, { into });
+        expect(got.equals(data)).toBe(true);
+        expect(got.buffer).toBe(into.buffer); // in place, not a copy
+      }
+      const err = await store.get(`into/size-4096`, undefined, { into: into.subarray(0, 4000) }).catch((e: unknown) => e);
+      expect(isFerryError(err, 'checksum-mismatch')).toBe(true);
+      expect(String(err)).toMatch(/into\/size-4096 .* is 4096 bytes, more than the 4000 expected/);
+    });
+
     it('overwrites an object whole', async () => {
       await store.put('over/x', Buffer.from('first version, longer'));
       await store.put('over/x', Buffer.from('second'));

@@ -1,4 +1,4 @@
-import type { ObjectInfo, ObjectStore, PutOptions } from '../../src/store/index.js';
+import type { GetOptions, ObjectInfo, ObjectStore, PutOptions } from '../../src/store/index.js';
 
 /** An ObjectStore decorator that counts what reaches the store underneath. */
 export class CountingStore implements ObjectStore {
@@ -20,9 +20,9 @@ export class CountingStore implements ObjectStore {
     return this.inner.flush(signal);
   }
 
-  get(key: string, signal?: AbortSignal): Promise<Buffer> {
+  get(key: string, signal?: AbortSignal, options?: GetOptions): Promise<Buffer> {
     this.gets.push(key);
-    return this.inner.get(key, signal);
+    return this.inner.get(key, signal, options);
   }
 
   stat(key: string, signal?: AbortSignal): Promise<ObjectInfo | undefined> {
