@@ -6,7 +6,9 @@
  * Progress is a small state file beside the replica (`<replica>.ferry-replica.json`),
  * written after the replica is flushed, once for a group of deltas (up to 256, or 64 MiB).
  * Applying a delta is idempotent (it writes absolute contents), so a crash before the
- * state write only means the group is applied again.
+ * state write only means the group is applied again. Up to 8 deltas are read and verified
+ * ahead of their turn, and a group's commit runs while the next group is applied: reading
+ * the store, writing the replica and flushing it overlap.
  *
  * One replication, one applier (invariant 9): the state names the replication the base
  * belongs to, and only that replication's deltas are listed and applied. An applier holds
@@ -30,17 +32,22 @@ import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FerryError, FileDevice, asFerryError, Logger, ProcessLock, checkReplicationId, hashDisk, throwIfAborted, writeFileAtomic, type DiskDigest } from '../core/index.js';
 import { checkDiskId, type Repository } from '../store/index.js';
-import type { DeltaName } from './delta-codec.js';
+import type { Delta, DeltaName } from './delta-codec.js';
 import { deleteDelta, getDelta, listDeltas } from './delta-objects.js';
 
 const stateVersion = 2;
-
 
 /** Zero extents from this size on are applied as holes. */
 const holeMinBytes = 1024 * 1024;
 /** A group of applied deltas is committed (replica flushed, state written) at this many deltas or bytes. */
 const commitEveryDeltas = 256;
 const commitEveryBytes = 64 * 1024 * 1024;
+/**
+ * Deltas read (and verified) ahead of the one being applied, so that reading the store
+ * overlaps writing the replica; a delta is a journal segment or resync piece of about 8 MiB
+ * at most, so this holds some 64 MiB.
+ */
+const readAheadDeltas = 8;
 
 export interface ReplicaState {
   version: typeof stateVersion;
@@ -285,20 +292,32 @@ export class ReplicaApplier {
     // Deltas are committed in groups: the replica flushed, then the state file written,
     // once for several deltas (applying one again after a crash is harmless). Deltas that
     // replay no longer needs are deleted only after the state that says so is durable.
+    // A group's commit runs while the next group is applied; its state is the one at the
+    // group's end, which the flush covers (later writes may or may not be in it).
     const batch = { deltas: 0, bytes: 0, prunable: [] as DeltaName[] };
+    let committing = Promise.resolve();
     const commit = async () => {
-      if (batch.deltas > 0) {
-        await device.flush();
-        await this.persist();
-      }
+      await committing; // one commit at a time, in order
+      const state = batch.deltas > 0 ? structuredClone(this.state) : undefined;
+      const prunable = batch.prunable.splice(0);
       batch.deltas = batch.bytes = 0;
-      for (const name of batch.prunable.splice(0)) await deleteDelta(this.repo, name, signal);
+      committing = (async () => {
+        if (state) {
+          await device.flush();
+          await this.persist(state);
+        }
+        for (const name of prunable) await deleteDelta(this.repo, name, signal);
+      })();
+      committing.catch(() => {}); // met by the next commit, or by the end of this pass
     };
+    // Read ahead: the deltas after this one that replay may apply (one skipped now stays skipped).
+    const reads = new ReadAhead(this.repo, deltas, signal, (n) => this.decide(n) !== 'skip' && !(n.kind === 'journal' && n.seq > lastSeq));
     try {
-      for (const name of deltas) {
+      for (const [index, name] of deltas.entries()) {
         throwIfAborted(signal);
         const step = this.decide(name);
         if (step === 'skip') {
+          reads.drop(name);
           // Applied (the state says so) or superseded: no replay needs it again.
           if (this.prune) batch.prunable.push(name);
           continue;
@@ -308,7 +327,7 @@ export class ReplicaApplier {
           waiting = true;
           break;
         }
-        const bytes = await this.apply(device, name, signal);
+        const bytes = await this.apply(device, name, await reads.take(index));
         if (bytes === undefined) {
           waiting = true; // a journal delta it needs is not listed yet
           break;
@@ -319,9 +338,12 @@ export class ReplicaApplier {
         if (batch.deltas >= commitEveryDeltas || batch.bytes >= commitEveryBytes) await commit();
       }
       await commit();
+      await committing;
     } finally {
       // Stopped part way (a failure, a handover): what was applied is committed all the same.
       if (batch.deltas > 0) await commit().catch(() => {});
+      await committing.catch(() => {});
+      reads.abandon();
       await device.close();
     }
     if (mark && this.state.nextSeq >= mark.finalSeq && this.consistent) {
@@ -472,8 +494,7 @@ export class ReplicaApplier {
    * resolves with the bytes it covered, or undefined (and nothing written) for a resync whose
    * journal records before it are not all applied yet.
    */
-  private async apply(device: FileDevice, name: DeltaName, signal?: AbortSignal): Promise<number | undefined> {
-    const delta = await getDelta(this.repo, name, signal);
+  private async apply(device: FileDevice, name: DeltaName, delta: Delta): Promise<number | undefined> {
     // A listing that lags may not show a journal delta shipped before the fall back yet: the
     // resync does not carry those records, so it waits for them rather than jump over them.
     if (delta.kind === 'resync' && delta.part === 0 && this.state.nextSeq < (delta.needsSeq ?? 0)) {
@@ -513,8 +534,53 @@ export class ReplicaApplier {
     return bytes;
   }
 
-  private async persist(): Promise<void> {
-    await writeFileAtomic(ReplicaApplier.statePath(this.replicaPath), `${JSON.stringify(this.state, null, 2)}\n`);
+  private async persist(state: ReplicaState = this.state): Promise<void> {
+    await writeFileAtomic(ReplicaApplier.statePath(this.replicaPath), `${JSON.stringify(state, null, 2)}\n`);
+  }
+}
+
+/** Deltas being read (and verified) ahead of their turn; nothing is written from here. */
+class ReadAhead {
+  private readonly reads = new Map<string, Promise<Delta>>();
+  /** The next delta to consider reading ahead. */
+  private next = 0;
+  private readonly abandoned = new AbortController();
+  private readonly signal: AbortSignal;
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly names: readonly DeltaName[],
+    signal: AbortSignal,
+    private readonly wanted: (name: DeltaName) => boolean,
+  ) {
+    this.signal = AbortSignal.any([signal, this.abandoned.signal]);
+  }
+
+  /** The delta at `index` of the names, read ahead or read now; starts reading the next ones. */
+  take(index: number): Promise<Delta> {
+    const name = this.names[index]!;
+    const read = this.reads.get(name.key) ?? getDelta(this.repo, name, this.signal);
+    this.reads.delete(name.key);
+    this.next = Math.max(this.next, index + 1);
+    while (this.reads.size < readAheadDeltas && this.next < this.names.length) {
+      const ahead = this.names[this.next++]!;
+      if (!this.wanted(ahead)) continue;
+      const aheadRead = getDelta(this.repo, ahead, this.signal);
+      aheadRead.catch(() => {}); // its failure is met by take(), or by no one if it is dropped
+      this.reads.set(ahead.key, aheadRead);
+    }
+    return read;
+  }
+
+  /** A delta replay will not apply after all. */
+  drop(name: DeltaName): void {
+    this.reads.delete(name.key);
+  }
+
+  /** Stops the reads no one will take. */
+  abandon(): void {
+    this.abandoned.abort();
+    this.reads.clear();
   }
 }
 

@@ -150,6 +150,27 @@ describe('replica applier replay order', () => {
     expect(await block(0)).toBe(0);
     expect(applier.nextSeq).toBe(1);
   });
+
+  it('commits every delta before a corrupt one met later in a pass, read ahead or not, across commit groups', async () => {
+    const { repo, applier, block, replicaPath } = await setup();
+    const corruptSeq = 280; // past the first group of 256
+    for (let seq = 1; seq <= 300; seq++) {
+      const { key } = await putDelta(repo, 'd', journal(seq, seq, [put(seq % 16, seq & 0xff)]));
+      if (seq === corruptSeq) {
+        const bytes = await repo.store.get(key);
+        bytes.writeUInt8(bytes.readUInt8(100) ^ 1, 100);
+        await repo.store.put(key, bytes);
+      }
+    }
+    await expect(applier.applyAvailable()).rejects.toThrow(/is corrupt/);
+    const saved = JSON.parse(await readFile(ReplicaApplier.statePath(replicaPath), 'utf8')) as { nextSeq: number; deltasApplied: number };
+    expect(saved.nextSeq).toBe(corruptSeq);
+    expect(saved.deltasApplied).toBe(corruptSeq - 1);
+    for (let b = 0; b < 16; b++) {
+      const lastSeq = Math.max(...Array.from({ length: corruptSeq - 1 }, (_, i) => i + 1).filter((seq) => seq % 16 === b));
+      expect(await block(b)).toBe(lastSeq & 0xff);
+    }
+  });
 });
 
 describe('replication identity at the replica', () => {
