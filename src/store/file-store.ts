@@ -14,8 +14,8 @@
  * The data path uses callback `fs` calls on raw fds (one small promise each) rather than
  * FileHandle, and creates each folder once.
  */
-import { open as openFile, readFile, readdir, rm, stat } from 'node:fs/promises';
-import { close, constants, fdatasync, open, rename } from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
+import { close, constants, fdatasync, fstat, open, read, rename, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import PQueue from 'p-queue';
 import { randomBytes } from 'node:crypto';
@@ -85,24 +85,24 @@ export class FileStore implements ObjectStore {
     }
   }
 
+  /** Raw fds and callback calls, as for puts: a delta follower reads thousands of objects. */
   async get(key: string, signal?: AbortSignal, options: GetOptions = {}): Promise<Buffer> {
     throwIfAborted(signal);
     const { into } = options;
-    if (!into) return this.io(key, () => readFile(this.pathOf(key)));
     return this.io(key, async () => {
-      const handle = await openFile(this.pathOf(key), 'r');
+      const fd = await fsCall<number>((cb) => open(this.pathOf(key), constants.O_RDONLY, cb));
       try {
-        const { size } = await handle.stat();
-        if (size > into.byteLength) throw tooLargeError(this.location, key, size, into);
-        const target = Buffer.from(into.buffer, into.byteOffset, size);
+        const { size } = await fsCall<Stats>((cb) => fstat(fd, cb));
+        if (into && size > into.byteLength) throw tooLargeError(this.location, key, size, into);
+        const target = into ? Buffer.from(into.buffer, into.byteOffset, size) : Buffer.allocUnsafe(size);
         for (let done = 0; done < size; ) {
-          const { bytesRead } = await handle.read(target, done, size - done, done);
+          const bytesRead = await fsCall<number>((cb) => read(fd, target, done, size - done, done, cb));
           if (bytesRead === 0) throw new FerryError('store-unavailable', `${this.location}: ${key}: shrank while being read`);
           done += bytesRead;
         }
         return target;
       } finally {
-        await handle.close();
+        close(fd, () => {});
       }
     });
   }
