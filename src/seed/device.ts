@@ -6,7 +6,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ChunkHasher, FerryError, throwIfAborted } from '../core/index.js';
+import { ChunkHasher, FerryError, VolumeHasher, throwIfAborted } from '../core/index.js';
 import { authenticateSeedManifest, decodeSeedManifest, seedManifestFile, seedProgressFile, type SeedManifest } from './device-manifest.js';
 import { ChunkCipher, type SeedKey } from './seed-crypto.js';
 import { readVolume } from './volume-reader.js';
@@ -75,11 +75,11 @@ export async function walkVolumes(device: SeedDevice, options: WalkOptions): Pro
   const chunkSizeBytes = Math.max(...manifest.disks.map((d) => d.manifest.chunkSizeBytes));
   const volumes: VolumeCheck[] = [];
   let unchecked = 0;
-  const hashers = { chunk: new ChunkHasher() };
+  const hashers = { chunk: new ChunkHasher(), volume: new VolumeHasher() };
   try {
     await walk();
   } finally {
-    await hashers.chunk.close();
+    await Promise.all([hashers.chunk.close(), hashers.volume.close()]);
   }
   return { volumes, unchecked };
 

@@ -15,8 +15,7 @@
  */
 import { createReadStream } from 'node:fs';
 import tar from 'tar-stream';
-import { createHash } from 'node:crypto';
-import { ChunkHasher, FerryError, asFerryError, sha256Hex, throwIfAborted } from '../core/index.js';
+import { ChunkHasher, FerryError, VolumeHasher, asFerryError, sha256Hex, throwIfAborted } from '../core/index.js';
 import { chunkEntryPattern, seedVersion, volumeLabelName, type VolumeLabel } from './device-manifest.js';
 import { sealOverheadBytes, type ChunkCipher } from './seed-crypto.js';
 
@@ -39,8 +38,16 @@ export interface ReadVolumeOptions {
   /** Bytes of the file read so far, for progress. */
   onBytes?: (bytes: number) => void;
   /** Worker threads for the SHA-256s, shared across volumes (made and closed here if absent). */
-  hashers?: { chunk: ChunkHasher };
+  hashers?: VolumeReadHashers;
 }
+
+export interface VolumeReadHashers {
+  chunk: ChunkHasher;
+  volume: VolumeHasher;
+}
+
+/** How far reading may run ahead of the volume's hash (the pieces wait, copied, for the worker). */
+const hashAheadBytes = 16 * 1024 * 1024;
 
 export interface ReadVolumeResult {
   sizeBytes: number;
@@ -54,27 +61,30 @@ export interface ReadVolumeResult {
 
 export async function readVolume(options: ReadVolumeOptions): Promise<ReadVolumeResult> {
   if (!options.hashers) {
-    const hashers = { chunk: new ChunkHasher() };
+    const hashers = { chunk: new ChunkHasher(), volume: new VolumeHasher() };
     try {
       return await readVolume({ ...options, hashers });
     } finally {
-      await hashers.chunk.close();
+      await Promise.all([hashers.chunk.close(), hashers.volume.close()]);
     }
   }
   const { name } = options;
   const where = `volume ${name}`;
-  // The volume's SHA-256 here (its pieces are not in shared memory: posting them costs more
-  // than hashing them); the chunks' on the worker, where they lie.
-  const hash = createHash('sha256');
-  const chunkHasher = options.hashers.chunk;
+  // Both SHA-256s on workers: the chunks' where they lie (shared memory), the volume's from
+  // copies of the pieces read, at most hashAheadBytes behind.
+  const { chunk: chunkHasher, volume: volumeHasher } = options.hashers;
   let sizeBytes = 0;
+  const hashPiece = async (piece: Buffer) => {
+    volumeHasher.update(piece);
+    sizeBytes += piece.length;
+    while (sizeBytes - volumeHasher.hashedBytes > hashAheadBytes) await new Promise<void>((resolve) => (volumeHasher.onHashed = resolve));
+  };
   const file = createReadStream(options.path, { highWaterMark: 4 * 1024 * 1024 });
   const extract = tar.extract();
   const feeding = (async () => {
     try {
       for await (const piece of file as AsyncIterable<Buffer>) {
-        hash.update(piece);
-        sizeBytes += piece.length;
+        await hashPiece(piece);
         options.onBytes?.(piece.length);
         if (!extract.write(piece)) {
           await new Promise<void>((resolve) => {
@@ -177,16 +187,13 @@ export async function readVolume(options: ReadVolumeOptions): Promise<ReadVolume
   // Read what is left of the file, so the volume's SHA-256 and size are those of the whole file.
   if (result.error && !options.signal?.aborted) {
     try {
-      for await (const piece of createReadStream(options.path, { start: sizeBytes }) as AsyncIterable<Buffer>) {
-        hash.update(piece);
-        sizeBytes += piece.length;
-      }
+      for await (const piece of createReadStream(options.path, { start: sizeBytes }) as AsyncIterable<Buffer>) await hashPiece(piece);
     } catch {
       // the error already reported says enough
     }
   }
   result.sizeBytes = sizeBytes;
-  result.sha256 = hash.digest('hex');
+  result.sha256 = await volumeHasher.digest();
   return result;
 }
 
