@@ -15,14 +15,16 @@
  * FileHandle, and creates each folder once.
  */
 import { readdir, rm, stat } from 'node:fs/promises';
-import { close, constants, fdatasync, fstat, open, read, rename, type Stats } from 'node:fs';
+import { close, closeSync, constants, fdatasync, fstat, fstatSync, open, openSync, read, readSync, rename, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import PQueue from 'p-queue';
 import { randomBytes } from 'node:crypto';
-import { FerryError, fullFileSystemHint, fsyncDirectory, throwIfAborted, writeFully, makeDirectory } from '../core/index.js';
+import { FerryError, InlineIo, fullFileSystemHint, fsyncDirectory, throwIfAborted, writeFully, makeDirectory } from '../core/index.js';
 import { isValidKey, tooLargeError, type GetOptions, type ObjectInfo, type ObjectStore, type PutOptions } from './object-store.js';
 
 const tempMarker = '.tmp-';
+/** Objects up to this size are read inline (see get). */
+const inlineReadMaxBytes = 256 * 1024;
 
 export interface FileStoreOptions {
   /**
@@ -42,6 +44,8 @@ export class FileStore implements ObjectStore {
   /** Folders this store has created or written in: no mkdir for them. */
   private readonly knownFolders = new Set<string>();
   private readonly syncs: PQueue;
+  /** Small objects are read inline while that stays fast (see get). */
+  private readonly inlineIo = new InlineIo();
 
   constructor(
     readonly root: string,
@@ -85,19 +89,26 @@ export class FileStore implements ObjectStore {
     }
   }
 
-  /** Raw fds and callback calls, as for puts: a delta follower reads thousands of objects. */
+  /**
+   * A small object (a delta of a few writes) is read inline while that stays fast (see
+   * InlineIo): a delta follower reads thousands of them, and four threadpool round trips
+   * each (open, fstat, read, close) cost more than the calls themselves. Larger ones, and
+   * all while inline calls are slow, go through the threadpool with raw fds.
+   */
   async get(key: string, signal?: AbortSignal, options: GetOptions = {}): Promise<Buffer> {
     throwIfAborted(signal);
+    const path = this.pathOf(key);
     const { into } = options;
     return this.io(key, async () => {
-      const fd = await fsCall<number>((cb) => open(this.pathOf(key), constants.O_RDONLY, cb));
+      const small = this.inlineIo.tryInline(0, () => this.readSmallSync(key, path, into));
+      if (small !== undefined) return small;
+      const fd = await fsCall<number>((cb) => open(path, constants.O_RDONLY, cb));
       try {
         const { size } = await fsCall<Stats>((cb) => fstat(fd, cb));
-        if (into && size > into.byteLength) throw tooLargeError(this.location, key, size, into);
-        const target = into ? Buffer.from(into.buffer, into.byteOffset, size) : Buffer.allocUnsafe(size);
+        const target = this.target(key, size, into);
         for (let done = 0; done < size; ) {
           const bytesRead = await fsCall<number>((cb) => read(fd, target, done, size - done, done, cb));
-          if (bytesRead === 0) throw new FerryError('store-unavailable', `${this.location}: ${key}: shrank while being read`);
+          if (bytesRead === 0) throw this.shrank(key);
           done += bytesRead;
         }
         return target;
@@ -105,6 +116,35 @@ export class FileStore implements ObjectStore {
         close(fd, () => {});
       }
     });
+  }
+
+  /** The object if it is small (inlineReadMaxBytes), read with synchronous calls; else undefined. */
+  private readSmallSync(key: string, path: string, into: Uint8Array | undefined): Buffer | undefined {
+    const fd = openSync(path, constants.O_RDONLY);
+    try {
+      const { size } = fstatSync(fd);
+      if (size > inlineReadMaxBytes) return undefined;
+      const target = this.target(key, size, into);
+      for (let done = 0; done < size; ) {
+        const bytesRead = readSync(fd, target, done, size - done, done);
+        if (bytesRead === 0) throw this.shrank(key);
+        done += bytesRead;
+      }
+      return target;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Where an object of `size` bytes is read to: `into` (if it fits) or a buffer of its own. */
+  private target(key: string, size: number, into: Uint8Array | undefined): Buffer {
+    if (!into) return Buffer.allocUnsafe(size);
+    if (size > into.byteLength) throw tooLargeError(this.location, key, size, into);
+    return Buffer.from(into.buffer, into.byteOffset, size);
+  }
+
+  private shrank(key: string): FerryError {
+    return new FerryError('store-unavailable', `${this.location}: ${key}: shrank while being read`);
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
