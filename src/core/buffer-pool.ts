@@ -14,10 +14,12 @@ export class BufferPool {
     readonly bufferBytes: number,
     /** Buffers kept for reuse at most. */
     readonly maxFree: number,
+    /** Buffers in shared memory, which worker threads read in place (see hash-worker.ts). */
+    private readonly options: { shared?: boolean } = {},
   ) {}
 
   take(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafe(this.bufferBytes);
+    return this.free.pop() ?? (this.options.shared ? Buffer.from(new SharedArrayBuffer(this.bufferBytes)) : Buffer.allocUnsafe(this.bufferBytes));
   }
 
   /** Keeps `buf` for reuse if it is one of this pool's size and there is room. */

@@ -35,7 +35,7 @@ parentPort.on('message', (m) => {
 type Reply = { type: 'chunk'; hex: string } | { type: 'hashed'; length: number } | { type: 'digest'; hex: string };
 
 abstract class HashWorker {
-  private readonly worker: Worker;
+  protected readonly worker: Worker;
   protected failure: Error | undefined;
 
   constructor() {
@@ -75,9 +75,17 @@ abstract class HashWorker {
   }
 }
 
-/** One worker hashing whole chunks; its answers come in the order it was asked. */
+/**
+ * One worker hashing whole chunks; its answers come in the order it was asked. Idle, it does
+ * not keep the process alive (an owner that is never closed does not hang its exit).
+ */
 class ChunkWorker extends HashWorker {
   private readonly waiting: Array<{ resolve: (hex: string) => void; reject: (err: Error) => void }> = [];
+
+  constructor() {
+    super();
+    this.worker.unref();
+  }
 
   /** Chunks asked and not yet answered. */
   get pending(): number {
@@ -87,13 +95,16 @@ class ChunkWorker extends HashWorker {
   hash(data: Uint8Array): Promise<string> {
     if (this.failure) return Promise.reject(this.error());
     return new Promise((resolve, reject) => {
+      if (this.waiting.length === 0) this.worker.ref();
       this.waiting.push({ resolve, reject });
       this.post('chunk', data);
     });
   }
 
   protected onReply(reply: Reply): void {
-    if (reply.type === 'chunk') this.waiting.shift()?.resolve(reply.hex);
+    if (reply.type !== 'chunk') return;
+    this.waiting.shift()?.resolve(reply.hex);
+    if (this.waiting.length === 0) this.worker.unref();
   }
 
   protected onFailure(): void {

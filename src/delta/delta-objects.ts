@@ -2,9 +2,9 @@
  * Deltas in the store: the repository keeps delta objects under their keys
  * (`deltas/<disk>/<replication>/…`); this module encodes, names, verifies and orders them.
  */
-import { FerryError } from '../core/index.js';
+import { FerryError, type ChunkHasher } from '../core/index.js';
 import type { Repository } from '../store/index.js';
-import { decodeDelta, deltaKey, encodeDelta, parseDeltaKey, type Delta, type DeltaName } from './delta-codec.js';
+import { decodeDelta, deltaHashedBytes, deltaKey, encodeDelta, parseDeltaKey, type Delta, type DeltaName } from './delta-codec.js';
 
 /** Writes a delta of `delta.replication`: the commit point of the changes it carries. */
 export async function putDelta(repo: Repository, diskId: string, delta: Delta, signal?: AbortSignal): Promise<{ key: string; sizeBytes: number }> {
@@ -14,9 +14,20 @@ export async function putDelta(repo: Repository, diskId: string, delta: Delta, s
   return { key, sizeBytes: bytes.byteLength };
 }
 
-/** Reads and verifies a delta (SHA-256 trailer, and that its header matches its key). */
-export async function getDelta(repo: Repository, name: DeltaName, signal?: AbortSignal): Promise<Delta> {
-  const delta = decodeDelta(await repo.getDeltaObject(name.key, signal), name.key);
+/** Deltas from this size on are hashed on the worker given to getDelta; smaller ones here, where that is cheaper. */
+const workerHashFromBytes = 1024 * 1024;
+
+/**
+ * Reads and verifies a delta (SHA-256 trailer, and that its header matches its key). With
+ * `into` (shared memory) and `hasher`, a delta that fits is read into it and, if large,
+ * hashed there on the hasher's worker thread; the delta's data are then views of `into`.
+ */
+export async function getDelta(repo: Repository, name: DeltaName, signal?: AbortSignal, options: { into?: Buffer; hasher?: ChunkHasher } = {}): Promise<Delta> {
+  const { into, hasher } = options;
+  const bytes = await repo.getDeltaObject(name.key, signal, { into, larger: 'own-buffer' });
+  const onWorker = hasher !== undefined && bytes.buffer instanceof SharedArrayBuffer && bytes.byteLength >= workerHashFromBytes;
+  const sha256 = onWorker ? await hasher.hash(deltaHashedBytes(bytes)) : undefined;
+  const delta = decodeDelta(bytes, name.key, sha256);
   const second = delta.kind === 'journal' ? delta.endSeq : delta.part;
   if (delta.kind !== name.kind || delta.replication !== name.replication || delta.seq !== name.seq || delta.generation !== name.generation || second !== name.second) {
     throw new FerryError(

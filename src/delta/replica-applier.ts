@@ -30,7 +30,7 @@
 import { readFile, realpath } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FerryError, FileDevice, asFerryError, Logger, ProcessLock, checkReplicationId, hashDisk, throwIfAborted, writeFileAtomic, type DiskDigest } from '../core/index.js';
+import { BufferPool, ChunkHasher, FerryError, FileDevice, asFerryError, Logger, ProcessLock, checkReplicationId, hashDisk, throwIfAborted, writeFileAtomic, type DiskDigest } from '../core/index.js';
 import { checkDiskId, type Repository } from '../store/index.js';
 import type { Delta, DeltaName } from './delta-codec.js';
 import { deleteDelta, getDelta, listDeltas } from './delta-objects.js';
@@ -48,6 +48,8 @@ const commitEveryBytes = 64 * 1024 * 1024;
  * at most, so this holds some 64 MiB.
  */
 const readAheadDeltas = 8;
+/** Read buffers of this size hold most deltas; a larger one is read into a buffer of its own. */
+const readBufferBytes = 16 * 1024 * 1024;
 
 export interface ReplicaState {
   version: typeof stateVersion;
@@ -122,6 +124,13 @@ export class ReplicaApplier {
   private handover = new AbortController();
   /** The lock was handed over and taken back: the state file may have moved on. */
   private stale = false;
+  /** Verifies deltas on a worker thread, while this one writes the replica (made on first use). */
+  private hasher: ChunkHasher | undefined;
+  /**
+   * What deltas are read into (see ReadAhead), kept from pass to pass: the hasher's worker
+   * holds on to shared memory it was sent until it collects garbage, which it seldom does.
+   */
+  private readonly readBuffers = new BufferPool(readBufferBytes, readAheadDeltas + 2, { shared: true });
 
   /**
    * Delete deltas from the store once they are applied (default). A disk has one replica;
@@ -229,6 +238,8 @@ export class ReplicaApplier {
     if (this.lock && !this.lock.held) await this.lock.release();
     await this.exclusive;
     await this.lock?.release();
+    await this.hasher?.close();
+    this.hasher = undefined;
   }
 
   get nextSeq(): number {
@@ -311,7 +322,8 @@ export class ReplicaApplier {
       committing.catch(() => {}); // met by the next commit, or by the end of this pass
     };
     // Read ahead: the deltas after this one that replay may apply (one skipped now stays skipped).
-    const reads = new ReadAhead(this.repo, deltas, signal, (n) => this.decide(n) !== 'skip' && !(n.kind === 'journal' && n.seq > lastSeq));
+    this.hasher ??= new ChunkHasher();
+    const reads = new ReadAhead(this.repo, this.readBuffers, this.hasher, deltas, signal, (n) => this.decide(n) !== 'skip' && !(n.kind === 'journal' && n.seq > lastSeq));
     try {
       for (const [index, name] of deltas.entries()) {
         throwIfAborted(signal);
@@ -539,9 +551,16 @@ export class ReplicaApplier {
   }
 }
 
-/** Deltas being read (and verified) ahead of their turn; nothing is written from here. */
+/**
+ * Deltas being read (and verified) ahead of their turn; nothing is written from here. Each
+ * read goes into a buffer of the pool (shared memory, hashed in place on the hasher's
+ * worker); the delta `take` gives may be used until the next `take` or `abandon`, which
+ * hand its buffer back.
+ */
 class ReadAhead {
-  private readonly reads = new Map<string, Promise<Delta>>();
+  private readonly reads = new Map<string, { delta: Promise<Delta>; buffer: Buffer }>();
+  /** The buffer of the delta taken last. */
+  private current: Buffer | undefined;
   /** The next delta to consider reading ahead. */
   private next = 0;
   private readonly abandoned = new AbortController();
@@ -549,6 +568,8 @@ class ReadAhead {
 
   constructor(
     private readonly repo: Repository,
+    private readonly buffers: BufferPool,
+    private readonly hasher: ChunkHasher,
     private readonly names: readonly DeltaName[],
     signal: AbortSignal,
     private readonly wanted: (name: DeltaName) => boolean,
@@ -558,29 +579,50 @@ class ReadAhead {
 
   /** The delta at `index` of the names, read ahead or read now; starts reading the next ones. */
   take(index: number): Promise<Delta> {
+    this.giveBackCurrent();
     const name = this.names[index]!;
-    const read = this.reads.get(name.key) ?? getDelta(this.repo, name, this.signal);
+    const read = this.reads.get(name.key) ?? this.read(name);
     this.reads.delete(name.key);
+    this.current = read.buffer;
     this.next = Math.max(this.next, index + 1);
     while (this.reads.size < readAheadDeltas && this.next < this.names.length) {
       const ahead = this.names[this.next++]!;
       if (!this.wanted(ahead)) continue;
-      const aheadRead = getDelta(this.repo, ahead, this.signal);
-      aheadRead.catch(() => {}); // its failure is met by take(), or by no one if it is dropped
+      const aheadRead = this.read(ahead);
+      aheadRead.delta.catch(() => {}); // its failure is met by take(), or by no one if it is dropped
       this.reads.set(ahead.key, aheadRead);
     }
-    return read;
+    return read.delta;
   }
 
   /** A delta replay will not apply after all. */
   drop(name: DeltaName): void {
+    const read = this.reads.get(name.key);
     this.reads.delete(name.key);
+    if (read) this.giveBackWhenSettled(read);
   }
 
   /** Stops the reads no one will take. */
   abandon(): void {
     this.abandoned.abort();
+    for (const read of this.reads.values()) this.giveBackWhenSettled(read);
     this.reads.clear();
+    this.giveBackCurrent();
+  }
+
+  private read(name: DeltaName): { delta: Promise<Delta>; buffer: Buffer } {
+    const buffer = this.buffers.take();
+    return { delta: getDelta(this.repo, name, this.signal, { into: buffer, hasher: this.hasher }), buffer };
+  }
+
+  private giveBackCurrent(): void {
+    if (this.current) this.buffers.give(this.current);
+    this.current = undefined;
+  }
+
+  /** A read may still be filling its buffer: it goes back to the pool once the read ends. */
+  private giveBackWhenSettled(read: { delta: Promise<Delta>; buffer: Buffer }): void {
+    void read.delta.catch(() => {}).then(() => this.buffers.give(read.buffer));
   }
 }
 

@@ -98,14 +98,13 @@ export class FileStore implements ObjectStore {
   async get(key: string, signal?: AbortSignal, options: GetOptions = {}): Promise<Buffer> {
     throwIfAborted(signal);
     const path = this.pathOf(key);
-    const { into } = options;
     return this.io(key, async () => {
-      const small = this.inlineIo.tryInline(0, () => this.readSmallSync(key, path, into));
+      const small = this.inlineIo.tryInline(0, () => this.readSmallSync(key, path, options));
       if (small !== undefined) return small;
       const fd = await fsCall<number>((cb) => open(path, constants.O_RDONLY, cb));
       try {
         const { size } = await fsCall<Stats>((cb) => fstat(fd, cb));
-        const target = this.target(key, size, into);
+        const target = this.target(key, size, options);
         for (let done = 0; done < size; ) {
           const bytesRead = await fsCall<number>((cb) => read(fd, target, done, size - done, done, cb));
           if (bytesRead === 0) throw this.shrank(key);
@@ -119,12 +118,12 @@ export class FileStore implements ObjectStore {
   }
 
   /** The object if it is small (inlineReadMaxBytes), read with synchronous calls; else undefined. */
-  private readSmallSync(key: string, path: string, into: Uint8Array | undefined): Buffer | undefined {
+  private readSmallSync(key: string, path: string, options: GetOptions): Buffer | undefined {
     const fd = openSync(path, constants.O_RDONLY);
     try {
       const { size } = fstatSync(fd);
       if (size > inlineReadMaxBytes) return undefined;
-      const target = this.target(key, size, into);
+      const target = this.target(key, size, options);
       for (let done = 0; done < size; ) {
         const bytesRead = readSync(fd, target, done, size - done, done);
         if (bytesRead === 0) throw this.shrank(key);
@@ -136,11 +135,11 @@ export class FileStore implements ObjectStore {
     }
   }
 
-  /** Where an object of `size` bytes is read to: `into` (if it fits) or a buffer of its own. */
-  private target(key: string, size: number, into: Uint8Array | undefined): Buffer {
-    if (!into) return Buffer.allocUnsafe(size);
-    if (size > into.byteLength) throw tooLargeError(this.location, key, size, into);
-    return Buffer.from(into.buffer, into.byteOffset, size);
+  /** Where an object of `size` bytes is read to (see GetOptions). */
+  private target(key: string, size: number, { into, larger }: GetOptions): Buffer {
+    if (into && size <= into.byteLength) return Buffer.from(into.buffer, into.byteOffset, size);
+    if (into && larger !== 'own-buffer') throw tooLargeError(this.location, key, size, into);
+    return Buffer.allocUnsafe(size);
   }
 
   private shrank(key: string): FerryError {

@@ -26,11 +26,15 @@ export interface PutOptions {
 
 export interface GetOptions {
   /**
-   * Read the object into this buffer rather than one of its own (a restore reuses a few
-   * buffers, shared with its hash workers): the result is then a view of `into`. An object
-   * larger than `into` fails with code 'checksum-mismatch', naming both sizes.
+   * Read the object into this buffer rather than one of its own (a restore, an applier reuse
+   * a few buffers, shared with their hash workers): the result is then a view of it.
    */
   into?: Uint8Array;
+  /**
+   * An object larger than `into`: refused (code 'checksum-mismatch', naming both sizes), the
+   * default, or read into a buffer of its own.
+   */
+  larger?: 'refuse' | 'own-buffer';
 }
 
 export interface ObjectStore {

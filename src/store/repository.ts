@@ -13,6 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { FerryError, checkReplicationId, sha256Hex, type ChunkHasher } from '../core/index.js';
+import type { GetOptions } from './object-store.js';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest.js';
 import type { ObjectStore } from './object-store.js';
 
@@ -160,8 +161,8 @@ export class Repository {
     await this.store.put(key, bytes, signal);
   }
 
-  async getDeltaObject(key: string, signal?: AbortSignal): Promise<Buffer> {
-    return this.store.get(key, signal);
+  async getDeltaObject(key: string, signal?: AbortSignal, options?: GetOptions): Promise<Buffer> {
+    return this.store.get(key, signal, options);
   }
 
   async deleteDeltaObject(key: string, signal?: AbortSignal): Promise<void> {

@@ -101,12 +101,14 @@ export class S3Store implements ObjectStore {
       const reply = await client.send(new s3.GetObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), { abortSignal });
       if (!reply.Body) throw new FerryError('store-unavailable', `${this.location}: ${key}: empty response body`);
       const body = reply.Body as Readable;
-      if (!into) return Buffer.from(await readBody(reply.Body.transformToByteArray(), abortSignal));
-      if ((reply.ContentLength ?? 0) > into.byteLength) {
+      const length = reply.ContentLength;
+      const fits = into !== undefined && (length ?? 0) <= into.byteLength;
+      if (into && !fits && options.larger !== 'own-buffer') {
         body.destroy();
-        throw tooLargeError(this.location, key, reply.ContentLength!, into);
+        throw tooLargeError(this.location, key, length!, into);
       }
-      const tooLarge = () => tooLargeError(this.location, key, reply.ContentLength ?? into.byteLength + 1, into);
+      if (!fits) return Buffer.from(await readBody(reply.Body.transformToByteArray(), abortSignal));
+      const tooLarge = () => tooLargeError(this.location, key, length ?? into.byteLength + 1, into);
       return readBody(readInto(body, into, abortSignal, tooLarge), abortSignal);
     });
   }

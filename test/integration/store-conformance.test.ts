@@ -43,6 +43,10 @@ function conformance(name: string, open: () => Promise<ObjectStore>) {
       const err = await store.get(`into/size-4096`, undefined, { into: into.subarray(0, 4000) }).catch((e: unknown) => e);
       expect(isFerryError(err, 'checksum-mismatch')).toBe(true);
       expect(String(err)).toMatch(/into\/size-4096 .* is 4096 bytes, more than the 4000 expected/);
+      // Asked to, it reads a larger object into a buffer of its own.
+      const whole = await store.get(`into/size-${into.byteLength}`, undefined, { into: into.subarray(0, 4000), larger: 'own-buffer' });
+      expect(whole.byteLength).toBe(into.byteLength);
+      expect(whole.buffer).not.toBe(into.buffer);
     });
 
     it('overwrites an object whole', async () => {
