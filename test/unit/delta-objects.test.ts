@@ -48,7 +48,7 @@ it(`reads deltas into a shared buffer or one of their own, hashed on the worker 
     const { key } = await putDelta(repo, 'd', made);
     const got = await getDelta(repo, parseDeltaKey(key)!, undefined, { into, hasher });
     const data = got.extents[0]!.data!;
-    expect(data.equals(made.extents[0]!.data!)).toBe(true);
+    expect(Buffer.from(data).equals(Buffer.from(made.extents[0]!.data!))).toBe(true);
     expect(data.buffer === into.buffer).toBe(bytes <= into.byteLength); // in place when it fits
   }
 });
