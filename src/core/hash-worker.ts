@@ -138,8 +138,21 @@ export class ChunkHasher {
   }
 }
 
+/**
+ * Pieces that are not in shared memory are copied into this ring of shared memory, which the
+ * worker reads in place: that is all the memory their copies take. (Copies posted on their own
+ * would be freed only when the worker collects garbage, which it seldom does.)
+ */
+const stagingBytes = 32 * 1024 * 1024;
+
 export class VolumeHasher extends HashWorker {
   private hashed = 0;
+  private staging: Buffer | undefined;
+  /** Bytes copied into the ring so far, and how many of them are hashed. */
+  private staged = 0;
+  private stagedHashed = 0;
+  /** For each piece posted and not yet hashed, in order: its bytes in the ring. */
+  private readonly inFlight: number[] = [];
   private digestWaiter: { resolve: (hex: string) => void; reject: (err: Error) => void } | undefined;
   /** Called whenever `hashedBytes` grows. */
   onHashed: () => void = () => {};
@@ -151,7 +164,21 @@ export class VolumeHasher extends HashWorker {
   }
 
   update(piece: Uint8Array): void {
-    this.post('data', piece);
+    if (piece.buffer instanceof SharedArrayBuffer || piece.byteLength > stagingBytes - (this.staged - this.stagedHashed)) {
+      this.inFlight.push(0);
+      this.post('data', piece); // shared already, or no room in the ring: a copy of its own
+      return;
+    }
+    this.staging ??= Buffer.from(new SharedArrayBuffer(stagingBytes));
+    for (let rest = piece; rest.byteLength > 0; ) {
+      const at = this.staged % stagingBytes;
+      const n = Math.min(rest.byteLength, stagingBytes - at);
+      this.staging.set(rest.subarray(0, n), at);
+      this.inFlight.push(n);
+      this.post('data', this.staging.subarray(at, at + n));
+      this.staged += n;
+      rest = rest.subarray(n);
+    }
   }
 
   /** The SHA-256 of every byte since the last digest; starts a new one. */
@@ -166,6 +193,7 @@ export class VolumeHasher extends HashWorker {
   protected onReply(reply: Reply): void {
     if (reply.type === 'hashed') {
       this.hashed += reply.length;
+      this.stagedHashed += this.inFlight.shift() ?? 0;
       this.onHashed();
     } else if (reply.type === 'digest') {
       const waiter = this.digestWaiter;

@@ -1,6 +1,6 @@
 // Benchmark hook for scripts/bench/nbd-serve.mjs: "capture on". Wraps the disk in the capture
 // filter over a streaming change tracker, so every write is recorded in the journal (after the
-// disk write, before the ack; FUA and FLUSH sync the journal) exactly as in production.
+// disk write, before the ack) exactly as in production.
 //
 // The journal lives in a temporary directory next to the image (same filesystem), with a hard
 // limit large enough never to fall back to the bitmap during a run. To measure the cost of
