@@ -42,13 +42,13 @@ const holeMinBytes = 1024 * 1024;
 /** A group of applied deltas is committed (replica flushed, state written) at this many deltas or bytes. */
 const commitEveryDeltas = 256;
 const commitEveryBytes = 64 * 1024 * 1024;
-/**
- * Deltas read (and verified) ahead of the one being applied, so that reading the store
- * overlaps writing the replica; a delta is a journal segment or resync piece of about 8 MiB
- * at most, so this holds some 64 MiB.
- */
+/** Deltas read (and verified) ahead of the one being applied: reading the store overlaps writing the replica. */
 const readAheadDeltas = 8;
-/** Read buffers of this size hold most deltas; a larger one is read into a buffer of its own. */
+/**
+ * Deltas are read into buffers of this size, shared memory that only what a delta fills
+ * takes up: a journal segment or resync piece is about 8 MiB at most, and a larger delta is
+ * read into a buffer of its own.
+ */
 const readBufferBytes = 16 * 1024 * 1024;
 
 export interface ReplicaState {

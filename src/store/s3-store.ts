@@ -102,13 +102,15 @@ export class S3Store implements ObjectStore {
       if (!reply.Body) throw new FerryError('store-unavailable', `${this.location}: ${key}: empty response body`);
       const body = reply.Body as Readable;
       const length = reply.ContentLength;
-      const fits = into !== undefined && (length ?? 0) <= into.byteLength;
-      if (into && !fits && options.larger !== 'own-buffer') {
+      const ownBuffer = options.larger === 'own-buffer';
+      // Of unknown length, it is read into `into` only if it must be (it may not fit).
+      const fits = into !== undefined && (length === undefined ? !ownBuffer : length <= into.byteLength);
+      if (into && !fits && !ownBuffer) {
         body.destroy();
         throw tooLargeError(this.location, key, length!, into);
       }
       if (!fits) return Buffer.from(await readBody(reply.Body.transformToByteArray(), abortSignal));
-      const tooLarge = () => tooLargeError(this.location, key, length ?? into.byteLength + 1, into);
+      const tooLarge = (received: number) => tooLargeError(this.location, key, length ?? received, into);
       return readBody(readInto(body, into, abortSignal, tooLarge), abortSignal);
     });
   }
@@ -211,7 +213,7 @@ export class S3Store implements ObjectStore {
  * A response body read into `into`: the result is a view of it. Once `signal` fires nothing
  * more is copied: the caller (or a retry) may own `into` again by then.
  */
-async function readInto(body: Readable, into: Uint8Array, signal: AbortSignal, tooLarge: () => FerryError): Promise<Buffer> {
+async function readInto(body: Readable, into: Uint8Array, signal: AbortSignal, tooLarge: (received: number) => FerryError): Promise<Buffer> {
   const target = Buffer.from(into.buffer, into.byteOffset, into.byteLength);
   let length = 0;
   for await (const piece of body as AsyncIterable<Buffer>) {
@@ -221,7 +223,7 @@ async function readInto(body: Readable, into: Uint8Array, signal: AbortSignal, t
     }
     if (length + piece.byteLength > target.byteLength) {
       body.destroy();
-      throw tooLarge();
+      throw tooLarge(length + piece.byteLength);
     }
     piece.copy(target, length);
     length += piece.byteLength;
