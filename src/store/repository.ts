@@ -13,9 +13,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { FerryError, checkReplicationId, sha256Hex, type ChunkHasher } from '../core/index.js';
-import type { GetOptions } from './object-store.js';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest.js';
-import type { ObjectStore } from './object-store.js';
+import type { GetOptions, ObjectStore } from './object-store.js';
 
 export const repositoryVersion = 1;
 export const cutoverMarkVersion = 1;
