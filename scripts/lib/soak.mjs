@@ -28,15 +28,29 @@ const dist = resolve(process.env.FERRY_DIST ?? join(root, 'dist'));
 const ferryMain = join(dist, 'cli/main.js');
 const { FilterControlClient } = await import(pathToFileURL(join(dist, 'api/index.js')).href);
 
-const { values: opts } = parseArgs({
-  options: {
-    minutes: { type: 'string', default: '30' },
-    disks: { type: 'string', default: '8' },
-    size: { type: 'string', default: '64M' },
-    restart: { type: 'string', default: '3' },
-    faults: { type: 'string', default: '0.05' },
-  },
-});
+const usage = 'usage: scripts/soak [--minutes 30] [--disks 8] [--size 64M] [--restart 3] [--faults 0.05]';
+const fail = (message) => {
+  process.stderr.write(`soak: ${message}\n${usage}\n`);
+  process.exit(2);
+};
+let opts;
+try {
+  ({ values: opts } = parseArgs({
+    options: {
+      minutes: { type: 'string', default: '30' },
+      disks: { type: 'string', default: '8' },
+      size: { type: 'string', default: '64M' },
+      restart: { type: 'string', default: '3' },
+      faults: { type: 'string', default: '0.05' },
+    },
+  }));
+} catch (err) {
+  fail(err.message);
+}
+for (const name of ['minutes', 'disks', 'restart', 'faults']) {
+  const value = Number(opts[name]);
+  if (!(value >= 0) || (name !== 'faults' && !(value > 0))) fail(`--${name}: expected a positive number, received ${JSON.stringify(opts[name])}`);
+}
 const minutes = Number(opts.minutes);
 const diskCount = Number(opts.disks);
 const faultRate = Number(opts.faults);
