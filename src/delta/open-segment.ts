@@ -323,6 +323,11 @@ export class OpenSegment {
       return sealed;
     }
     await this.writeQueued();
+    // Every record is in the file now: the slabs go back to the pool. This segment may wait
+    // here a long while (until it ships, or the journal syncs) and must not hold them.
+    for (const slab of this.slabs.splice(0)) journalSlabs.give(slab);
+    this.slab = Buffer.allocUnsafe(0);
+    this.slabStart = this.slabUsed = 0;
     await rename(this.path, this.sealedAs);
     this.dirSynced = false;
     return new SealedSegment(this.sealedAs, first.seq, last.seq, this.writtenBytes);

@@ -108,7 +108,13 @@ export class SealedSegment {
     for (const entries of image.slice(1)) checksumEntries(entries); // [0] is the segment header
     // Retired while being written: no file, and the image stays (recycle gives its slabs back).
     const written = await writeFileAtomic(this.path, image, { syncDirectory: false, commit: () => this.retired === undefined });
-    if (written) this.image = undefined;
+    if (written) {
+      // Its memory goes: the slabs are let go, not given back to the pool (a reader may still
+      // hold the image; the garbage collector frees them after). A segment waiting to ship,
+      // in its file, holds none, however long the shipper takes.
+      this.image = undefined;
+      this.slabs = [];
+    }
   }
 
   get name(): string {

@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { copyFile, mkdtemp, open, readFile, readdir, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
@@ -269,6 +271,24 @@ describe('Journal: append, seal, coalesce', () => {
     expect(journal.memoryBytes).toBe(0);
     expect(journal.backlog()).toBeUndefined();
     expect((await stat(sealed!.path)).size).toBe(sealed!.sizeBytes);
+    await journal.close();
+  });
+
+  it('lets the memory of spilled segments go while they wait to ship, however many wait', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const journal = await Journal.open(dir, { segmentMaxAgeMs: 0, segmentMaxBytes: 1024 * K, maxMemoryBytes: 2048 * K });
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    const data = new Uint8Array(128 * K);
+    for (let i = 0; i < 512; i++) {
+      appendOk(journal, { kind: 'write', offset: i * 128 * K, data }); // 64 MiB in all, none shipped
+      await journal.backlog(); // as the tracker's writers do: spills once past maxMemoryBytes
+    }
+    expect(journal.sealedSegments().length).toBeGreaterThan(50);
+    expect(journal.memoryBytes).toBeLessThan(4096 * K);
+    gc();
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(16 * 1024 * K);
     await journal.close();
   });
 
