@@ -15,8 +15,8 @@ const maxIovecs = 512;
 /**
  * Bytes per call. The kernel sizes page cache folios by the write, and in a VM whose host
  * takes back the guest's free memory (a balloon with free page reporting) folios of 512 KiB
- * and more come from memory the host must back again: such writes then cost up to ten times
- * the system time of 256 KiB ones. Much smaller pieces cost more calls instead.
+ * and more come from memory the host must back again, which a write of that size pays for;
+ * smaller folios come from memory the guest keeps. Much smaller pieces cost more calls instead.
  */
 const maxWriteBytes = 256 * 1024;
 

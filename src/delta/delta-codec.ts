@@ -140,21 +140,21 @@ export function encodeDelta(delta: Delta): Buffer {
   return out;
 }
 
-/** Verifies and decodes a delta; `name` is the object, for messages. Data is not copied. */
 /** The bytes a delta's SHA-256 trailer covers (all but the trailer). */
 export function deltaHashedBytes(bytes: Buffer): Buffer {
   return bytes.subarray(0, Math.max(0, bytes.length - trailerBytes));
 }
 
 /**
- * Decodes a delta and verifies it. `sha256`: the SHA-256 (hex) of deltaHashedBytes(bytes),
- * when the caller computed it (on a worker thread); computed here otherwise.
+ * Verifies and decodes a delta; `name` is the object, for messages. Data is not copied.
+ * `sha256`: the SHA-256 (hex) of deltaHashedBytes(bytes), when the caller computed it (on a
+ * worker thread); computed here otherwise.
  */
 export function decodeDelta(bytes: Buffer, name: string, sha256?: string): Delta {
   const corrupt = (what: string) => new FerryError('checksum-mismatch', `delta ${name} is corrupt: ${what}`);
   if (bytes.length < 16 + trailerBytes) throw corrupt(`${bytes.length} bytes is shorter than any delta (truncated?)`);
   if (!bytes.subarray(0, 8).equals(magic)) throw corrupt('bad magic');
-  const body = bytes.subarray(0, bytes.length - trailerBytes);
+  const body = deltaHashedBytes(bytes);
   const expected = bytes.subarray(bytes.length - trailerBytes);
   const matches = sha256 === undefined ? createHash('sha256').update(body).digest().equals(expected) : sha256 === expected.toString('hex');
   if (!matches) throw corrupt('SHA-256 mismatch (truncated or damaged)');
