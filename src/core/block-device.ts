@@ -34,6 +34,12 @@ export function writeDataAfter(data: WriteData, skip: number): Uint8Array[] {
 export interface WriteOptions {
   /** Force unit access: the write is durable before the promise resolves. */
   fua?: boolean;
+  /**
+   * Nobody changes the written data after the call (bytes received from the network, in
+   * buffers of their own): a layer that keeps the bytes, like the journal, may keep `data`
+   * itself instead of a copy.
+   */
+  immutable?: boolean;
 }
 
 export interface BlockDevice {

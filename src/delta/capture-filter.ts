@@ -180,7 +180,7 @@ export class CaptureFilter implements BlockDevice {
           this.tracker.recordFailed(offset, length);
           throw err;
         }
-        await this.tracker.record(kind, offset, data ?? length);
+        await this.tracker.record(kind, offset, data ?? length, options?.immutable === true);
       } finally {
         this.tracker.endWrite(offset, length);
       }

@@ -334,9 +334,10 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
    * acknowledges). Never fails because of the journal: any journal trouble turns into a fall
    * back to the bitmap. The record is in the journal (in memory, written to a file when
    * memory runs short or at a clean close) when this resolves; it need not be durable, as
-   * its extent is in the activity log until the store has it.
+   * its extent is in the activity log until the store has it. `immutable`: the caller never
+   * changes the data, which the journal may then keep instead of a copy (WriteOptions).
    */
-  async record(kind: RecordKind, offset: number, dataOrLength: WriteData | number): Promise<void> {
+  async record(kind: RecordKind, offset: number, dataOrLength: WriteData | number, immutable = false): Promise<void> {
     this.checkOpen();
     const length = typeof dataOrLength === 'number' ? dataOrLength : writeDataBytes(dataOrLength);
     if (kind === 'write' && typeof dataOrLength === 'number') throw badInput('data', dataOrLength, 'the written bytes for a write record');
@@ -347,7 +348,7 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     }
     try {
       const result =
-        kind === 'write' ? this.journal.append({ kind, offset, data: dataOrLength as WriteData }) : this.journal.append({ kind, offset, length });
+        kind === 'write' ? this.journal.append({ kind, offset, data: dataOrLength as WriteData, immutable }) : this.journal.append({ kind, offset, length });
       if (!result.ok) {
         this.fallBack(`journal reached its hard limit (${result.unshippedBytes} unshipped bytes, limit ${result.hardLimitBytes})`);
         this.bitmap.mark(offset, length);

@@ -14,7 +14,7 @@
  * uses a byte. docs/FORMAT.md describes version 2 field by field.
  */
 import { createHash } from 'node:crypto';
-import { checkReplicationId, FerryError } from '../core/index.js';
+import { checkReplicationId, FerryError, writeDataBytes, type WriteData } from '../core/index.js';
 import { replicationPrefix } from '../store/index.js';
 
 export const deltaVersion = 3;
@@ -27,12 +27,13 @@ const trailerBytes = 32;
 
 export type DeltaKind = 'journal' | 'resync';
 
-export interface DeltaExtent {
+/** One extent; a delta being encoded may give a write's data in pieces, a decoded one has one buffer. */
+export interface DeltaExtent<Data extends WriteData = Uint8Array> {
   kind: 'write' | 'zero';
   offset: number;
   length: number;
   /** For writes: exactly `length` bytes. */
-  data?: Uint8Array;
+  data?: Data;
 }
 
 export interface DeltaHeader {
@@ -64,8 +65,8 @@ export interface DeltaHeader {
   createdAtMs: number;
 }
 
-export interface Delta extends DeltaHeader {
-  extents: DeltaExtent[];
+export interface Delta<Data extends WriteData = Uint8Array> extends DeltaHeader {
+  extents: DeltaExtent<Data>[];
 }
 
 /** Key of a delta: sorts journal deltas by first seq, resync pieces by S then part. */
@@ -99,7 +100,7 @@ export function parseDeltaKey(key: string): DeltaName | undefined {
   return undefined;
 }
 
-export function encodeDelta(delta: Delta): Buffer {
+export function encodeDelta(delta: Delta<WriteData>): Buffer {
   let size = headerBytes + trailerBytes;
   for (const e of delta.extents) size += extentHeaderBytes + (e.kind === 'write' ? e.length : 0);
   const out = Buffer.allocUnsafe(size);
@@ -119,8 +120,9 @@ export function encodeDelta(delta: Delta): Buffer {
   out.writeBigUInt64LE(BigInt(delta.needsSeq ?? 0), 80);
   let at = headerBytes;
   for (const e of delta.extents) {
-    if (e.kind === 'write' && e.data?.byteLength !== e.length) {
-      throw new FerryError('internal', `delta extent at ${e.offset}: ${e.data?.byteLength} bytes of data for length ${e.length}`);
+    const dataBytes = e.data === undefined ? undefined : writeDataBytes(e.data);
+    if (e.kind === 'write' && dataBytes !== e.length) {
+      throw new FerryError('internal', `delta extent at ${e.offset}: ${dataBytes} bytes of data for length ${e.length}`);
     }
     // What a reader refuses is never written: such a delta would stop its replica for good.
     if (!(e.length > 0) || e.offset < 0 || e.offset + e.length > delta.diskSizeBytes) {
@@ -132,8 +134,10 @@ export function encodeDelta(delta: Delta): Buffer {
     out.writeBigUInt64LE(BigInt(e.length), at + 16);
     at += extentHeaderBytes;
     if (e.kind === 'write') {
-      out.set(e.data!, at);
-      at += e.length;
+      for (const piece of e.data instanceof Uint8Array ? [e.data] : e.data!) {
+        out.set(piece, at);
+        at += piece.byteLength;
+      }
     }
   }
   createHash('sha256').update(out.subarray(0, at)).digest().copy(out, at);

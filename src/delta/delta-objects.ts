@@ -2,12 +2,12 @@
  * Deltas in the store: the repository keeps delta objects under their keys
  * (`deltas/<disk>/<replication>/…`); this module encodes, names, verifies and orders them.
  */
-import { FerryError, type ChunkHasher } from '../core/index.js';
+import { FerryError, type ChunkHasher, type WriteData } from '../core/index.js';
 import type { Repository } from '../store/index.js';
 import { decodeDelta, deltaHashedBytes, deltaKey, encodeDelta, parseDeltaKey, type Delta, type DeltaName } from './delta-codec.js';
 
 /** Writes a delta of `delta.replication`: the commit point of the changes it carries. */
-export async function putDelta(repo: Repository, diskId: string, delta: Delta, signal?: AbortSignal): Promise<{ key: string; sizeBytes: number }> {
+export async function putDelta(repo: Repository, diskId: string, delta: Delta<WriteData>, signal?: AbortSignal): Promise<{ key: string; sizeBytes: number }> {
   const key = deltaKey(diskId, delta);
   const bytes = encodeDelta(delta);
   await repo.putDeltaObject(key, bytes, signal);

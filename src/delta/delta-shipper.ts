@@ -17,7 +17,7 @@
  * Shipping is serialized: the loop and a cutover's drain never ship at the same time, so
  * deltas reach the store in seq order.
  */
-import { Logger, asFerryError, isAllZero, throwIfAborted, type BlockDevice } from '../core/index.js';
+import { Logger, asFerryError, isAllZero, throwIfAborted, type BlockDevice, type WriteData } from '../core/index.js';
 import type { Repository } from '../store/index.js';
 import type { ChangeTracker } from './change-tracker.js';
 import type { Delta, DeltaExtent } from './delta-codec.js';
@@ -179,7 +179,7 @@ export class DeltaShipper {
 
   private async shipSegment(segment: SealedSegment, signal?: AbortSignal): Promise<void> {
     if (segment.retired) return; // dropped for the bitmap meanwhile: the resync carries it
-    const extents: DeltaExtent[] = [];
+    const extents: DeltaExtent<WriteData>[] = [];
     for await (const extent of segment.readExtents()) extents.push(extent);
     await this.put({ kind: 'journal', seq: segment.firstSeq, endSeq: segment.lastSeq, part: 0, generation: 0, final: false, extents }, signal);
     await this.options.tracker.release(segment);
@@ -205,7 +205,7 @@ export class DeltaShipper {
       // Closed early if the tracker fell back again: what it marked goes with the next resync.
       const final = runs.length === 0 || tracker.mode === 'bitmap';
       try {
-        const extents: DeltaExtent[] = [];
+        const extents: DeltaExtent<WriteData>[] = [];
         for (const run of runs) {
           const data = Buffer.allocUnsafe(run.length);
           await source.read(data, run.offset);
@@ -229,7 +229,7 @@ export class DeltaShipper {
   }
 
   /** Puts one delta under the link's budget (foreground: deltas go before base copy). */
-  private async put(header: Omit<Delta, 'replication' | 'diskSizeBytes' | 'createdAtMs'>, signal?: AbortSignal): Promise<number> {
+  private async put(header: Omit<Delta<WriteData>, 'replication' | 'diskSizeBytes' | 'createdAtMs'>, signal?: AbortSignal): Promise<number> {
     const delta = { ...header, replication: this.options.tracker.replication, diskSizeBytes: this.options.source.sizeBytes, createdAtMs: Date.now() };
     const payload = delta.extents.reduce((sum, e) => sum + (e.kind === 'write' ? e.length : 0), 0);
     await this.options.throttle?.take(payload + 64, 'foreground', signal);

@@ -48,7 +48,8 @@ export interface JournalOptions {
 }
 
 export type JournalRecord =
-  | { kind: 'write'; offset: number; data: WriteData }
+  /** `immutable`: the caller never changes `data`, which may then be kept instead of copied. */
+  | { kind: 'write'; offset: number; data: WriteData; immutable?: boolean }
   | { kind: 'zero' | 'trim'; offset: number; length: number };
 
 export type AppendResult =
@@ -219,7 +220,8 @@ export class Journal extends EventEmitter<JournalEvents> {
   }
 
   /**
-   * Appends a record: copied into memory (the caller keeps its buffer). It reaches a file when
+   * Appends a record: copied into memory (the caller keeps its buffer), or kept as it is when
+   * large and `immutable` (see OpenSegment.append). It reaches a file when
    * `sync`, `close` or `written` asks, or when the memory it holds is needed (`backlog`).
    */
   append(record: JournalRecord): AppendResult {
@@ -231,7 +233,8 @@ export class Journal extends EventEmitter<JournalEvents> {
     const unshipped = this.unshippedBytes;
     if (unshipped + bytes > this.hardLimit) return { ok: false, reason: 'hard-limit', unshippedBytes: unshipped, hardLimitBytes: this.hardLimit };
     const seq = this.nextSeqValue++;
-    this.open.append(seq, record.kind, record.offset, length, record.kind === 'write' ? record.data : undefined);
+    if (record.kind === 'write') this.open.append(seq, record.kind, record.offset, length, record.data, record.immutable);
+    else this.open.append(seq, record.kind, record.offset, length);
     if (this.open.recordBytes >= this.segmentMaxBytes) this.sealInBackground();
     else if (this.open.records.length === 1) this.startAgeTimer();
     return { ok: true, seq };

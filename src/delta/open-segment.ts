@@ -1,11 +1,13 @@
 /**
  * The open journal segment: the file raw records are appended to, in seq order, as the VM
  * writes. An append is synchronous: the record is copied into memory (so the caller may reuse
- * its buffer at once). The file is written only when asked: `writeQueued` hands everything
- * appended to the kernel in one positioned writev (group commit) on the threadpool, `sync`
- * adds fdatasync. Sealing a segment that never had to be written keeps it in memory (the
- * delta shipper usually ships it before anything asks for it on disk); otherwise it renames
- * the file: the sealed file is the open file, its records written once.
+ * its buffer at once), or, when the caller vouches that its data never changes (bytes
+ * received from the network), the data itself is kept, which a large write pays for. The file is made and written only when asked: `writeQueued` hands
+ * everything appended to the kernel in one positioned writev (group commit) on the
+ * threadpool, `sync` adds fdatasync. Sealing a segment that never had to be written keeps it
+ * in memory (the delta shipper usually ships it before anything asks for it on disk), and
+ * it never has a file; otherwise it renames the file: the sealed file is the open file, its
+ * records written once.
  *
  * An index of the records (not their data) stays in memory: a fall back to the bitmap marks
  * its ranges dirty, and the journal counts its bytes.
@@ -43,14 +45,23 @@ const verifyChunkBytes = 1024 * 1024;
 const resolved: Promise<void> = Promise.resolve();
 /** Records are copied into slabs (see slab-pool.ts); one over a quarter of a slab gets its own buffer. */
 const slabBytes = journalSlabs.bufferBytes;
+/**
+ * Immutable data of at least this size is kept, not copied: below it a copy costs less than
+ * the extra buffers (each kept piece is one more iovec when written, and pins the received
+ * chunk it is a view of).
+ */
+const keepMinBytes = 16 * 1024;
 
 export class OpenSegment {
   readonly records: RecordIndexEntry[] = [];
   /** File size once everything appended is written. */
   private logicalBytes: number;
   private writtenBytes: number;
-  /** Appended bytes not yet handed to a batch: `queue`, then the slab from `slabStart`. */
-  private queue: Buffer[] = [];
+  /**
+   * Appended bytes not yet handed to a batch: `queue`, then the slab from `slabStart`. An
+   * entry's header lies whole in one buffer; the data of a kept record follows in its own.
+   */
+  private queue: Uint8Array[] = [];
   private slab: Buffer = Buffer.allocUnsafe(0);
   /** Every slab this segment took from the pool: a segment sealed in memory hands them on. */
   private readonly slabs: Buffer[] = [];
@@ -73,19 +84,18 @@ export class OpenSegment {
   private destroyed = false;
   /** Set by `seal`: appends are refused from then on. */
   private sealedAs: string | undefined;
-  private readonly handle: Promise<FileHandle>;
+  /** The file, once something had to be written (see `file`). */
+  private handle: Promise<FileHandle> | undefined;
   private createFailed = false;
 
   private constructor(
     readonly dir: string,
     readonly firstSeq: number,
-    handle: Promise<FileHandle>,
+    handle: Promise<FileHandle> | undefined,
     sizeBytes: number,
     dirSynced: boolean,
   ) {
     this.handle = handle;
-    // Nobody may await the handle before it fails; the failure surfaces at the next write.
-    handle.catch(() => (this.createFailed = true));
     this.logicalBytes = sizeBytes;
     this.writtenBytes = sizeBytes;
     this.dirSynced = dirSynced;
@@ -117,22 +127,34 @@ export class OpenSegment {
   }
 
   /**
-   * Starts a new, empty segment file. Returns at once (appends must never wait for a file to
-   * be created); the file is created in the background and the first write waits for it.
+   * Starts a new, empty segment. Its file is made by the first write: a segment shipped from
+   * memory never has one (the seq floor is in the journal's state file, not in this name).
    */
   static create(dir: string, firstSeq: number): OpenSegment {
-    const path = join(dir, openSegmentName(firstSeq));
-    const handle = (async () => {
-      const h = await open(path, 'wx+', 0o600);
-      try {
-        await writeFully(h, encodeSegmentHeader({ kind: 'records', firstSeq, lastSeq: 0, entryCount: 0 }), 0);
-      } catch (err) {
-        await h.close();
-        throw err;
-      }
-      return h;
-    })();
-    return new OpenSegment(dir, firstSeq, handle, segmentHeaderBytes, false);
+    return new OpenSegment(dir, firstSeq, undefined, segmentHeaderBytes, false);
+  }
+
+  /** The file, made (with its header) on first use. */
+  private file(): Promise<FileHandle> {
+    // A segment closed or destroyed before its first write gets no file (none would close it).
+    if (this.handle === undefined && this.destroyed) return Promise.reject(new FerryError('invalid-state', `journal: segment ${this.path} is closed`));
+    if (this.handle === undefined) {
+      const path = this.path;
+      const header = encodeSegmentHeader({ kind: 'records', firstSeq: this.firstSeq, lastSeq: 0, entryCount: 0 });
+      this.handle = (async () => {
+        const h = await open(path, 'wx+', 0o600);
+        try {
+          await writeFully(h, header, 0);
+        } catch (err) {
+          await h.close();
+          throw err;
+        }
+        return h;
+      })();
+      // Nobody may await the handle before it fails; the failure surfaces at the write.
+      this.handle.catch(() => (this.createFailed = true));
+    }
+    return this.handle;
   }
 
   /**
@@ -185,14 +207,24 @@ export class OpenSegment {
     }
   }
 
-  /** Appends a record: copies it into memory (the caller keeps its buffer). */
-  append(seq: number, kind: RecordKind, offset: number, length: number, data?: WriteData): void {
+  /**
+   * Appends a record. Its data is copied into memory (the caller keeps its buffer), unless
+   * `immutable` says the caller will never change it: then large data is kept as it is.
+   */
+  append(seq: number, kind: RecordKind, offset: number, length: number, data?: WriteData, immutable = false): void {
     if (this.destroyed || this.sealedAs !== undefined) throw new FerryError('internal', `journal: append to retired segment ${this.path}`);
     const write = kind === 'write' && data !== undefined;
     const bytes = entryBytes(kind, length);
     // The crc is computed when the entry goes to a file (checksumEntries): crc protects bytes
     // at rest, and a segment shipped from memory never needs it.
-    if (bytes > slabBytes / 4) {
+    if (write && immutable && length >= keepMinBytes) {
+      if (this.slabUsed + entryHeaderBytes > this.slab.length) this.nextSlab();
+      encodeEntryInto(this.slab, this.slabUsed, seq, kind, offset, length); // the header alone
+      this.slabUsed += entryHeaderBytes;
+      this.cutSlab();
+      if (data instanceof Uint8Array) this.queue.push(data);
+      else this.queue.push(...data);
+    } else if (bytes > slabBytes / 4) {
       this.cutSlab();
       const own = Buffer.allocUnsafe(bytes);
       encodeEntryInto(own, 0, seq, kind, offset, length, write ? data : undefined);
@@ -243,12 +275,12 @@ export class OpenSegment {
   private startBatch(): Promise<void> {
     this.cutSlab();
     const buffers = this.queue;
-    for (const buffer of buffers) checksumEntries(buffer);
+    checksumEntries(buffers);
     const at = this.writtenBytes;
     const bytes = this.logicalBytes - at;
     this.queue = [];
     this.inFlightBytes = bytes;
-    const written = this.fd >= 0 ? writeFully(this.fd, buffers, at) : this.handle.then((h) => writeFully((this.fd = h.fd), buffers, at));
+    const written = this.fd >= 0 ? writeFully(this.fd, buffers, at) : this.file().then((h) => writeFully((this.fd = h.fd), buffers, at));
     const run = written.then(
       () => {
         this.writtenBytes = at + bytes;
@@ -287,6 +319,7 @@ export class OpenSegment {
     try {
       await this.writeQueued();
       if (this.destroyed) return; // closed: synced before, or its records were discarded
+      if (this.handle === undefined) return; // nothing was ever written: no file to make durable
       const h = await this.handle;
       await h.datasync();
       if (!this.dirSynced) {
@@ -303,7 +336,7 @@ export class OpenSegment {
   /**
    * Seals the segment (which must hold at least one record). If none of its records has been
    * written yet and no sync waits for them, the sealed segment keeps them in memory and the
-   * open file (just a header) is deleted. Otherwise what is queued is written and the file
+   * open file, if one was made (a header alone), is deleted. Otherwise what is queued is written and the file
    * renamed to its sealed name; it stays open so that `sync` can make it durable under its
    * new name, until the journal closes it. A crash before the rename leaves an open segment,
    * which the next open recovers and seals again.
@@ -339,7 +372,7 @@ export class OpenSegment {
     try {
       await this.writesSettled();
     } finally {
-      await (await this.handle.catch(() => undefined))?.close();
+      await (await this.handle?.catch(() => undefined))?.close();
     }
   }
 
@@ -347,6 +380,7 @@ export class OpenSegment {
   async destroy(): Promise<void> {
     this.destroyed = true;
     await this.writesSettled().catch(() => {});
+    if (this.handle === undefined) return; // it never had a file
     await (await this.handle.catch(() => undefined))?.close();
     await unlink(this.path).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;

@@ -12,7 +12,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { FerryError, writeFileAtomic } from '../core/index.js';
+import { FerryError, writeDataBytes, writeFileAtomic, type WriteData } from '../core/index.js';
 import type { Extent } from './dirty-bitmap.js';
 import { ExtentMap } from './extent-map.js';
 import { checksumEntries, decodeEntryHeader, decodeSegmentHeader, entryHeaderBytes, headerCrcStart, parseSegmentName, segmentHeaderBytes, type SegmentHeader } from './segment-codec.js';
@@ -24,8 +24,11 @@ export interface SealedExtent {
   kind: 'write' | 'zero';
   offset: number;
   length: number;
-  /** The bytes, for writes; exactly `length` long. */
-  data?: Buffer;
+  /**
+   * The bytes, for writes; exactly `length` long. Several pieces when they lie in several
+   * buffers of a segment in memory (the data the journal kept as it was received).
+   */
+  data?: WriteData;
 }
 
 /**
@@ -47,8 +50,11 @@ interface Entry {
 export class SealedSegment {
   /** Set by the journal when the segment is released or discarded; reading it is then an error. */
   retired: 'released' | 'discarded' | undefined;
-  /** The file's bytes while the segment lives in memory (a record never spans two buffers). */
-  private image: Buffer[] | undefined;
+  /**
+   * The file's bytes while the segment lives in memory: an entry's header lies whole in one
+   * buffer, its data may span several.
+   */
+  private image: Uint8Array[] | undefined;
   private spilling: Promise<void> | undefined;
   private slabs: Buffer[] = [];
 
@@ -65,8 +71,8 @@ export class SealedSegment {
    * `slabs` are the pool's slabs the image lies in, given back by `recycle`. Its entries'
    * crcs are computed only if the image goes to its file.
    */
-  static inMemory(path: string, firstSeq: number, lastSeq: number, image: Buffer[], slabs: Buffer[]): SealedSegment {
-    const segment = new SealedSegment(path, firstSeq, lastSeq, image.reduce((sum, b) => sum + b.length, 0));
+  static inMemory(path: string, firstSeq: number, lastSeq: number, image: Uint8Array[], slabs: Buffer[]): SealedSegment {
+    const segment = new SealedSegment(path, firstSeq, lastSeq, image.reduce((sum, b) => sum + b.byteLength, 0));
     segment.image = image;
     segment.slabs = slabs;
     return segment;
@@ -105,7 +111,7 @@ export class SealedSegment {
   private async writeImage(): Promise<void> {
     const image = this.image;
     if (image === undefined || this.retired) return;
-    for (const entries of image.slice(1)) checksumEntries(entries); // [0] is the segment header
+    checksumEntries(image.slice(1)); // [0] is the segment header
     // Retired while being written: no file, and the image stays (recycle gives its slabs back).
     const written = await writeFileAtomic(this.path, image, { syncDirectory: false, commit: () => this.retired === undefined });
     if (written) {
@@ -141,7 +147,7 @@ export class SealedSegment {
     try {
       const { entries, map } = await this.index(file);
       const verified = new Set<number>();
-      let record: { index: number; data: Buffer } | undefined;
+      let record: { index: number; data: Uint8Array[] } | undefined;
       for (const piece of map.pieces()) {
         if (piece.kind === 'zero') {
           yield { kind: 'zero', offset: piece.offset, length: piece.length };
@@ -149,20 +155,21 @@ export class SealedSegment {
         }
         const entry = entries[piece.entry]!;
         if (record?.index !== piece.entry) {
-          const data = await file.read(entry.dataPos, entry.length);
+          const data = await file.readPieces(entry.dataPos, entry.length);
           // A record split by later writes yields several pieces: with the whole file in
           // memory its bytes cannot change between them, so it is checked once. Bytes that
           // never left memory have nothing to be checked against.
           if (!file.trusted && !(file.whole && verified.has(piece.entry))) {
-            if (data.length !== entry.length || crc32(data, entry.crcStart) >>> 0 !== entry.crc) {
+            let crc = entry.crcStart;
+            for (const bytes of data) crc = crc32(bytes, crc);
+            if (writeDataBytes(data) !== entry.length || crc >>> 0 !== entry.crc) {
               throw this.damaged(`record at disk offset ${entry.offset}: checksum mismatch`);
             }
             verified.add(piece.entry);
           }
           record = { index: piece.entry, data };
         }
-        const from = piece.offset - entry.offset;
-        yield { kind: 'write', offset: piece.offset, length: piece.length, data: record.data.subarray(from, from + piece.length) };
+        yield { kind: 'write', offset: piece.offset, length: piece.length, data: slice(record.data, piece.offset - entry.offset, piece.length) };
       }
     } finally {
       await file.close();
@@ -255,7 +262,7 @@ class SegmentFile {
     private readonly handle: FileHandle | undefined,
     readonly size: number,
     /** The bytes, in pieces, and where each piece starts. */
-    private readonly pieces: Buffer[] | undefined,
+    private readonly pieces: Uint8Array[] | undefined,
     private readonly starts: number[] = [],
     /** The bytes never left memory (a segment sealed in memory): crcs are not checked. */
     readonly trusted = false,
@@ -275,12 +282,12 @@ class SegmentFile {
     }
   }
 
-  static fromImage(image: Buffer[]): SegmentFile {
+  static fromImage(image: Uint8Array[]): SegmentFile {
     const starts: number[] = [];
     let size = 0;
     for (const piece of image) {
       starts.push(size);
-      size += piece.length;
+      size += piece.byteLength;
     }
     return new SegmentFile(undefined, size, image, starts, true);
   }
@@ -289,11 +296,19 @@ class SegmentFile {
     return this.pieces !== undefined;
   }
 
-  /** `length` bytes at `pos`, fewer at the end of the file. Callers must not change them. */
+  /** `length` bytes at `pos` in one buffer, fewer at the end of the file. Callers must not change them. */
   async read(pos: number, length: number): Promise<Buffer> {
+    if (this.pieces === undefined) return readAt(this.handle!, pos, length);
+    const pieces = await this.readPieces(pos, length);
+    // An entry header lies whole in one piece; only a damaged image spans pieces here.
+    return pieces.length === 1 ? asBuffer(pieces[0]!) : Buffer.concat(pieces);
+  }
+
+  /** `length` bytes at `pos` as views of the pieces they lie in, fewer at the end of the file. */
+  async readPieces(pos: number, length: number): Promise<Uint8Array[]> {
     const pieces = this.pieces;
-    if (pieces === undefined) return readAt(this.handle!, pos, length);
-    // The piece holding `pos` (binary search); a record and its header lie in one piece.
+    if (pieces === undefined) return [await readAt(this.handle!, pos, length)];
+    // The piece holding `pos` (binary search).
     let lo = 0;
     let hi = pieces.length - 1;
     while (lo < hi) {
@@ -301,20 +316,38 @@ class SegmentFile {
       if (this.starts[mid]! <= pos) lo = mid;
       else hi = mid - 1;
     }
-    const at = pos - this.starts[lo]!;
-    const piece = pieces[lo]!;
-    if (at + length <= piece.length) return piece.subarray(at, at + length);
-    // Spans pieces (only a damaged image could ask for that): copy what there is.
-    const out: Buffer[] = [piece.subarray(at)];
-    let have = piece.length - at;
-    for (let i = lo + 1; i < pieces.length && have < length; i++) {
-      out.push(pieces[i]!);
-      have += pieces[i]!.length;
+    const out: Uint8Array[] = [];
+    for (let i = lo, at = pos - this.starts[lo]!; i < pieces.length && length > 0; i++, at = 0) {
+      const piece = pieces[i]!;
+      const n = Math.min(length, piece.byteLength - at);
+      if (n > 0) out.push(piece.subarray(at, at + n));
+      length -= n;
     }
-    return Buffer.concat(out).subarray(0, length);
+    return out;
   }
 
   async close(): Promise<void> {
     await this.handle?.close();
   }
+}
+
+/** `length` bytes from `from` of the bytes `pieces` hold end to end: one view when they lie in one piece. */
+function slice(pieces: readonly Uint8Array[], from: number, length: number): WriteData {
+  const out: Uint8Array[] = [];
+  for (const piece of pieces) {
+    if (length === 0) break;
+    if (from >= piece.byteLength) {
+      from -= piece.byteLength;
+      continue;
+    }
+    const n = Math.min(length, piece.byteLength - from);
+    out.push(piece.subarray(from, from + n));
+    from = 0;
+    length -= n;
+  }
+  return out.length === 1 ? out[0]! : out;
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return bytes instanceof Buffer ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

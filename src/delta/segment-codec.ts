@@ -103,15 +103,37 @@ export function encodeEntryInto(target: Buffer, at: number, seq: number, kind: R
   }
 }
 
-/** Computes and stores the crc of every entry in `buf`, which holds whole entries end to end. */
-export function checksumEntries(buf: Buffer): void {
-  for (let at = 0; at + entryHeaderBytes <= buf.length; ) {
-    const length = buf.readUInt32BE(at + 16) * 0x1_0000_0000 + buf.readUInt32BE(at + 20);
-    const end = at + entryHeaderBytes + (buf[at + 24] === recordKindCode.write ? length : 0);
-    let crc = crc32(buf.subarray(at, at + 28));
-    if (end > at + entryHeaderBytes) crc = crc32(buf.subarray(at + entryHeaderBytes, end), crc);
-    buf.writeUInt32BE(crc >>> 0, at + 28);
-    at = end;
+/**
+ * Computes and stores the crc of every entry in `pieces`, which hold whole entries end to end.
+ * An entry's data may span pieces (the journal keeps received buffers as they came); its
+ * header lies whole in one piece, a Buffer the crc is written into.
+ */
+export function checksumEntries(pieces: readonly Uint8Array[]): void {
+  let header: Buffer | undefined; // the entry whose data is being summed, and where its header is
+  let headerAt = 0;
+  let dataLeft = 0;
+  let crc = 0;
+  for (const piece of pieces) {
+    for (let at = 0; at < piece.byteLength; ) {
+      if (header === undefined) {
+        if (!(piece instanceof Buffer) || at + entryHeaderBytes > piece.length) throw new FerryError('internal', 'journal: an entry header does not lie whole in one buffer');
+        const length = piece.readUInt32BE(at + 16) * 0x1_0000_0000 + piece.readUInt32BE(at + 20);
+        header = piece;
+        headerAt = at;
+        dataLeft = piece[at + 24] === recordKindCode.write ? length : 0;
+        crc = crc32(piece.subarray(at, at + 28));
+        at += entryHeaderBytes;
+      } else {
+        const n = Math.min(dataLeft, piece.byteLength - at);
+        crc = crc32(piece.subarray(at, at + n), crc);
+        dataLeft -= n;
+        at += n;
+      }
+      if (dataLeft === 0) {
+        header.writeUInt32BE(crc >>> 0, headerAt + 28);
+        header = undefined;
+      }
+    }
   }
 }
 

@@ -71,6 +71,9 @@ const DISCARD = 2;
 const STOPPED = 3;
 
 const fuaOptions: WriteOptions = Object.freeze({ fua: true });
+/** A WRITE's payload lies in buffers received for it alone, which nothing changes. */
+const writeOptions: WriteOptions = Object.freeze({ immutable: true });
+const fuaWriteOptions: WriteOptions = Object.freeze({ fua: true, immutable: true });
 
 /** READ replies up to this size are carved from per-connection slabs of replySlabBytes (reply-slabs.ts). */
 const maxSlabReplyBytes = 64 * 1024 + 64;
@@ -327,7 +330,7 @@ export class Transmission {
     this.state = HEADER;
     // inflightBytes already counts this payload (added when the header was parsed); begin counts it again.
     this.addInflightBytes(-length);
-    this.simple(NBD_CMD_WRITE, this.pendingCookieHi, this.pendingCookieLo, this.pendingOffset, length, payload, this.pendingFua ? fuaOptions : undefined);
+    this.simple(NBD_CMD_WRITE, this.pendingCookieHi, this.pendingCookieLo, this.pendingOffset, length, payload, this.pendingFua ? fuaWriteOptions : writeOptions);
     return true;
   }
 

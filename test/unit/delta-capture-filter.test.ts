@@ -8,6 +8,7 @@ import { CaptureFilter } from '../../src/delta/capture-filter.js';
 import { ChangeTracker, type ModeChange } from '../../src/delta/change-tracker.js';
 import { readActivityLog } from '../../src/delta/activity-log.js';
 import type { SealedSegment } from '../../src/delta/journal.js';
+import { joined } from '../support/bytes.js';
 import { RandomWorkload, createPrng, fillRandom } from '../support/random-workload.js';
 
 const K = 1024;
@@ -125,7 +126,7 @@ async function makeDisk(sizeBytes: number, seed: number): Promise<{ disk: FileDe
 async function applySegments(replica: Buffer, segments: readonly SealedSegment[]): Promise<void> {
   for (const segment of segments) {
     for await (const extent of segment.readExtents()) {
-      if (extent.kind === 'write') replica.set(extent.data!, extent.offset);
+      if (extent.kind === 'write') replica.set(joined(extent.data!), extent.offset);
       else replica.fill(0, extent.offset, extent.offset + extent.length);
     }
   }

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newReplicationId } from '../../src/core/index.js';
+import { newReplicationId, type WriteData } from '../../src/core/index.js';
 import {
   decodeDelta,
   deleteDelta,
@@ -49,6 +49,17 @@ describe('delta codec', () => {
 
   it('decodes a journal delta to what was encoded', () => {
     expect(decodeDelta(encodeDelta(sample), 'sample')).toEqual(sample);
+  });
+
+  it('encodes a write given in pieces (as the journal keeps received data) as the same bytes as given whole', () => {
+    const data = Buffer.alloc(10_000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251;
+    const whole = journal(3, 4, [{ kind: 'write', offset: 512, length: data.length, data }]);
+    const pieces = [data.subarray(0, 1), data.subarray(1, 6000), new Uint8Array(data.subarray(6000))];
+    const pieced: Delta<WriteData> = { ...whole, extents: [{ kind: 'write', offset: 512, length: data.length, data: pieces }] };
+    expect(encodeDelta(pieced).equals(encodeDelta(whole))).toBe(true);
+    const short: Delta<WriteData> = { ...whole, extents: [{ kind: 'write', offset: 512, length: data.length, data: pieces.slice(1) }] };
+    expect(() => encodeDelta(short)).toThrow(expect.objectContaining({ code: 'internal' }));
   });
 
   it('decodes a resync piece to what was encoded, final flag and generation included', () => {

@@ -9,6 +9,7 @@ import { crc32 } from 'node:zlib';
 import { isFerryError, writeDataBytes, type WriteData } from '../../src/core/index.js';
 import { Journal, type JournalRecord, type SealedSegment } from '../../src/delta/journal.js';
 import { decodeEntryHeader, entryHeaderBytes, segmentHeaderBytes } from '../../src/delta/segment-codec.js';
+import { joined } from '../support/bytes.js';
 import { createPrng, fillRandom } from '../support/random-workload.js';
 
 const K = 1024;
@@ -37,8 +38,9 @@ async function applySegments(disk: Buffer, segments: SealedSegment[]): Promise<v
       expect(extent.offset).toBeGreaterThanOrEqual(end); // sorted, non-overlapping
       end = extent.offset + extent.length;
       if (extent.kind === 'write') {
-        expect(extent.data?.length).toBe(extent.length);
-        disk.set(extent.data!, extent.offset);
+        const data = joined(extent.data!);
+        expect(data.length).toBe(extent.length);
+        disk.set(data, extent.offset);
       } else {
         disk.fill(0, extent.offset, extent.offset + extent.length);
       }
@@ -57,9 +59,10 @@ function randomRecords(seed: number, count: number, diskBytes: number): JournalR
     if (pick < 0.75) {
       const data = new Uint8Array(length);
       fillRandom(data, random);
-      // Every third write comes in pieces, as an NBD payload that straddled socket reads does.
+      // Every third write comes in pieces, as an NBD payload that straddled socket reads does;
+      // half are immutable, as the NBD server's are (kept by the journal, not copied, if large).
       const cut = Math.floor(random() * (length + 1));
-      records.push({ kind: 'write', offset, data: i % 3 === 0 ? [data.subarray(0, cut), data.subarray(cut)] : data });
+      records.push({ kind: 'write', offset, data: i % 3 === 0 ? [data.subarray(0, cut), data.subarray(cut)] : data, immutable: random() < 0.5 });
     } else {
       records.push({ kind: pick < 0.9 ? 'zero' : 'trim', offset, length });
     }
@@ -128,8 +131,9 @@ describe('Journal: append, seal, coalesce', () => {
     expect(segment).toBeDefined();
     const extents: { kind: string; offset: number; length: number; byte?: number }[] = [];
     for await (const e of segment!.readExtents()) {
-      extents.push({ kind: e.kind, offset: e.offset, length: e.length, ...(e.data ? { byte: e.data[0] } : {}) });
-      if (e.data) expect(e.data.every((b) => b === e.data![0])).toBe(true);
+      const data = e.data && joined(e.data);
+      extents.push({ kind: e.kind, offset: e.offset, length: e.length, ...(data ? { byte: data[0] } : {}) });
+      if (data) expect(data.every((b) => b === data[0])).toBe(true);
     }
     expect(extents).toEqual([
       { kind: 'write', offset: 0, length: 512, byte: 0xaa },
@@ -161,8 +165,8 @@ describe('Journal: append, seal, coalesce', () => {
     const extents = [];
     for await (const e of segment!.readExtents()) extents.push(e);
     expect(extents.length).toBe(2);
-    expect(extents[0]!.data!.every((b) => b === 9)).toBe(true);
-    expect(sha(extents[1]!.data!)).toBe(sha(big));
+    expect(joined(extents[0]!.data!).every((b) => b === 9)).toBe(true);
+    expect(sha(joined(extents[1]!.data!))).toBe(sha(big));
     // The file holds every record; what is read (and shipped) dropped the nine overwritten copies.
     expect(segment!.sizeBytes).toBe(segmentHeaderBytes + 11 * entryHeaderBytes + 10 * 64 * K + big.length);
     expect(extents.reduce((sum, e) => sum + e.length, 0)).toBe(64 * K + big.length);
@@ -247,7 +251,7 @@ describe('Journal: append, seal, coalesce', () => {
     appendOk(journal, { kind: 'write', offset: 16 * K, data: buffer });
     buffer.fill(3);
     const extents = [];
-    for await (const e of (await journal.seal())!.readExtents()) extents.push({ offset: e.offset, bytes: new Set(e.data) });
+    for await (const e of (await journal.seal())!.readExtents()) extents.push({ offset: e.offset, bytes: new Set(joined(e.data!)) });
     expect(extents).toEqual([
       { offset: 0, bytes: new Set([1]) },
       { offset: 16 * K, bytes: new Set([2]) },
@@ -328,7 +332,7 @@ describe('Journal: append, seal, coalesce', () => {
     expect(journal.nextSeq).toBe(10);
     const [segment] = journal.sealedSegments();
     const extents = [];
-    for await (const e of segment!.readExtents()) extents.push({ kind: e.kind, offset: e.offset, length: e.length, same: e.data?.equals(data) });
+    for await (const e of segment!.readExtents()) extents.push({ kind: e.kind, offset: e.offset, length: e.length, same: e.data && joined(e.data).equals(data) });
     expect(extents).toEqual([
       { kind: 'zero', offset: 0, length: 8 * K, same: undefined },
       { kind: 'write', offset: 8 * K, length: 4 * K, same: true },
