@@ -267,6 +267,11 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
   }
 
   /** The segment is durable in the store: the journal forgets it. */
+  /** No seq up to `lastSeq` is given out again, even after a power loss (call before storing them). */
+  reserveSeqsThrough(lastSeq: number): Promise<void> {
+    return this.journal.reserveSeqsThrough(lastSeq);
+  }
+
   async release(segment: SealedSegment): Promise<void> {
     await this.journal.release(segment);
     await this.advanceReleasedBelow();

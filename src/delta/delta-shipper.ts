@@ -181,6 +181,8 @@ export class DeltaShipper {
     if (segment.retired) return; // dropped for the bitmap meanwhile: the resync carries it
     const extents: DeltaExtent<WriteData>[] = [];
     for await (const extent of segment.readExtents()) extents.push(extent);
+    // Once the delta is stored, its seqs must never be given out again.
+    await this.options.tracker.reserveSeqsThrough(segment.lastSeq);
     await this.put({ kind: 'journal', seq: segment.firstSeq, endSeq: segment.lastSeq, part: 0, generation: 0, final: false, extents }, signal);
     await this.options.tracker.release(segment);
     this.stats.shippedThroughSeq = Math.max(this.stats.shippedThroughSeq, segment.lastSeq + 1);

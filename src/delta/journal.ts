@@ -361,6 +361,15 @@ export class Journal extends EventEmitter<JournalEvents> {
   }
 
   /**
+   * Makes sure no seq up to `lastSeq` is given out again, even after a power loss: the
+   * shipper calls this before it stores a delta of those seqs. A segment shipped from memory
+   * leaves no file named after them, so the state file's floor must say it first.
+   */
+  reserveSeqsThrough(lastSeq: number): Promise<void> {
+    return this.persistNextSeq(lastSeq + 1);
+  }
+
+  /**
    * Drops every unreleased record, open or sealed, calling `onRange` with each range they
    * covered (so the tracker can mark them dirty), or `onUnknown` for a sealed segment too
    * damaged to read its ranges from (a power loss before it was synced). Seqs continue where
@@ -467,7 +476,8 @@ export class Journal extends EventEmitter<JournalEvents> {
 
   /**
    * Raises the persisted seq floor (files carry seqs in their names; this covers the time
-   * when none is left). On release it is the segment's lastSeq + 1, not the next seq: records
+   * when none is left, and a segment shipped from memory never had one). Before a segment
+   * ships, and on release, it is the segment's lastSeq + 1, not the next seq: records
    * in the open segment carry their own seqs, and if a crash tears them off, seqs continue
    * right after the last complete record.
    */

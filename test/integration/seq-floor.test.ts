@@ -2,8 +2,8 @@
  * Power loss right after a delta shipped straight from memory: its segment was never written
  * to a file, so nothing named after its seqs is left on disk. Were the seqs given out again
  * after the power loss, a replica that applied the first ones would skip the second (and a
- * resync at a lower seq). They are not: the next open segment's file, made when the shipped
- * one was rotated out, carries the next seq in its name, and the journal starts above it.
+ * resync at a lower seq). They are not: before it stores the delta, the shipper has the
+ * journal's state file say that the seqs after it come next, and the journal starts there.
  * Checked at the moment each journal delta lands in the store.
  */
 import { cp } from 'node:fs/promises';
