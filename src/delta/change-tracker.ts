@@ -266,12 +266,12 @@ export class ChangeTracker extends EventEmitter<ChangeTrackerEvents> {
     return this.journal.seal();
   }
 
-  /** The segment is durable in the store: the journal forgets it. */
   /** No seq up to `lastSeq` is given out again, even after a power loss (call before storing them). */
   reserveSeqsThrough(lastSeq: number): Promise<void> {
     return this.journal.reserveSeqsThrough(lastSeq);
   }
 
+  /** The segment is durable in the store: the journal forgets it. */
   async release(segment: SealedSegment): Promise<void> {
     await this.journal.release(segment);
     await this.advanceReleasedBelow();

@@ -1,13 +1,13 @@
 /**
  * The open journal segment: the file raw records are appended to, in seq order, as the VM
  * writes. An append is synchronous: the record is copied into memory (so the caller may reuse
- * its buffer at once), or, when the caller vouches that its data never changes (bytes
- * received from the network), the data itself is kept, which a large write pays for. The file is made and written only when asked: `writeQueued` hands
- * everything appended to the kernel in one positioned writev (group commit) on the
- * threadpool, `sync` adds fdatasync. Sealing a segment that never had to be written keeps it
- * in memory (the delta shipper usually ships it before anything asks for it on disk), and
- * it never has a file; otherwise it renames the file: the sealed file is the open file, its
- * records written once.
+ * its buffer at once); the data of a large write whose caller vouches that it never changes
+ * (bytes received from the network) is kept as it is instead. The file is made and written
+ * only when asked: `writeQueued` hands everything appended to the kernel in one positioned
+ * writev (group commit) on the threadpool, `sync` adds fdatasync. Sealing a segment that
+ * never had to be written keeps it in memory (the delta shipper usually ships it before
+ * anything asks for it on disk), and it never has a file; otherwise it renames the file: the
+ * sealed file is the open file, its records written once.
  *
  * An index of the records (not their data) stays in memory: a fall back to the bitmap marks
  * its ranges dirty, and the journal counts its bytes.
@@ -336,9 +336,9 @@ export class OpenSegment {
   /**
    * Seals the segment (which must hold at least one record). If none of its records has been
    * written yet and no sync waits for them, the sealed segment keeps them in memory and the
-   * open file, if one was made (a header alone), is deleted. Otherwise what is queued is written and the file
-   * renamed to its sealed name; it stays open so that `sync` can make it durable under its
-   * new name, until the journal closes it. A crash before the rename leaves an open segment,
+   * open file, if one was made (a header alone), is deleted. Otherwise what is queued is
+   * written and the file renamed to its sealed name; it stays open so that `sync` can make it
+   * durable under its new name, until the journal closes it. A crash before the rename leaves an open segment,
    * which the next open recovers and seals again.
    */
   async seal(): Promise<SealedSegment> {
