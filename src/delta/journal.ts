@@ -15,7 +15,8 @@
  * Files in the directory:
  *   open-<firstSeq>.jseg             raw records being appended (see segment-codec.ts)
  *   sealed-<firstSeq>-<lastSeq>.jseg the same, complete, ready to ship (when not in memory)
- *   journal-state.json               { version, nextSeq }: the seq floor once segments are released
+ *   journal-floor                    the seq floor, in two slots written in turn (seq-floor.ts);
+ *                                    it replaces journal-state.json, which is read once
  *
  * Crash recovery (`Journal.open`): a torn tail of an open segment is dropped; an open segment
  * whose records a sealed file already holds (left by version 1, which sealed into a new file)
@@ -23,13 +24,14 @@
  * files are deleted.
  */
 import { EventEmitter } from 'node:events';
-import { readFile, readdir, unlink } from 'node:fs/promises';
+import { readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, Logger, asFerryError, badInput, fsyncDirectory, writeDataBytes, writeFileAtomic, type WriteData, makeDirectory } from '../core/index.js';
+import { FerryError, Logger, asFerryError, badInput, fsyncDirectory, writeDataBytes, type WriteData, makeDirectory } from '../core/index.js';
 import type { Extent } from './dirty-bitmap.js';
 import { OpenSegment } from './open-segment.js';
 import { SealedSegment } from './sealed-segment.js';
 import { entryBytes, parseSegmentName } from './segment-codec.js';
+import { SeqFloor } from './seq-floor.js';
 
 export type { SealedExtent } from './sealed-segment.js';
 export { SealedSegment } from './sealed-segment.js';
@@ -69,9 +71,6 @@ export const defaultSegmentMaxBytes = 8 * 1024 * 1024;
 export const defaultJournalHardLimitBytes = 1024 * 1024 * 1024;
 export const defaultMaxMemoryBytes = 32 * 1024 * 1024;
 
-const stateFile = 'journal-state.json';
-const stateVersion = 1;
-
 export class Journal extends EventEmitter<JournalEvents> {
   private open: OpenSegment;
   /** Rotated segments waiting for (or failed at) sealing, oldest first. */
@@ -87,7 +86,8 @@ export class Journal extends EventEmitter<JournalEvents> {
    */
   private readonly unsynced = new Map<SealedSegment, OpenSegment>();
   private nextSeqValue: number;
-  private persistedNextSeq: number;
+  /** The durable seq floor (seq-floor.ts). */
+  private readonly floorFile: SeqFloor;
   /** The highest floor persistNextSeq was asked for, and the write in progress (or the last one). */
   private requestedNextSeq = 0;
   private persisting: Promise<void> = Promise.resolve();
@@ -107,13 +107,13 @@ export class Journal extends EventEmitter<JournalEvents> {
     readonly dir: string,
     open: OpenSegment,
     nextSeq: number,
-    persistedNextSeq: number,
+    floorFile: SeqFloor,
     options: JournalOptions,
   ) {
     super();
     this.open = open;
     this.nextSeqValue = nextSeq;
-    this.persistedNextSeq = persistedNextSeq;
+    this.floorFile = floorFile;
     this.segmentMaxAgeMs = checkNonNegative('segmentMaxAgeMs', options.segmentMaxAgeMs ?? defaultSegmentMaxAgeMs);
     this.segmentMaxBytes = checkPositive('segmentMaxBytes', options.segmentMaxBytes ?? defaultSegmentMaxBytes);
     this.hardLimit = checkPositive('hardLimitBytes', options.hardLimitBytes ?? defaultJournalHardLimitBytes);
@@ -125,8 +125,17 @@ export class Journal extends EventEmitter<JournalEvents> {
   static async open(dir: string, options: JournalOptions = {}): Promise<Journal> {
     const logger = options.logger ?? Logger.silent();
     await makeDirectory(dir);
-    const persisted = await readState(dir);
-    let nextSeq = persisted;
+    const floorFile = await SeqFloor.open(dir);
+    try {
+      return await Journal.recover(dir, floorFile, options, logger);
+    } catch (err) {
+      await floorFile.close();
+      throw err;
+    }
+  }
+
+  private static async recover(dir: string, floorFile: SeqFloor, options: JournalOptions, logger: Logger): Promise<Journal> {
+    let nextSeq = floorFile.floor;
     const names = (await readdir(dir)).sort();
     const sealed: SealedSegment[] = [];
     const lostSegments: string[] = [];
@@ -176,7 +185,7 @@ export class Journal extends EventEmitter<JournalEvents> {
       if (current !== undefined) older.push(current);
       current = OpenSegment.create(dir, nextSeq);
     }
-    const journal = new Journal(dir, current, nextSeq, persisted, options);
+    const journal = new Journal(dir, current, nextSeq, floorFile, options);
     journal.lostSegments = lostSegments;
     journal.sealed.push(...sealed);
     for (const segment of older) {
@@ -417,6 +426,8 @@ export class Journal extends EventEmitter<JournalEvents> {
     } finally {
       for (const segment of [this.open, ...this.rotating, ...this.unsynced.values()]) await segment.close().catch(() => {});
       this.unsynced.clear();
+      await this.persisting;
+      await this.floorFile.close();
     }
   }
 
@@ -483,15 +494,13 @@ export class Journal extends EventEmitter<JournalEvents> {
    */
   private persistNextSeq(floor: number): Promise<void> {
     if (floor > this.requestedNextSeq) this.requestedNextSeq = floor;
-    // One write at a time: they share a temp file, and a write that started earlier with a
-    // lower floor must not land after a higher one (seqs would go back after a restart).
+    // One write at a time: they alternate between two slots, and a write that started earlier
+    // with a lower floor must not land after a higher one (seqs would go back after a restart).
     // Each writes the highest floor asked for so far, so a burst of releases costs one or
     // two writes, not one each.
     const run = this.persisting.then(async () => {
       const floorNow = this.requestedNextSeq;
-      if (floorNow <= this.persistedNextSeq) return;
-      await writeFileAtomic(join(this.dir, stateFile), `${JSON.stringify({ version: stateVersion, nextSeq: floorNow })}\n`);
-      this.persistedNextSeq = floorNow;
+      if (floorNow > this.floorFile.floor) await this.floorFile.write(floorNow);
     });
     this.persisting = run.catch(() => {}); // a failed write fails its callers; the next one tries again
     return run;
@@ -506,28 +515,6 @@ export class Journal extends EventEmitter<JournalEvents> {
     if (this.failure !== undefined) throw new FerryError(this.failure.code, `journal ${this.dir} has failed: ${this.failure.message}`, { cause: this.failure });
     return undefined;
   }
-}
-
-async function readState(dir: string): Promise<number> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, stateFile), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 1;
-    throw asFerryError(err, 'io');
-  }
-  let state: unknown;
-  try {
-    state = JSON.parse(text);
-  } catch (err) {
-    throw new FerryError('checksum-mismatch', `journal state ${join(dir, stateFile)} is damaged`, { cause: err });
-  }
-  const { version, nextSeq } = state as { version?: unknown; nextSeq?: unknown };
-  if (version !== stateVersion) throw new FerryError('unsupported-version', `journal state ${join(dir, stateFile)}: version ${String(version)}, this build reads ${stateVersion}`);
-  if (typeof nextSeq !== 'number' || !Number.isSafeInteger(nextSeq) || nextSeq < 1) {
-    throw new FerryError('checksum-mismatch', `journal state ${join(dir, stateFile)}: bad nextSeq ${String(nextSeq)}`);
-  }
-  return nextSeq;
 }
 
 function checkPositive(field: string, value: number): number {
