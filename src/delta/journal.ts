@@ -360,10 +360,12 @@ export class Journal extends EventEmitter<JournalEvents> {
     this.sealed.splice(index, 1);
     segment.retired = 'released';
     await segment.settled();
+    const inFile = segment.memoryBytes === 0; // one still in memory never had a file
     segment.recycle();
     await this.dropUnsynced(segment);
-    // The sealed file's name carried the seq floor; once it is gone the state file must.
+    // The sealed file's name carried the seq floor; once it is gone the floor file must.
     await this.persistNextSeq(segment.lastSeq + 1);
+    if (!inFile) return;
     await unlink(segment.path).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw asFerryError(err, 'io');
     });
