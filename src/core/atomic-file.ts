@@ -4,9 +4,10 @@
  * so after a crash the path holds the old contents or the new, never a mix, and the rename
  * itself is durable.
  */
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { WriteData } from './block-device.js';
+import { FerryError, asFerryError } from './errors.js';
 import { fsyncDirectory } from './file-device.js';
 import { writeFully } from './positioned-write.js';
 
@@ -45,4 +46,23 @@ export async function writeFileAtomic(path: string, data: string | WriteData, op
   await rename(temp, path);
   if (options.syncDirectory ?? true) await fsyncDirectory(dirname(path));
   return true;
+}
+
+/**
+ * The JSON a state file holds, or undefined if there is no file; contents that do not parse
+ * are 'checksum-mismatch', named `${what} ${path}`.
+ */
+export async function readJsonFile(path: string, what: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw asFerryError(err, 'io');
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new FerryError('checksum-mismatch', `${what} ${path} is damaged`, { cause: err });
+  }
 }

@@ -7,7 +7,7 @@ export { Logger, type LogLevel, type LogFields, type LogSink } from './log.js';
 export { ChunkHasher, VolumeHasher } from './hash-worker.js';
 export { ProgressMeter, everyMs, type Progress } from './progress.js';
 export { InlineIo, type InlineIoOptions } from './inline-io.js';
-export { writeFileAtomic } from './atomic-file.js';
+export { readJsonFile, writeFileAtomic } from './atomic-file.js';
 export { checkReplicationId, isReplicationId, newReplicationId } from './replication-id.js';
 export { ProcessLock, type LockHolderInfo, type ProcessLockOptions } from './process-lock.js';
 export { hashDisk, type DiskDigest } from './disk-hash.js';

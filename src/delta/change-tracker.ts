@@ -30,7 +30,7 @@
 import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError, Logger, asFerryError, badInput, isReplicationId, newReplicationId, writeDataBytes, writeFileAtomic, type WriteData, makeDirectory } from '../core/index.js';
+import { FerryError, Logger, asFerryError, badInput, isReplicationId, newReplicationId, readJsonFile, writeDataBytes, writeFileAtomic, type WriteData, makeDirectory } from '../core/index.js';
 import { ActivityLog } from './activity-log.js';
 import { DirtyBitmap, defaultBlockSizeBytes, type Extent } from './dirty-bitmap.js';
 import { Journal, type JournalOptions, type RecordKind, type SealedSegment } from './journal.js';
@@ -550,19 +550,8 @@ async function readBitmap(dir: string, sizeBytes: number, blockSizeBytes: number
 
 async function readState(dir: string): Promise<PersistedState | undefined> {
   const path = join(dir, stateFile);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw asFerryError(err, 'io');
-  }
-  let state: Partial<Omit<PersistedState, 'version'>> & { version?: unknown };
-  try {
-    state = JSON.parse(text) as typeof state;
-  } catch (err) {
-    throw new FerryError('checksum-mismatch', `change tracker state ${path} is damaged`, { cause: err });
-  }
+  const state = (await readJsonFile(path, 'change tracker state')) as (Partial<Omit<PersistedState, 'version'>> & { version?: unknown }) | undefined;
+  if (state === undefined) return undefined;
   if (state.version === 1) {
     // Written before replications had an identity: its seqs go on as a new replication,
     // which needs a new base copy or seed at the destination.

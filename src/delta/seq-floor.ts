@@ -10,10 +10,10 @@
  * every raise): a floor found there is carried into the new file, which is made durable
  * before the old one is deleted.
  */
-import { open, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { FerryError, asFerryError, fsyncDirectory, isAllZero, writeFully } from '../core/index.js';
+import { FerryError, asFerryError, fsyncDirectory, isAllZero, readJsonFile, writeFully } from '../core/index.js';
 
 export const seqFloorFileName = 'journal-floor';
 const legacyFileName = 'journal-state.json';
@@ -106,19 +106,8 @@ function decodeSlot(slot: Buffer): SlotContents | undefined {
 /** The floor in the old `journal-state.json`, if there is one. */
 async function readLegacy(dir: string): Promise<number | undefined> {
   const path = join(dir, legacyFileName);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw asFerryError(err, 'io');
-  }
-  let state: unknown;
-  try {
-    state = JSON.parse(text);
-  } catch (err) {
-    throw new FerryError('checksum-mismatch', `journal state ${path} is damaged`, { cause: err });
-  }
+  const state = await readJsonFile(path, 'journal state');
+  if (state === undefined) return undefined;
   const { version, nextSeq } = state as { version?: unknown; nextSeq?: unknown };
   if (version !== 1) throw new FerryError('unsupported-version', `journal state ${path}: version ${String(version)}, this build reads 1`);
   if (typeof nextSeq !== 'number' || !Number.isSafeInteger(nextSeq) || nextSeq < 1) {
