@@ -47,8 +47,9 @@ const resolved: Promise<void> = Promise.resolve();
 const slabBytes = journalSlabs.bufferBytes;
 /**
  * Immutable data of at least this size is kept, not copied: below it a copy costs less than
- * the extra buffers (each kept piece is one more iovec when written, and pins the received
- * chunk it is a view of).
+ * the extra buffers. Each kept piece is one more iovec when written, and pins the received
+ * chunks it is a view of (Node reads a socket 64 KiB at a time): the memory held may exceed
+ * the records' bytes, at worst 8x at this size (16 KiB straddling two chunks).
  */
 const keepMinBytes = 16 * 1024;
 
