@@ -26,7 +26,6 @@ const slotUsedBytes = 32;
 export class SeqFloor {
   private constructor(
     private readonly handle: FileHandle,
-    readonly path: string,
     private generation: number,
     private floorValue: number,
   ) {}
@@ -51,13 +50,13 @@ export class SeqFloor {
       await handle.read(bytes, 0, bytes.length, 0);
       const slots = [decodeSlot(bytes.subarray(0, slotBytes)), decodeSlot(bytes.subarray(slotBytes))];
       const newest = slots.reduce<SlotContents | undefined>((best, s) => (s !== undefined && (best === undefined || s.generation > best.generation) ? s : best), undefined);
-      if (newest !== undefined) return new SeqFloor(handle, path, newest.generation, newest.nextSeq);
+      if (newest !== undefined) return new SeqFloor(handle, newest.generation, newest.nextSeq);
       // The first write goes to the second slot: with the first slot still zeros (or no bytes
       // at all), the file was made by an open that did not finish (no seq was given out under
       // it), and the old file, deleted only after, still holds the floor if there was one.
       if (!isAllZero(bytes.subarray(0, slotBytes))) throw new FerryError('checksum-mismatch', `journal floor ${path} is damaged: neither of its slots is valid`);
       await writeFully(handle, Buffer.alloc(2 * slotBytes), 0);
-      const floor = new SeqFloor(handle, path, 0, (await readLegacy(dir)) ?? 1);
+      const floor = new SeqFloor(handle, 0, (await readLegacy(dir)) ?? 1);
       await floor.write(floor.floorValue);
       await fsyncDirectory(dir);
       await unlink(join(dir, legacyFileName)).catch(() => {}); // its floor is in the new file now
