@@ -374,7 +374,7 @@ export class Journal extends EventEmitter<JournalEvents> {
   /**
    * Makes sure no seq up to `lastSeq` is given out again, even after a power loss: the
    * shipper calls this before it stores a delta of those seqs. A segment shipped from memory
-   * leaves no file named after them, so the state file's floor must say it first.
+   * leaves no file named after them, so the floor file must say it first.
    */
   reserveSeqsThrough(lastSeq: number): Promise<void> {
     return this.persistNextSeq(lastSeq + 1);

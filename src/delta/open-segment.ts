@@ -129,7 +129,7 @@ export class OpenSegment {
 
   /**
    * Starts a new, empty segment. Its file is made by the first write: a segment shipped from
-   * memory never has one (the seq floor is in the journal's state file, not in this name).
+   * memory never has one (the seq floor is in the journal's floor file, not in this name).
    */
   static create(dir: string, firstSeq: number): OpenSegment {
     return new OpenSegment(dir, firstSeq, undefined, segmentHeaderBytes, false);
@@ -339,8 +339,8 @@ export class OpenSegment {
    * written yet and no sync waits for them, the sealed segment keeps them in memory and the
    * open file, if one was made (a header alone), is deleted. Otherwise what is queued is
    * written and the file renamed to its sealed name; it stays open so that `sync` can make it
-   * durable under its new name, until the journal closes it. A crash before the rename leaves an open segment,
-   * which the next open recovers and seals again.
+   * durable under its new name, until the journal closes it. A crash before the rename leaves
+   * an open segment, which the next open recovers and seals again.
    */
   async seal(): Promise<SealedSegment> {
     const first = this.records[0];

@@ -169,7 +169,8 @@ export class SealedSegment {
           }
           record = { index: piece.entry, data };
         }
-        yield { kind: 'write', offset: piece.offset, length: piece.length, data: slice(record.data, piece.offset - entry.offset, piece.length) };
+        const data = slicePieces(record.data, 0, piece.offset - entry.offset, piece.length);
+        yield { kind: 'write', offset: piece.offset, length: piece.length, data: data.length === 1 ? data[0]! : data };
       }
     } finally {
       await file.close();
@@ -316,14 +317,7 @@ class SegmentFile {
       if (this.starts[mid]! <= pos) lo = mid;
       else hi = mid - 1;
     }
-    const out: Uint8Array[] = [];
-    for (let i = lo, at = pos - this.starts[lo]!; i < pieces.length && length > 0; i++, at = 0) {
-      const piece = pieces[i]!;
-      const n = Math.min(length, piece.byteLength - at);
-      if (n > 0) out.push(piece.subarray(at, at + n));
-      length -= n;
-    }
-    return out;
+    return slicePieces(pieces, lo, pos - this.starts[lo]!, length);
   }
 
   async close(): Promise<void> {
@@ -331,11 +325,14 @@ class SegmentFile {
   }
 }
 
-/** `length` bytes from `from` of the bytes `pieces` hold end to end: one view when they lie in one piece. */
-function slice(pieces: readonly Uint8Array[], from: number, length: number): WriteData {
+/**
+ * Views of `length` bytes (fewer if the pieces end first) of the bytes `pieces` hold end to
+ * end, from byte `from` of piece `first` on.
+ */
+function slicePieces(pieces: readonly Uint8Array[], first: number, from: number, length: number): Uint8Array[] {
   const out: Uint8Array[] = [];
-  for (const piece of pieces) {
-    if (length === 0) break;
+  for (let i = first; i < pieces.length && length > 0; i++) {
+    const piece = pieces[i]!;
     if (from >= piece.byteLength) {
       from -= piece.byteLength;
       continue;
@@ -345,7 +342,7 @@ function slice(pieces: readonly Uint8Array[], from: number, length: number): Wri
     from = 0;
     length -= n;
   }
-  return out.length === 1 ? out[0]! : out;
+  return out;
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {

@@ -71,7 +71,7 @@ const DISCARD = 2;
 const STOPPED = 3;
 
 const fuaOptions: WriteOptions = Object.freeze({ fua: true });
-/** A WRITE's payload lies in buffers received for it alone, which nothing changes. */
+/** A WRITE's payload lies in received socket chunks, which nothing changes after. */
 const writeOptions: WriteOptions = Object.freeze({ immutable: true });
 const fuaWriteOptions: WriteOptions = Object.freeze({ fua: true, immutable: true });
 
