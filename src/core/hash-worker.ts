@@ -20,8 +20,9 @@ const { createHash } = require('node:crypto');
 let stream = createHash('sha256');
 parentPort.on('message', (m) => {
   const bytes = m.buffer ? new Uint8Array(m.buffer, m.offset, m.length) : undefined;
-  if (m.type === 'chunk') {
-    parentPort.postMessage({ type: 'chunk', hex: createHash('sha256').update(bytes).digest('hex') });
+  if (m.type === 'chunks') {
+    const hex = m.chunks.map((c) => createHash('sha256').update(new Uint8Array(c.buffer, c.offset, c.length)).digest('hex'));
+    parentPort.postMessage({ type: 'chunks', hex });
   } else if (m.type === 'data') {
     stream.update(bytes);
     parentPort.postMessage({ type: 'hashed', length: m.length });
@@ -32,7 +33,17 @@ parentPort.on('message', (m) => {
 });
 `;
 
-type Reply = { type: 'chunk'; hex: string } | { type: 'hashed'; length: number } | { type: 'digest'; hex: string };
+type Reply = { type: 'chunks'; hex: string[] } | { type: 'hashed'; length: number } | { type: 'digest'; hex: string };
+
+/** Where a piece's bytes are for the worker: shared memory in place, or a copy of just them (moved, not cloned). */
+function placeOf(piece: Uint8Array): { where: { buffer: ArrayBufferLike; offset: number; length: number }; transfer: ArrayBuffer[] } {
+  if (piece.buffer instanceof SharedArrayBuffer) return { where: { buffer: piece.buffer, offset: piece.byteOffset, length: piece.byteLength }, transfer: [] };
+  // Cloning `piece` would copy its whole backing store; set() is a memcpy, the
+  // Uint8Array(typedArray) constructor is not.
+  const copy = new Uint8Array(piece.byteLength);
+  copy.set(piece);
+  return { where: { buffer: copy.buffer, offset: 0, length: copy.byteLength }, transfer: [copy.buffer] };
+}
 
 abstract class HashWorker {
   protected readonly worker: Worker;
@@ -50,16 +61,9 @@ abstract class HashWorker {
   protected abstract onReply(reply: Reply): void;
   protected abstract onFailure(err: Error): void;
 
-  protected post(type: 'chunk' | 'data', piece: Uint8Array): void {
-    if (piece.buffer instanceof SharedArrayBuffer) {
-      this.worker.postMessage({ type, buffer: piece.buffer, offset: piece.byteOffset, length: piece.byteLength });
-    } else {
-      // A copy of just these bytes (cloning `piece` would copy its whole backing store);
-      // set() is a memcpy, the Uint8Array(typedArray) constructor is not.
-      const copy = new Uint8Array(piece.byteLength);
-      copy.set(piece);
-      this.worker.postMessage({ type, buffer: copy.buffer, offset: 0, length: copy.byteLength }, [copy.buffer]);
-    }
+  protected post(type: 'data', piece: Uint8Array): void {
+    const { where, transfer } = placeOf(piece);
+    this.worker.postMessage({ type, ...where }, transfer);
   }
 
   protected postDigest(): void {
@@ -76,11 +80,16 @@ abstract class HashWorker {
 }
 
 /**
- * One worker hashing whole chunks; its answers come in the order it was asked. Idle, it does
- * not keep the process alive (an owner that is never closed does not hang its exit).
+ * One worker hashing whole chunks; its answers come in the order it was asked. Chunks asked
+ * in one burst (before the microtasks already queued have run) go in one message: a message
+ * costs about as much as hashing a few KiB, so small chunks asked together, such as the
+ * deltas an applier reads ahead, are hashed for far less. Idle, it does not keep the process alive (an owner that is
+ * never closed does not hang its exit).
  */
 class ChunkWorker extends HashWorker {
   private readonly waiting: Array<{ resolve: (hex: string) => void; reject: (err: Error) => void }> = [];
+  /** Chunks asked in this turn, not yet posted. */
+  private unsent: Array<ReturnType<typeof placeOf>> = [];
 
   constructor() {
     super();
@@ -97,13 +106,20 @@ class ChunkWorker extends HashWorker {
     return new Promise((resolve, reject) => {
       if (this.waiting.length === 0) this.worker.ref();
       this.waiting.push({ resolve, reject });
-      this.post('chunk', data);
+      if (this.unsent.length === 0) queueMicrotask(() => this.postUnsent());
+      this.unsent.push(placeOf(data));
     });
   }
 
+  private postUnsent(): void {
+    const chunks = this.unsent;
+    this.unsent = [];
+    this.worker.postMessage({ type: 'chunks', chunks: chunks.map((c) => c.where) }, chunks.flatMap((c) => c.transfer));
+  }
+
   protected onReply(reply: Reply): void {
-    if (reply.type !== 'chunk') return;
-    this.waiting.shift()?.resolve(reply.hex);
+    if (reply.type !== 'chunks') return;
+    for (const hex of reply.hex) this.waiting.shift()?.resolve(hex);
     if (this.waiting.length === 0) this.worker.unref();
   }
 

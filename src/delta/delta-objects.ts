@@ -14,18 +14,16 @@ export async function putDelta(repo: Repository, diskId: string, delta: Delta<Wr
   return { key, sizeBytes: bytes.byteLength };
 }
 
-/** Deltas from this size on are hashed on the worker given to getDelta; smaller ones here, where that is cheaper. */
-const workerHashFromBytes = 1024 * 1024;
-
 /**
  * Reads and verifies a delta (SHA-256 trailer, and that its header matches its key). With
- * `into` (shared memory) and `hasher`, a delta that fits is read into it and, if large,
- * hashed there on the hasher's worker thread; the delta's data are then views of `into`.
+ * `into` (shared memory) and `hasher`, a delta that fits is read into it and hashed there on
+ * the hasher's worker thread (deltas asked for together are hashed by one message); the
+ * delta's data are then views of `into`.
  */
 export async function getDelta(repo: Repository, name: DeltaName, signal?: AbortSignal, options: { into?: Buffer; hasher?: ChunkHasher } = {}): Promise<Delta> {
   const { into, hasher } = options;
   const bytes = await repo.getDeltaObject(name.key, signal, { into, larger: 'own-buffer' });
-  const onWorker = hasher !== undefined && bytes.buffer instanceof SharedArrayBuffer && bytes.byteLength >= workerHashFromBytes;
+  const onWorker = hasher !== undefined && bytes.buffer instanceof SharedArrayBuffer;
   const sha256 = onWorker ? await hasher.hash(deltaHashedBytes(bytes)) : undefined;
   const delta = decodeDelta(bytes, name.key, sha256);
   const second = delta.kind === 'journal' ? delta.endSeq : delta.part;

@@ -6,9 +6,9 @@
  * Progress is a small state file beside the replica (`<replica>.ferry-replica.json`),
  * written after the replica is flushed, once for a group of deltas (up to 256, or 64 MiB).
  * Applying a delta is idempotent (it writes absolute contents), so a crash before the
- * state write only means the group is applied again. Up to 8 deltas are read and verified
- * ahead of their turn, and a group's commit runs while the next group is applied: reading
- * the store, writing the replica and flushing it overlap.
+ * state write only means the group is applied again. Up to 16 deltas (64 MiB) are read and
+ * verified ahead of their turn, on a worker thread, and a group's commit runs while the next
+ * group is applied: reading the store, verifying, writing the replica and flushing it overlap.
  *
  * One replication, one applier (invariant 9): the state names the replication the base
  * belongs to, and only that replication's deltas are listed and applied. An applier holds
@@ -42,8 +42,14 @@ const holeMinBytes = 1024 * 1024;
 /** A group of applied deltas is committed (replica flushed, state written) at this many deltas or bytes. */
 const commitEveryDeltas = 256;
 const commitEveryBytes = 64 * 1024 * 1024;
-/** Deltas read (and verified) ahead of the one being applied: reading the store overlaps writing the replica. */
-const readAheadDeltas = 8;
+/**
+ * Deltas read (and verified) ahead of the one being applied, so that reading the store
+ * overlaps writing the replica: up to this many small ones (their hashes go to the worker
+ * in groups, see ReadAhead)...
+ */
+const readAheadDeltas = 16;
+/** ...and about this many bytes of them, judged by the size of the last delta read (8 journal segments). */
+const readAheadBytes = 64 * 1024 * 1024;
 /**
  * Deltas are read into buffers of this size, shared memory that only what a delta fills
  * takes up: a journal segment or resync piece is about 8 MiB at most, and a larger delta is
@@ -563,6 +569,8 @@ class ReadAhead {
   private current: Buffer | undefined;
   /** The next delta to consider reading ahead. */
   private next = 0;
+  /** How many deltas to keep read ahead: fewer when they are large (readAheadBytes). */
+  private depth = readAheadDeltas;
   private readonly abandoned = new AbortController();
   private readonly signal: AbortSignal;
 
@@ -585,7 +593,10 @@ class ReadAhead {
     this.reads.delete(name.key);
     this.current = read.buffer;
     this.next = Math.max(this.next, index + 1);
-    while (this.reads.size < readAheadDeltas && this.next < this.names.length) {
+    // Refilled in groups, half the depth at a time: the reads started together are verified
+    // by one message to the hasher's worker, not one each.
+    if (this.reads.size > this.depth / 2) return read.delta;
+    while (this.reads.size < this.depth && this.next < this.names.length) {
       const ahead = this.names[this.next++]!;
       if (!this.wanted(ahead)) continue;
       const aheadRead = this.read(ahead);
@@ -612,7 +623,15 @@ class ReadAhead {
 
   private read(name: DeltaName): { delta: Promise<Delta>; buffer: Buffer } {
     const buffer = this.buffers.take();
-    return { delta: getDelta(this.repo, name, this.signal, { into: buffer, hasher: this.hasher }), buffer };
+    const delta = getDelta(this.repo, name, this.signal, { into: buffer, hasher: this.hasher });
+    delta.then(
+      (d) => {
+        const bytes = d.extents.reduce((sum, e) => sum + (e.data?.byteLength ?? 0), 0);
+        this.depth = Math.max(2, Math.min(readAheadDeltas, Math.floor(readAheadBytes / Math.max(1, bytes))));
+      },
+      () => {},
+    );
+    return { delta, buffer };
   }
 
   private giveBackCurrent(): void {

@@ -3,10 +3,13 @@
  * that its worker reads in place: the digests must be those of the bytes given, across the
  * ring's wrap-around, with shared pieces, pieces too large for the room left, and one digest
  * after another.
+ *
+ * The chunk hasher sends the chunks asked in one burst in one message: each answer must be
+ * its own chunk's, in bursts of any size, spread over several workers.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { VolumeHasher } from '../../src/core/index.js';
+import { ChunkHasher, VolumeHasher, sha256Hex } from '../../src/core/index.js';
 import { createPrng, fillRandom } from '../support/random-workload.js';
 
 const MiB = 1024 * 1024;
@@ -35,5 +38,23 @@ it(`digests volumes given in pieces of every kind, the ring wrapping around (see
       while (given - hasher.hashedBytes > 48 * MiB) await new Promise<void>((resolve) => (hasher.onHashed = resolve));
     }
     expect(await hasher.digest()).toBe(expected.digest('hex'));
+  }
+});
+
+it(`answers each chunk of a burst with its own hash, over several workers (seed ${seed})`, async () => {
+  const random = createPrng(seed);
+  const chunks = new ChunkHasher(2);
+  try {
+    for (let round = 0; round < 20; round++) {
+      // One shared buffer holds the round's chunks side by side, as an applier's reads do.
+      const burst = 1 + Math.floor(random() * 24);
+      const memory = Buffer.from(new SharedArrayBuffer(burst * 64 * 1024));
+      fillRandom(memory, random);
+      const asked = Array.from({ length: burst }, (_, i) => memory.subarray(i * 64 * 1024, i * 64 * 1024 + 1 + Math.floor(random() * 64 * 1024)));
+      const answers = await Promise.all(asked.map((chunk) => chunks.hash(chunk)));
+      expect(answers).toEqual(asked.map((chunk) => sha256Hex(chunk)));
+    }
+  } finally {
+    await chunks.close();
   }
 });
