@@ -15,7 +15,7 @@ import { constants, fdatasync, read as fsRead, readSync } from 'node:fs';
 import { writeDataBytes, type BlockDevice, type WriteData, type WriteOptions } from './block-device.js';
 import { zeros } from './bytes.js';
 import { FerryError, badInput } from './errors.js';
-import { InlineIo } from './inline-io.js';
+import { InlineIo, type InlineIoOptions } from './inline-io.js';
 import { punchHole } from './punch-hole.js';
 import { writeFullyCallback, writeFullySync } from './positioned-write.js';
 
@@ -28,13 +28,15 @@ export interface OpenFileDeviceOptions {
   createSizeBytes?: number;
   /** If set, the device must have exactly this size. */
   expectSizeBytes?: number;
+  /** When small IO runs inline and when on the threadpool (see InlineIo). */
+  inlineIo?: InlineIoOptions;
 }
 
 export class FileDevice implements BlockDevice {
   private closed = false;
   /** The handle's fd while open; -1 after close, so late IO fails with EBADF, never hits a reused fd. */
   private fd: number;
-  private readonly inlineIo = new InlineIo();
+  private readonly inlineIo: InlineIo;
   /** Whether punching holes worked here so far (a filesystem that cannot, we stop asking). */
   private canPunch = true;
 
@@ -43,8 +45,10 @@ export class FileDevice implements BlockDevice {
     private readonly handle: FileHandle,
     readonly sizeBytes: number,
     readonly readOnly: boolean,
+    inlineIo: InlineIoOptions | undefined,
   ) {
     this.fd = handle.fd;
+    this.inlineIo = new InlineIo(inlineIo);
   }
 
   static async open(path: string, options: OpenFileDeviceOptions = {}): Promise<FileDevice> {
@@ -76,7 +80,7 @@ export class FileDevice implements BlockDevice {
           `disk ${path} is ${sizeBytes} bytes, expected exactly ${options.expectSizeBytes} bytes`,
         );
       }
-      return new FileDevice(path, handle, sizeBytes, readOnly);
+      return new FileDevice(path, handle, sizeBytes, readOnly, options.inlineIo);
     } catch (err) {
       await handle.close();
       throw err;

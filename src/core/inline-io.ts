@@ -23,7 +23,10 @@ export interface InlineIoOptions {
   /** This many slow calls within `slowWindowMs` send IO to the threadpool. Default 4 in 1 s. */
   slowCallsToSwitch?: number;
   slowWindowMs?: number;
-  /** How long IO stays on the threadpool once switched. Default 1 s. */
+  /**
+   * How long IO stays on the threadpool once switched. Default 1 s. 0 keeps small IO inline
+   * always: for a caller that issues one IO at a time and has nothing to overlap with it.
+   */
   threadpoolMs?: number;
 }
 
@@ -75,6 +78,7 @@ export class InlineIo {
 
   private slow(now: number): void {
     this.slowCalls++;
+    if (this.threadpoolMs === 0) return; // inline always
     const recent = this.recentSlow;
     recent.push(now);
     if (recent.length > this.slowCallsToSwitch) recent.shift();

@@ -305,7 +305,10 @@ export class ReplicaApplier {
     await this.endSupersededResync(deltas);
     let applied = 0;
     let waiting = false;
-    const device = await FileDevice.open(this.replicaPath);
+    // Writes go one at a time, each awaited before the next: a write that stalls (behind the
+    // flush of the group before) holds up nothing the threadpool would let run meanwhile, so
+    // small ones stay inline even then, where each costs no hop to another thread.
+    const device = await FileDevice.open(this.replicaPath, { inlineIo: { threadpoolMs: 0 } });
     // Deltas are committed in groups: the replica flushed, then the state file written,
     // once for several deltas (applying one again after a crash is harmless). Deltas that
     // replay no longer needs are deleted only after the state that says so is durable.

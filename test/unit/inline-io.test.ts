@@ -29,6 +29,13 @@ describe('InlineIo', () => {
     expect(io.tryInline(512, () => 'inline')).toBe('inline');
   });
 
+  it('with threadpoolMs 0, stays inline however many calls are slow', () => {
+    const io = new InlineIo({ slowCallMs: 1, slowCallsToSwitch: 2, threadpoolMs: 0 });
+    for (let i = 0; i < 4; i++) io.tryInline(512, () => busy(3));
+    expect(io.slowInlineCalls).toBe(4);
+    expect(io.tryInline(512, () => 'inline')).toBe('inline');
+  });
+
   it('slow calls spread wider than slowWindowMs do not switch', async () => {
     const io = new InlineIo({ slowCallMs: 1, slowCallsToSwitch: 2, slowWindowMs: 20 });
     io.tryInline(512, () => busy(3));
