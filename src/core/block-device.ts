@@ -40,7 +40,17 @@ export interface WriteOptions {
    * itself instead of a copy.
    */
   immutable?: boolean;
+  /**
+   * Nothing else waits on the caller's thread meanwhile (the only request in flight, and no
+   * other received yet): a device may do a durable write or flush whole on this thread, its
+   * fdatasync included, instead of handing it to a worker thread and back, a round trip that
+   * costs more than the write itself.
+   */
+  alone?: boolean;
 }
+
+/** What a flush may be told: see WriteOptions.alone. */
+export type FlushOptions = Pick<WriteOptions, 'alone'>;
 
 export interface BlockDevice {
   /** Size in bytes; fixed for the life of the device. */
@@ -58,6 +68,6 @@ export interface BlockDevice {
    */
   trim(offset: number, length: number, options?: WriteOptions): Promise<void>;
   /** Makes every completed write durable. */
-  flush(): Promise<void>;
+  flush(options?: FlushOptions): Promise<void>;
   close(): Promise<void>;
 }

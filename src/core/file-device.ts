@@ -11,8 +11,8 @@
  */
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { constants, fdatasync, read as fsRead, readSync } from 'node:fs';
-import { writeDataBytes, type BlockDevice, type WriteData, type WriteOptions } from './block-device.js';
+import { constants, fdatasync, fdatasyncSync, read as fsRead, readSync } from 'node:fs';
+import { writeDataBytes, type BlockDevice, type FlushOptions, type WriteData, type WriteOptions } from './block-device.js';
 import { zeros } from './bytes.js';
 import { FerryError, badInput } from './errors.js';
 import { InlineIo, type InlineIoOptions } from './inline-io.js';
@@ -37,6 +37,11 @@ export class FileDevice implements BlockDevice {
   /** The handle's fd while open; -1 after close, so late IO fails with EBADF, never hits a reused fd. */
   private fd: number;
   private readonly inlineIo: InlineIo;
+  /**
+   * Whether an fdatasync asked for alone (WriteOptions.alone) may run inline now: a policy of
+   * its own, since syncs are slow where writes are not (a disk with a slow cache flush).
+   */
+  private readonly inlineSync = new InlineIo();
   /** Whether punching holes worked here so far (a filesystem that cannot, we stop asking). */
   private canPunch = true;
 
@@ -128,7 +133,10 @@ export class FileDevice implements BlockDevice {
     const fd = this.fd;
     if (fd < 0) return Promise.reject(closedError('write'));
     try {
-      if (total > 0 && !fua && this.inlineIo.tryInline(total, () => writeInline(fd, data, offset))) return Promise.resolve();
+      // A durable write goes inline only when alone; its fdatasync then follows (datasync).
+      if (total > 0 && (!fua || options.alone === true) && this.inlineIo.tryInline(total, () => writeInline(fd, data, offset))) {
+        return fua ? this.datasync(options) : Promise.resolve();
+      }
     } catch (err) {
       return Promise.reject(err as Error);
     }
@@ -145,7 +153,7 @@ export class FileDevice implements BlockDevice {
     for (let at = offset; at < offset + length; at += zeroWriteBytes) {
       await this.write(zeros(Math.min(zeroWriteBytes, offset + length - at)), at);
     }
-    if (options?.fua) await this.datasync();
+    if (options?.fua) await this.datasync(options);
   }
 
   /**
@@ -157,15 +165,15 @@ export class FileDevice implements BlockDevice {
     this.checkRange(offset, length);
     if (length === 0) return;
     if (this.canPunch && (await punchHole(this.path, offset, length))) {
-      if (options?.fua) await this.datasync();
+      if (options?.fua) await this.datasync(options);
       return;
     }
     this.canPunch = false; // not here: no use asking again for every trim
     await this.writeZeroes(offset, length, options);
   }
 
-  async flush(): Promise<void> {
-    if (!this.readOnly) await this.datasync();
+  flush(options?: FlushOptions): Promise<void> {
+    return this.readOnly ? Promise.resolve() : this.datasync(options);
   }
 
   async close(): Promise<void> {
@@ -175,9 +183,14 @@ export class FileDevice implements BlockDevice {
     await this.handle.close();
   }
 
-  private datasync(): Promise<void> {
+  private datasync(options?: FlushOptions): Promise<void> {
     const fd = this.fd;
     if (fd < 0) return Promise.reject(closedError('fdatasync'));
+    try {
+      if (options?.alone === true && this.inlineSync.tryInline(0, () => (fdatasyncSync(fd), true))) return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err !== null ? reject(err) : resolve())));
   }
 

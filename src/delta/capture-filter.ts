@@ -19,7 +19,7 @@
  *
  * The filter does not own the tracker: closing it closes the disk only.
  */
-import { FerryError, writeDataBytes, type BlockDevice, type WriteData, type WriteOptions } from '../core/index.js';
+import { FerryError, writeDataBytes, type BlockDevice, type FlushOptions, type WriteData, type WriteOptions } from '../core/index.js';
 import type { Backpressure } from './backpressure.js';
 import type { ChangeTracker } from './change-tracker.js';
 import type { RecordKind } from './journal.js';
@@ -101,8 +101,8 @@ export class CaptureFilter implements BlockDevice {
    * quiesced: it changes no data, and a paused VM being shut down after cutover flushes its
    * disk and must not hang on it.
    */
-  flush(): Promise<void> {
-    return this.inner.flush();
+  flush(options?: FlushOptions): Promise<void> {
+    return this.inner.flush(options);
   }
 
   /**

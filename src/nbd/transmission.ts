@@ -398,13 +398,17 @@ export class Transmission {
     // A write's payload counts against the in-flight bytes until it is done; the others hold none.
     const bytes = payload !== undefined ? length : 0;
     this.begin(bytes);
+    // A durable request with no other in flight or received (queue depth 1: a database's
+    // commit) may be done whole on this thread: nothing of this connection waits meanwhile,
+    // and the device does it inline only while its syncs are fast (FileDevice, InlineIo).
+    if ((type === NBD_CMD_FLUSH || options?.fua === true) && this.inflight === 1 && this.queue.length === 0) options = { ...options, alone: true };
     const device = this.device;
     let op: Promise<void>;
     try {
       if (type === NBD_CMD_WRITE) op = device.write(payload!, offset, options);
       else if (type === NBD_CMD_WRITE_ZEROES) op = device.writeZeroes(offset, length, options);
       else if (type === NBD_CMD_TRIM) op = device.trim(offset, length, options);
-      else op = device.flush();
+      else op = device.flush(options);
     } catch (err) {
       op = Promise.reject(err as Error);
     }

@@ -50,7 +50,7 @@ it('refuses sizes that are not a multiple of 512, a wrong expected size, and wri
   expect(isFerryError(missing, 'not-found')).toBe(true);
 });
 
-it('writes data given in pieces as one run of bytes, inline and with FUA (threadpool)', async () => {
+it('writes data given in pieces as one run of bytes, inline, with FUA (threadpool) and with FUA alone (inline)', async () => {
   const path = join(dir.path, 'pieces.img');
   const dev = await FileDevice.open(path, { createSizeBytes: 1024 * 1024 });
   const whole = Buffer.from(Array.from({ length: 300 * 1024 }, (_, i) => (i * 31 + 7) & 0xff));
@@ -59,9 +59,20 @@ it('writes data given in pieces as one run of bytes, inline and with FUA (thread
   expect(pieces.some((p) => p.length === 1)).toBe(true);
   await dev.write(pieces.slice(0, 3), 512); // small: inline
   await dev.write(pieces, 400 * 1024, { fua: true }); // FUA: through the threadpool, then fdatasync
+  await dev.write(pieces.slice(0, 3), 900 * 1024, { fua: true, alone: true }); // alone: write and fdatasync inline
+  await dev.flush({ alone: true });
   await dev.close();
   const file = await readFile(path);
   expect(file.subarray(512, 512 + cuts[3]!).equals(whole.subarray(0, cuts[3]))).toBe(true);
   expect(file.subarray(400 * 1024, 400 * 1024 + whole.length).equals(whole)).toBe(true);
+  expect(file.subarray(900 * 1024, 900 * 1024 + cuts[3]!).equals(whole.subarray(0, cuts[3]))).toBe(true);
   expect(file.subarray(0, 512).equals(Buffer.alloc(512))).toBe(true);
+});
+
+it('refuses a durable write or flush alone after close, as it does on the threadpool', async () => {
+  const dev = await FileDevice.open(join(dir.path, 'closed.img'), { createSizeBytes: 4096 });
+  await dev.close();
+  await expect(dev.write(Buffer.alloc(512), 0, { fua: true, alone: true })).rejects.toThrow(/closed/);
+  await expect(dev.flush({ alone: true })).rejects.toThrow(/closed/);
+  await expect(dev.flush()).rejects.toThrow(/closed/);
 });
