@@ -83,8 +83,8 @@ abstract class HashWorker {
  * One worker hashing whole chunks; its answers come in the order it was asked. Chunks asked
  * in one burst (before the microtasks already queued have run) go in one message: a message
  * costs about as much as hashing a few KiB, so small chunks asked together, such as the
- * deltas an applier reads ahead, are hashed for far less. Idle, it does not keep the process alive (an owner that is
- * never closed does not hang its exit).
+ * deltas an applier reads ahead, are hashed for far less. Idle, it does not keep the
+ * process alive (an owner that is never closed does not hang its exit).
  */
 class ChunkWorker extends HashWorker {
   private readonly waiting: Array<{ resolve: (hex: string) => void; reject: (err: Error) => void }> = [];

@@ -401,7 +401,8 @@ export class Transmission {
     // A durable request with no other in flight or received (queue depth 1: a database's
     // commit) may be done whole on this thread: nothing of this connection waits meanwhile,
     // and the device does it inline only while its syncs are fast (FileDevice, InlineIo).
-    if ((type === NBD_CMD_FLUSH || options?.fua === true) && this.inflight === 1 && this.queue.length === 0) options = { ...options, alone: true };
+    const durable = type === NBD_CMD_FLUSH || options?.fua === true;
+    if (durable && this.inflight === 1 && this.queue.length === 0) options = { ...options, alone: true };
     const device = this.device;
     let op: Promise<void>;
     try {

@@ -46,7 +46,7 @@ it(`answers each chunk of a burst with its own hash, over several workers (seed 
   const chunks = new ChunkHasher(2);
   try {
     for (let round = 0; round < 20; round++) {
-      // One shared buffer holds the round's chunks side by side, as an applier's reads do.
+      // One shared buffer holds the round's chunks side by side.
       const burst = 1 + Math.floor(random() * 24);
       const memory = Buffer.from(new SharedArrayBuffer(burst * 64 * 1024));
       fillRandom(memory, random);
