@@ -27,6 +27,13 @@ export interface S3StoreOptions {
 }
 
 export const defaultS3TimeoutMs = 30_000;
+/** Objects up to this size go up in one PUT; larger ones in parts of this size. */
+const partBytes = 16 * 1024 * 1024;
+
+/** What an upload's deadline adds to the timeout for its bytes: 1 s per 256 KiB begun. */
+function uploadAllowanceMs(bytes: number): number {
+  return Math.ceil(bytes / (256 * 1024)) * 1000;
+}
 
 type Sdk = typeof import('@aws-sdk/client-s3');
 type Storage = typeof import('@aws-sdk/lib-storage');
@@ -48,6 +55,10 @@ export class S3Store implements ObjectStore {
       responseChecksumValidation: 'WHEN_REQUIRED',
       // One attempt per request: retrying-store.ts retries, with its own backoff and reporting.
       maxAttempts: 1,
+      // A connection silent for longer than any request's deadline is closed, whichever
+      // request it carries: a stalled request that no deadline's signal reaches (a part of a
+      // multipart upload) gives back its socket all the same.
+      requestHandler: { socketTimeout: (options.timeoutMs ?? defaultS3TimeoutMs) + uploadAllowanceMs(partBytes) },
     };
     if (options.endpoint) config.endpoint = options.endpoint;
     if (options.profile) config.profile = options.profile;
@@ -72,14 +83,17 @@ export class S3Store implements ObjectStore {
 
   async put(key: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
     throwIfAborted(signal);
-    const { storage, client } = await this.connect();
-    await this.request(key, Math.ceil(data.byteLength / (256 * 1024)) * 1000, signal, async (abortSignal) => {
-      const upload = new storage.Upload({
-        client,
-        params: { Bucket: this.options.bucket, Key: this.keyOf(key), Body: data, ContentLength: data.byteLength },
-        queueSize: 4,
-        partSize: 16 * 1024 * 1024,
-      });
+    const { s3, storage, client } = await this.connect();
+    await this.request(key, uploadAllowanceMs(data.byteLength), signal, async (abortSignal) => {
+      const params = { Bucket: this.options.bucket, Key: this.keyOf(key), Body: data, ContentLength: data.byteLength };
+      // Up to a part's size, one PUT sent under the deadline's signal, which destroys its
+      // connection when it fires. (lib-storage's Upload sends that PUT without the signal: a
+      // stalled PUT it gave up on kept its socket, and enough of them filled the client's pool.)
+      if (data.byteLength <= partBytes) {
+        await client.send(new s3.PutObjectCommand(params), { abortSignal });
+        return;
+      }
+      const upload = new storage.Upload({ client, params, queueSize: 4, partSize: partBytes });
       const abort = () => void upload.abort();
       abortSignal.addEventListener('abort', abort, { once: true });
       try {
@@ -101,6 +115,8 @@ export class S3Store implements ObjectStore {
       const reply = await client.send(new s3.GetObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(key) }), { abortSignal });
       if (!reply.Body) throw new FerryError('store-unavailable', `${this.location}: ${key}: empty response body`);
       const body = reply.Body as Readable;
+      // A body that stalls half-way is given up at the deadline: its connection goes with it.
+      abortSignal.addEventListener('abort', () => body.destroy(), { once: true });
       const length = reply.ContentLength;
       const ownBuffer = options.larger === 'own-buffer';
       // Of unknown length, it is read into `into` only if it must be (it may not fit).

@@ -99,6 +99,19 @@ it('a stalled request fails at its deadline, not never: no reply within it, said
   await expect(store.put('chunks/x', Buffer.alloc(1000))).rejects.toMatchObject({ code: 'store-unavailable', message: expect.stringMatching(/no reply within its deadline/) });
 });
 
+it('requests given up at their deadline give their connections back: more stalls than the client has sockets, then the store serves again', async () => {
+  const stalls = await proxy(12, { stall: 1 });
+  const store = storeVia(stalls, 'stalled-many', { timeoutMs: 300, retry: { retryForMs: 0 } });
+  // More of each than the SDK's pool of 50 sockets, all stalled, in two waves.
+  for (const send of [(i: number) => store.put(`chunks/s${i}`, Buffer.alloc(1000)), () => store.get('chunks/nothing')]) {
+    const given = await Promise.allSettled(Array.from({ length: 60 }, (_, i) => send(i)));
+    expect(given.every((r) => r.status === 'rejected')).toBe(true);
+  }
+  stalls.setPlan({});
+  await store.put('chunks/after', Buffer.from('served'));
+  expect((await store.get('chunks/after')).toString()).toBe('served');
+});
+
 it('a store that keeps failing ends the work once the retry time is up, naming the failure and the attempts', async () => {
   const down = await proxy(12, { slowDown: 1 });
   let retries = 0;
