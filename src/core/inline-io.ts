@@ -8,8 +8,10 @@
  * being slow (page-cache misses down to real media, the kernel throttling a writer of dirty
  * pages), the event loop is blocked meanwhile and other requests cannot overlap with them: IO
  * then goes to the threadpool for a while (where it can overlap) before inline is tried again.
- * One slow call alone does not count: on a busy host the thread may simply have been
- * descheduled in the middle of a fast one.
+ * "Keep being slow" means slow calls held the loop for a good share of the last second, not
+ * merely that a few were slow: one slow call in hundreds blocks little, and sending the
+ * others to the threadpool for it would cost far more. One slow call alone never counts: on a
+ * busy host the thread may simply have been descheduled in the middle of a fast one.
  *
  * One policy per file (or per group of files on the same storage): slowness is a property of
  * the storage underneath.
@@ -20,14 +22,27 @@ export interface InlineIoOptions {
   maxInlineBytes?: number;
   /** An inline call that took longer than this is slow. Default 1 ms. */
   slowCallMs?: number;
-  /** This many slow calls within `slowWindowMs` send IO to the threadpool. Default 4 in 1 s. */
+  /**
+   * IO goes to the threadpool when, within `slowWindowMs`, at least `slowCallsToSwitch` inline
+   * calls were slow and together held the event loop for `slowShareToSwitch` of that window.
+   * Defaults: 4 calls, 1 s, a tenth. The share keeps a fast disk's rare slow call (a 1-3 ms
+   * fdatasync one time in a few hundred, at thousands of calls a second) from costing every
+   * other call a threadpool hop.
+   */
   slowCallsToSwitch?: number;
   slowWindowMs?: number;
+  slowShareToSwitch?: number;
   /**
    * How long IO stays on the threadpool once switched. Default 1 s. 0 keeps small IO inline
    * always: for a caller that issues one IO at a time and has nothing to overlap with it.
    */
   threadpoolMs?: number;
+}
+
+/** A slow inline call: when it ended, and how long it held the event loop. */
+interface SlowCall {
+  endedAt: number;
+  ms: number;
 }
 
 export class InlineIo {
@@ -37,9 +52,11 @@ export class InlineIo {
   private readonly threadpoolMs: number;
   /** performance.now() until which IO uses the threadpool; 0 when inline is allowed. */
   private threadpoolUntil = 0;
-  /** When the latest slow calls ended, oldest first (at most slowCallsToSwitch). */
-  private readonly recentSlow: number[] = [];
+  /** The slow calls within the last slowWindowMs, oldest first, and their total ms. */
+  private readonly recentSlow: SlowCall[] = [];
+  private recentSlowMs = 0;
   private readonly slowCallsToSwitch: number;
+  private readonly slowMsToSwitch: number;
   private slowCalls = 0;
 
   constructor(options: InlineIoOptions = {}) {
@@ -47,6 +64,7 @@ export class InlineIo {
     this.slowCallMs = options.slowCallMs ?? 1;
     this.slowCallsToSwitch = Math.max(1, options.slowCallsToSwitch ?? 4);
     this.slowWindowMs = options.slowWindowMs ?? 1000;
+    this.slowMsToSwitch = this.slowWindowMs * (options.slowShareToSwitch ?? 0.1);
     this.threadpoolMs = options.threadpoolMs ?? 1000;
   }
 
@@ -72,19 +90,21 @@ export class InlineIo {
       return call();
     } finally {
       const now = performance.now();
-      if (now - started > this.slowCallMs) this.slow(now);
+      if (now - started > this.slowCallMs) this.slow(now, now - started);
     }
   }
 
-  private slow(now: number): void {
+  private slow(now: number, ms: number): void {
     this.slowCalls++;
     if (this.threadpoolMs === 0) return; // inline always
     const recent = this.recentSlow;
-    recent.push(now);
-    if (recent.length > this.slowCallsToSwitch) recent.shift();
-    if (recent.length === this.slowCallsToSwitch && now - recent[0]! <= this.slowWindowMs) {
+    recent.push({ endedAt: now, ms });
+    this.recentSlowMs += ms;
+    while (now - recent[0]!.endedAt > this.slowWindowMs) this.recentSlowMs -= recent.shift()!.ms;
+    if (recent.length >= this.slowCallsToSwitch && this.recentSlowMs >= this.slowMsToSwitch) {
       this.threadpoolUntil = now + this.threadpoolMs;
       recent.length = 0;
+      this.recentSlowMs = 0;
     }
   }
 }

@@ -18,7 +18,7 @@ describe('InlineIo', () => {
   });
 
   it('after slow inline calls in a row, sends IO to the threadpool for threadpoolMs, then tries inline again', async () => {
-    const io = new InlineIo({ slowCallMs: 1, slowCallsToSwitch: 3, threadpoolMs: 50 });
+    const io = new InlineIo({ slowCallMs: 1, slowCallsToSwitch: 3, slowShareToSwitch: 0, threadpoolMs: 50 });
     io.tryInline(512, () => busy(3));
     io.tryInline(512, () => busy(3));
     expect(io.tryInline(512, () => 'inline')).toBe('inline'); // two slow calls may be the scheduler's doing
@@ -36,8 +36,18 @@ describe('InlineIo', () => {
     expect(io.tryInline(512, () => 'inline')).toBe('inline');
   });
 
+  it('slow calls that held the loop for less than slowShareToSwitch of the window do not switch', () => {
+    // A fast disk's rare slow sync: many calls over slowCallMs, but little of the loop's time.
+    const io = new InlineIo({ slowCallMs: 1, slowCallsToSwitch: 3, slowWindowMs: 10_000, slowShareToSwitch: 0.02 });
+    for (let i = 0; i < 6; i++) io.tryInline(512, () => busy(3));
+    expect(io.slowInlineCalls).toBe(6);
+    expect(io.tryInline(512, () => 'inline')).toBe('inline');
+    io.tryInline(512, () => busy(200)); // the loop now held for over 200 ms of the 10 s window
+    expect(io.tryInline(512, () => 'inline')).toBeUndefined();
+  });
+
   it('slow calls spread wider than slowWindowMs do not switch', async () => {
-    const io = new InlineIo({ slowCallMs: 1, slowCallsToSwitch: 2, slowWindowMs: 20 });
+    const io = new InlineIo({ slowCallMs: 1, slowCallsToSwitch: 2, slowShareToSwitch: 0, slowWindowMs: 20 });
     io.tryInline(512, () => busy(3));
     await new Promise((resolve) => setTimeout(resolve, 30));
     io.tryInline(512, () => busy(3));
