@@ -402,7 +402,7 @@ export class Transmission {
     // commit) may be done whole on this thread: nothing of this connection waits meanwhile,
     // and the device does it inline only while its syncs are fast (FileDevice, InlineIo).
     const durable = type === NBD_CMD_FLUSH || options?.fua === true;
-    if (durable && this.inflight === 1 && this.queue.length === 0) options = { ...options, alone: true };
+    if (durable && this.onlyRequest()) options = { ...options, alone: true };
     const device = this.device;
     let op: Promise<void>;
     try {
@@ -431,6 +431,11 @@ export class Transmission {
         this.finish(bytes);
       },
     );
+  }
+
+  /** The request running is this connection's only one: none other in flight or received. */
+  private onlyRequest(): boolean {
+    return this.inflight === 1 && this.queue.length === 0;
   }
 
   /** A request starts: count it against the limits. */
@@ -492,7 +497,8 @@ export class Transmission {
     small.writeUInt32BE(cookieHi, at + 8);
     small.writeUInt32BE(cookieLo, at + 12);
     this.smallUsed = at + simpleReplyHeaderBytes;
-    this.scheduleUncork();
+    if (this.corked || !this.onlyRequest()) this.scheduleUncork();
+    else this.flushSmall(); // queue depth 1: no other reply can join it, so it leaves now
   }
 
   /** Writes the simple replies gathered so far (their bytes are never touched again). */
@@ -505,13 +511,14 @@ export class Transmission {
 
   /**
    * Replies finishing in the same event-loop turn are corked and leave together in one
-   * writev at the end of the turn: fewer syscalls and packets at high queue depth, and no
-   * added latency at queue depth 1.
+   * writev at the end of the turn (setImmediate): fewer syscalls and packets at high queue
+   * depth. The only request of its connection replies at once: nothing could join it, and
+   * waiting for the end of the turn costs a queue-depth-1 client tens of microseconds.
    */
   private send(reply: Buffer, written?: () => void): void {
     const socket = this.socket;
     if (this.ended || socket.destroyed) return written?.();
-    this.scheduleUncork();
+    if (this.corked || !this.onlyRequest()) this.scheduleUncork();
     socket.write(reply, written);
   }
 
