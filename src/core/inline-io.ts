@@ -25,9 +25,9 @@ export interface InlineIoOptions {
   /**
    * IO goes to the threadpool when, within `slowWindowMs`, at least `slowCallsToSwitch` inline
    * calls were slow and together held the event loop for `slowShareToSwitch` of that window.
-   * Defaults: 4 calls, 1 s, a tenth. The share keeps a fast disk's rare slow call (a 1-4 ms
-   * fdatasync one time in a hundred, at thousands of calls a second) from costing every
-   * other call a threadpool hop.
+   * Defaults: 4 calls, 1 s, a tenth. The share keeps a fast disk's rare slow call (now and
+   * then a sync that takes milliseconds, among thousands of calls a second) from costing
+   * every other call a threadpool hop.
    */
   slowCallsToSwitch?: number;
   slowWindowMs?: number;

@@ -512,8 +512,8 @@ export class Transmission {
   /**
    * Replies finishing in the same event-loop turn are corked and leave together in one
    * writev at the end of the turn (setImmediate): fewer syscalls and packets at high queue
-   * depth. The only request of its connection replies at once: nothing could join it, and
-   * waiting for the end of the turn costs a queue-depth-1 client tens of microseconds.
+   * depth. The only request of its connection replies at once: nothing could join it, so
+   * waiting for the end of the turn would only delay a queue-depth-1 client.
    */
   private send(reply: Buffer, written?: () => void): void {
     const socket = this.socket;
